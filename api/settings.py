@@ -1,0 +1,24 @@
+"""Service settings: command-line flags win over LANDMARKS_* environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"LANDMARKS_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = field(default_factory=lambda: Path(_env("INDEX_DIR", "data/index")))
+    model: str = field(default_factory=lambda: _env("MODEL", "efficientnet_lite0"))
+    device: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_DEVICE") or None)
+    threshold: float = field(default_factory=lambda: float(_env("THRESHOLD", "0.63")))
+    max_upload_bytes: int = field(default_factory=lambda: int(_env("MAX_UPLOAD_BYTES", str(15 * 1024 * 1024))))
+    max_pixels: int = field(default_factory=lambda: int(_env("MAX_PIXELS", "40000000")))
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: tuple(o.strip() for o in _env("CORS_ORIGINS", "").split(",") if o.strip())
+    )

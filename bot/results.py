@@ -1,0 +1,186 @@
+"""One search from photo to answer: download, ask the API, send the album and the summary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
+from aiogram.utils.chat_action import ChatActionSender
+from aiogram.utils.text_decorations import html_decoration
+
+from bot.api_client import MAX_K, ApiRejected, ApiUnavailable, LandmarksApi, Match, SearchResult
+from bot.callback_data import MoreResults, OpenSettings, ShowOnMap
+from bot.config import Settings
+from bot.storage import Place, SearchRecord, Store
+from bot.texts import t
+
+log = logging.getLogger(__name__)
+quote = html_decoration.quote
+
+
+def caption(match: Match, result: SearchResult) -> str:
+    text = f"{match.name} — {match.score:.2f}"
+    info = result.landmark_info(match.landmark_id)
+    return f"{text} · {info.place}" if info and info.place else text
+
+
+def page_matches(result: SearchResult, page: int, page_size: int) -> list[Match]:
+    """The page's slice of the API ranking; on the first page the best guess's photos lead.
+
+    Each page is asked for with k = (page + 1) * page_size, and a larger k only extends the
+    ranking, so slices of successive answers neither overlap nor skip.
+    """
+    matches = result.matches[page * page_size : (page + 1) * page_size]
+    if page == 0 and result.landmark is not None:
+        best = result.landmark.landmark_id
+        matches = [m for m in matches if m.landmark_id == best] + [m for m in matches if m.landmark_id != best]
+    return matches
+
+
+def place_of(result: SearchResult) -> Place | None:
+    """Where the best guess is, when the gallery knows its coordinates."""
+    if result.landmark is None:
+        return None
+    info = result.landmark_info(result.landmark.landmark_id)
+    if info is None or info.lat is None or info.lon is None:
+        return None
+    return Place(info.name, info.place, info.lat, info.lon)
+
+
+def summary(result: SearchResult, matches: list[Match], page: int, page_size: int, lang: str) -> str:
+    """HTML text under the album: the verdict (or the page range), then the results as a list."""
+    if not matches:
+        return quote(result.notice or t("nothing_found", lang))
+    if page > 0:
+        first = page * page_size + 1
+        head = t("page", lang, first=first, last=first + len(matches) - 1)
+    elif result.landmark is None:
+        head = t("not_a_landmark", lang)
+    else:
+        info = result.landmark_info(result.landmark.landmark_id)
+        head = t(
+            "best_guess", lang,
+            name=f"<b>{quote(result.landmark.name)}</b>",
+            place=f" ({quote(info.place)})" if info and info.place else "",
+            confidence=round(result.landmark.confidence * 100),
+        )
+    lines = [head, *(f"{i}. {quote(caption(m, result))}" for i, m in enumerate(matches, page * page_size + 1))]
+    if page == 0 and result.notice:
+        lines.append(f"<i>{quote(result.notice)}</i>")
+    return "\n".join(lines)
+
+
+def keyboard(record: SearchRecord, result: SearchResult, page: int, lang: str) -> InlineKeyboardMarkup:
+    shown = (page + 1) * record.page_size
+    rows = []
+    if shown < min(result.gallery_size, MAX_K) and len(result.matches) >= shown:
+        rows.append([InlineKeyboardButton(
+            text=t("button_more", lang),
+            callback_data=MoreResults(search_id=record.search_id, page=page + 1).pack(),
+        )])
+    if record.place is not None:
+        rows.append([InlineKeyboardButton(
+            text=t("button_map", lang), callback_data=ShowOnMap(search_id=record.search_id).pack()
+        )])
+    rows.append([InlineKeyboardButton(
+        text=t("button_k", lang, k=record.page_size), callback_data=OpenSettings().pack()
+    )])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def _gallery_photos(api: LandmarksApi, matches: list[Match]) -> list[tuple[Match, bytes]]:
+    """Downloads the gallery photos, because Telegram cannot reach a private API to fetch a URL.
+
+    A photo that fails is left out; if all fail the API is as good as down.
+    """
+    results = await asyncio.gather(*(api.gallery_image(m) for m in matches), return_exceptions=True)
+    photos = []
+    for match, data in zip(matches, results):
+        if isinstance(data, ApiUnavailable | ApiRejected):
+            log.warning("gallery photo unavailable", extra={"image_id": match.image_id, "error": str(data)})
+        elif isinstance(data, BaseException):
+            raise data
+        else:
+            photos.append((match, data))
+    if matches and not photos:
+        raise ApiUnavailable("no gallery photo could be downloaded")
+    return photos
+
+
+async def _send_album(bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]]) -> None:
+    media = [
+        InputMediaPhoto(media=BufferedInputFile(data, filename=f"{m.image_id}.jpg"), caption=caption(m, result))
+        for m, data in photos
+    ]
+    if len(media) == 1:
+        await bot.send_photo(chat_id, photo=media[0].media, caption=media[0].caption)
+    elif media:
+        await bot.send_media_group(chat_id, media=media)
+
+
+async def search_and_answer(
+    *,
+    bot: Bot,
+    api: LandmarksApi,
+    store: Store,
+    settings: Settings,
+    chat_id: int,
+    lang: str,
+    record: SearchRecord,
+    page: int,
+) -> None:
+    """Answers one page of a search; a new search (no search_id yet) is stored for its buttons."""
+    started = time.monotonic()
+    async with ChatActionSender.upload_photo(bot=bot, chat_id=chat_id):
+        try:
+            image = await bot.download(record.file_id)
+        except TelegramBadRequest as error:
+            # Bot API serves files up to 20 MB; anything it refuses here is, in practice, too large.
+            log.info("telegram refused the file", extra={"error": error.message})
+            await bot.send_message(chat_id, t("too_large", lang, max_mb=_mb(settings.max_image_bytes)))
+            return
+        try:
+            result = await api.search(
+                image.read(), filename=record.filename, mime_type=record.mime_type,
+                k=min((page + 1) * record.page_size, MAX_K),
+            )
+            matches = page_matches(result, page, record.page_size)
+            photos = await _gallery_photos(api, matches)
+        except ApiUnavailable as error:
+            log.warning("landmarks api unavailable", extra={"chat_id": chat_id, "error": str(error)})
+            await bot.send_message(chat_id, t("api_down", lang))
+            return
+        except ApiRejected as error:
+            log.info("image rejected by the api", extra={"status": error.status, "detail": error.detail})
+            key = "too_large" if error.status == 413 else "bad_image"
+            await bot.send_message(
+                chat_id, t(key, lang, max_mb=_mb(settings.max_image_bytes), detail=error.detail)
+            )
+            return
+        if record.search_id is None:
+            record = replace(record, place=place_of(result))
+            record = replace(record, search_id=await store.add_search(record))
+        await _send_album(bot, chat_id, result, photos)
+    await bot.send_message(
+        chat_id,
+        summary(result, matches, page, record.page_size, lang),
+        parse_mode="HTML",
+        reply_markup=keyboard(record, result, page, lang),
+    )
+    log.info(
+        "search answered",
+        extra={
+            "chat_id": chat_id, "page": page, "results": len(photos),
+            "landmark": result.landmark.landmark_id if result.landmark else None,
+            "ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:g}"

@@ -1,0 +1,5 @@
+import sys
+
+from landmarks.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""`landmarks index build GALLERY_DIR --out INDEX_DIR`: embed a gallery into a searchable index."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands) -> None:
+    index = commands.add_parser("index", help="build or inspect a gallery index")
+    actions = index.add_subparsers(dest="action", metavar="ACTION", required=True)
+    build = actions.add_parser(
+        "build",
+        help="index a gallery folder (a folder per landmark, or a GLDv2 layout)",
+        description="Embed every photo of GALLERY_DIR into INDEX_DIR. Re-running on a grown gallery embeds only the new or changed photos.",
+    )
+    build.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
+    build.add_argument("--out", type=Path, default=Path("data/index"), metavar="INDEX_DIR", help="default: data/index")
+    add_model_arguments(build)
+    build.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="FAISS index type (default: exact flat)")
+    build.add_argument("--batch-size", type=int, default=16)
+    build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    build.set_defaults(func=run_build)
+
+    info = actions.add_parser("info", help="describe an index")
+    info.add_argument("index_dir", type=Path, metavar="INDEX_DIR")
+    info.set_defaults(func=run_info)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="a model name (efficientnet_lite0, deit_small_patch16_224, resnet50, any timm backbone), "
+        "a TorchScript file or a checkpoint file (default: efficientnet_lite0, offline ImageNet weights)",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+
+
+def run_build(args) -> int:
+    from landmarks.cli import CommandError
+    from landmarks.gallery import scan_gallery
+    from landmarks.index import FingerprintMismatch, build_index
+    from landmarks.models import load_extractor
+
+    try:
+        gallery = scan_gallery(args.gallery)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from exc
+    if not gallery.images:
+        raise CommandError(f"no photos found in {args.gallery}: expected GALLERY_DIR/<landmark_id>/*.jpg or a GLDv2 train.csv")
+    extractor = load_extractor(args.model, device=args.device)
+    print(f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}")
+    try:
+        report = build_index(gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress)
+    except FingerprintMismatch as exc:
+        raise CommandError(str(exc)) from exc
+    print(
+        f"index {args.out}: {report.total} photos of {report.landmarks} landmarks "
+        f"(added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}, skipped {len(report.skipped)})"
+    )
+    for key, reason in report.skipped:
+        print(f"  skipped {key}: {reason}")
+    return 0
+
+
+def run_info(args) -> int:
+    from landmarks.cli import CommandError
+    from landmarks.index.gallery_index import STORE_FILE
+    from landmarks.index.store import GalleryStore
+
+    path = args.index_dir / STORE_FILE
+    if not path.exists():
+        raise CommandError(f"no index at {args.index_dir}")
+    store = GalleryStore(path)
+    counts = store.image_counts()
+    print(f"model {store.get_meta('model')} (fingerprint {store.get_meta('fingerprint')}), {store.get_meta('dim')}-d, {store.get_meta('kind')} index")
+    print(f"{sum(counts.values())} photos of {len(counts)} landmarks")
+    store.close()
+    return 0

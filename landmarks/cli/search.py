@@ -1,0 +1,56 @@
+"""`landmarks search PHOTO --index INDEX_DIR`: search from the command line, no server needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from landmarks.cli.index import add_model_arguments
+
+
+def register(commands) -> None:
+    search = commands.add_parser("search", help="find the landmark in a photo, printing a table of matches")
+    search.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
+    search.add_argument("--index", type=Path, default=Path("data/index"), metavar="INDEX_DIR")
+    search.add_argument("-k", type=int, default=5, help="matches to show (default 5)")
+    search.add_argument("--threshold", type=float, default=None, help="not-a-landmark threshold (default: the service's)")
+    add_model_arguments(search)
+    search.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from landmarks.cli import CommandError
+    from landmarks.images import ImageError, decode_image
+    from landmarks.index import FingerprintMismatch, GalleryIndex
+    from landmarks.models import load_extractor
+    from landmarks.search import DEFAULT_THRESHOLD, Searcher
+
+    extractor = load_extractor(args.model, device=args.device)
+    try:
+        index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    except (FingerprintMismatch, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+    if len(index) == 0:
+        raise CommandError(f"the index at {args.index} is empty: build it with `landmarks index build GALLERY_DIR --out {args.index}`")
+    searcher = Searcher(extractor, index, threshold=args.threshold if args.threshold is not None else DEFAULT_THRESHOLD)
+    names = {lid: lm.name for lid, lm in index.landmarks().items()}
+    failures = 0
+    for photo in args.photos:
+        try:
+            image = decode_image(photo)
+        except (ImageError, OSError) as exc:
+            print(f"{photo}: {exc}")
+            failures += 1
+            continue
+        result = searcher.search(searcher.embed([image]), args.k)[0]
+        verdict = (
+            f"{names.get(result.landmark.landmark_id, result.landmark.landmark_id)} (confidence {result.confidence:.2f})"
+            if result.landmark
+            else f"not a landmark I know (confidence {result.confidence:.2f})"
+        )
+        print(f"{photo}: {verdict}")
+        print(f"  {'rank':>4}  {'score':>6}  {'landmark':<32}  photo")
+        for rank, match in enumerate(result.matches, 1):
+            record = index.image(match.image_id)
+            print(f"  {rank:>4}  {match.score:6.3f}  {names.get(match.landmark_id, match.landmark_id)[:32]:<32}  {record.source if record else match.image_id}")
+    index.close()
+    return 1 if failures == len(args.photos) else 0

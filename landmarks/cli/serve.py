@@ -1,0 +1,48 @@
+"""`landmarks serve --index INDEX_DIR`: the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(commands) -> None:
+    serve = commands.add_parser("serve", help="run the HTTP search API")
+    serve.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: data/index (or LANDMARKS_INDEX_DIR)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", default=None, help="model name or file (default: efficientnet_lite0, or LANDMARKS_MODEL)")
+    serve.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    serve.add_argument("--threshold", type=float, default=None, help="not-a-landmark similarity threshold")
+    serve.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.service import SearchService
+    from api.settings import Settings
+    from landmarks.cli import CommandError
+    from landmarks.index import FingerprintMismatch
+
+    overrides = {
+        key: value
+        for key, value in {"index_dir": args.index, "model": args.model, "device": args.device, "threshold": args.threshold}.items()
+        if value is not None
+    }
+    settings = dataclasses.replace(Settings(), **overrides)
+    # Load before binding the port, so a wrong model or index fails with a clear message.
+    try:
+        service = SearchService.load(settings)
+    except (FingerprintMismatch, FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    if len(service.index) == 0:
+        print(f"The gallery at {settings.index_dir} is empty: the service runs, but has nothing to match yet.")
+        print("  Index a folder of photos:   landmarks index build GALLERY_DIR --out", settings.index_dir)
+        print("  or fetch GLDv2:             landmarks data gldv2 --help")
+    print(f"Landmark Search API on http://{args.host}:{args.port} ({service.extractor.describe()}, {len(service.index)} gallery photos); docs at /docs")
+    app = create_app(settings, service=service)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: the dev protocol split, retrieval and recognition metrics, the metrics table."""

@@ -1,0 +1,122 @@
+"""Safe image decoding and model preprocessing.
+
+Every photo that enters the product (uploads, gallery files) goes through `decode_image`, which
+enforces a pixel limit before any pixel is decoded, honours EXIF orientation, and turns every
+failure into an `ImageError` with a message a person can read.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+try:  # HEIC support is optional: phones send it, but the decoder is a native extra.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    pass
+
+# Our own limit is checked explicitly below; PIL's bomb check would raise a different error type.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+DEFAULT_MAX_PIXELS = 40_000_000  # about 7300 x 5500: any real camera, no decompression bomb
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+class ImageError(ValueError):
+    """A photo that cannot be used. `kind` tells the service which HTTP status fits."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "empty" | "not_image" | "corrupt" | "too_large"
+
+
+def decode_image(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode bytes or a file into an upright RGB PIL image, or raise ImageError."""
+    if isinstance(data, Path):
+        data = data.read_bytes()
+    if not data:
+        raise ImageError("The file is empty.", "empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError("The file is not an image we can read (use JPEG, PNG, WebP or HEIC).", "not_image") from exc
+    except Exception as exc:  # PIL raises assorted errors on hostile headers
+        raise ImageError(f"The image header is damaged: {exc}", "corrupt") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("The image has no pixels.", "corrupt")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.", "too_large"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.seek(0)  # first frame of animations
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"The image is truncated or corrupt: {exc}", "corrupt") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite onto white: a transparent background is usually white where the photo came from.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() or 1.0
+        return Image.fromarray((array / top * 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+_RESAMPLING = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class Preprocessor:
+    """RGB PIL image → normalised float32 CHW array at the model's input size.
+
+    The whole photo is resized to a square (no crop): landmark photos often put the landmark off
+    centre, and a centre crop would cut it away.
+    """
+
+    def __init__(self, image_size: int, mean, std, interpolation: str = "bicubic") -> None:
+        self.image_size = image_size
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+        self.resample = _RESAMPLING.get(interpolation, Image.Resampling.BICUBIC)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        resized = image.resize((self.image_size, self.image_size), self.resample)
+        array = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return (array - self.mean) / self.std
+
+
+def thumbnail_jpeg(path: Path, size: int, quality: int = 85) -> bytes:
+    """A gallery photo, upright, longest side at most `size`, as JPEG bytes."""
+    image = decode_image(path)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

@@ -1,0 +1,124 @@
+"""Building and growing an index from a gallery on disk, embedding only what changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from landmarks.gallery import Gallery, GalleryImage
+from landmarks.images import ImageError, decode_image
+from landmarks.index.gallery_index import GalleryIndex
+from landmarks.models import Extractor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    total: int = 0
+    landmarks: int = 0
+
+
+def _stat(path: Path) -> tuple[int, float]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime
+
+
+def build_index(
+    gallery: Gallery,
+    extractor: Extractor,
+    out_dir: Path,
+    *,
+    kind: str = "flat",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> BuildReport:
+    """Create or update OUT_DIR so it holds exactly the gallery's readable photos."""
+    index = GalleryIndex.open(out_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, kind=kind)
+    try:
+        return _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress)
+    finally:
+        index.close()
+
+
+def _sync(index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: str, batch_size: int, progress: bool) -> BuildReport:
+    report = BuildReport()
+    known = index.store.images()
+    wanted = {image.key: image for image in gallery.images}
+    todo: list[GalleryImage] = []
+    for image in gallery.images:
+        record = known.get(image.key)
+        size, mtime = _stat(image.path)
+        if record is None:
+            todo.append(image)
+        elif (record.size, record.mtime, record.landmark_id) != (size, mtime, image.landmark_id):
+            todo.append(image)
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    gone = [record.image_id for key, record in known.items() if key not in wanted]
+    if gone:
+        index.store.delete_images(gone)
+        report.removed = len(gone)
+    index.store.upsert_landmarks(gallery.landmarks.values())
+
+    bar = tqdm(total=len(todo), desc="indexing", unit="img", disable=not progress or not todo, dynamic_ncols=True)
+    for batch in _decoded_batches(todo, extractor, batch_size, report):
+        vectors = extractor.embed_arrays([array for _, array in batch])
+        rows = [
+            (image.landmark_id, image.key, str(image.path), *_stat(image.path), vector)
+            for (image, _), vector in zip(batch, vectors, strict=True)
+        ]
+        index.store.add_images(rows)  # committed per batch: a killed build keeps its progress
+        bar.update(len(batch))
+    bar.close()
+    report.added = len(todo) - report.updated - len(report.skipped)
+    index.store.delete_landmarks_without_images()
+    index.store.set_meta({"kind": kind})
+    index.vectors.kind = kind
+    index.rebuild_vectors()
+    report.total = len(index)
+    report.landmarks = len(index.store.image_counts())
+    for key, reason in report.skipped:
+        log.warning("skipped %s: %s", key, reason)
+    return report
+
+
+def _decoded_batches(
+    images: list[GalleryImage], extractor: Extractor, batch_size: int, report: BuildReport
+) -> Iterator[list[tuple[GalleryImage, np.ndarray]]]:
+    """Decode and preprocess on worker threads while the model embeds the previous batch."""
+
+    def load(image: GalleryImage) -> tuple[GalleryImage, np.ndarray | None, str | None]:
+        try:
+            return image, extractor.preprocess(decode_image(image.path)), None
+        except (ImageError, OSError) as exc:
+            return image, None, str(exc)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # One batch is decoded ahead of the model at most: memory stays flat on huge galleries.
+        chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+        pending = pool.map(load, chunks[0]) if chunks else iter(())
+        for position in range(len(chunks)):
+            loaded = list(pending)
+            if position + 1 < len(chunks):
+                pending = pool.map(load, chunks[position + 1])
+            batch = []
+            for image, array, error in loaded:
+                if array is None:
+                    report.skipped.append((image.key, error or "unreadable"))
+                else:
+                    batch.append((image, array))
+            if batch:
+                yield batch

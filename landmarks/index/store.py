@@ -1,0 +1,175 @@
+"""The gallery's metadata and vectors in SQLite: the durable source of truth of an index.
+
+The FAISS file beside it is a cache that can always be rebuilt from here. SQLite's WAL journal
+means an acknowledged write survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from landmarks.gallery import Landmark
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS landmarks (
+    landmark_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    city TEXT, country TEXT, lat REAL, lon REAL,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS images (
+    image_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    landmark_id TEXT NOT NULL REFERENCES landmarks(landmark_id),
+    source TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_by_landmark ON images(landmark_id);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: int
+    landmark_id: str
+    source: str
+    path: str
+    size: int
+    mtime: float
+
+
+class GalleryStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._lock, self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items()))
+
+    # --- landmarks --------------------------------------------------------------------------------
+    def upsert_landmarks(self, landmarks: Iterable[Landmark]) -> None:
+        rows = [
+            (lm.landmark_id, lm.name, lm.city, lm.country, lm.lat, lm.lon, json.dumps(lm.extra, ensure_ascii=False))
+            for lm in landmarks
+        ]
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT INTO landmarks(landmark_id, name, city, country, lat, lon, extra) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT(landmark_id) DO UPDATE SET name=excluded.name, city=excluded.city, "
+                "country=excluded.country, lat=excluded.lat, lon=excluded.lon, extra=excluded.extra",
+                rows,
+            )
+
+    def landmarks(self) -> dict[str, Landmark]:
+        with self._lock:
+            rows = self._db.execute("SELECT landmark_id, name, city, country, lat, lon, extra FROM landmarks").fetchall()
+        return {row[0]: Landmark(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6])) for row in rows}
+
+    def image_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT landmark_id, COUNT(*) FROM images GROUP BY landmark_id").fetchall()
+        return dict(rows)
+
+    def delete_landmarks_without_images(self) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM landmarks WHERE landmark_id NOT IN (SELECT DISTINCT landmark_id FROM images)")
+
+    # --- images -----------------------------------------------------------------------------------
+    def images(self) -> dict[str, ImageRecord]:
+        """All image records by source key."""
+        with self._lock:
+            rows = self._db.execute("SELECT image_id, landmark_id, source, path, size, mtime FROM images").fetchall()
+        return {row[2]: ImageRecord(*row) for row in rows}
+
+    def image(self, image_id: int) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT image_id, landmark_id, source, path, size, mtime FROM images WHERE image_id = ?", (image_id,)
+            ).fetchone()
+        return ImageRecord(*row) if row else None
+
+    def images_of(self, landmark_id: str) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_id, landmark_id, source, path, size, mtime FROM images WHERE landmark_id = ? ORDER BY image_id",
+                (landmark_id,),
+            ).fetchall()
+        return [ImageRecord(*row) for row in rows]
+
+    def add_images(self, rows: Iterable[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
+        """Insert or replace (landmark_id, source, path, size, mtime, vector) rows; returns their ids."""
+        ids = []
+        with self._lock, self._transaction():
+            for landmark_id, source, path, size, mtime, vector in rows:
+                self._db.execute("DELETE FROM images WHERE source = ?", (source,))
+                cursor = self._db.execute(
+                    "INSERT INTO images(landmark_id, source, path, size, mtime, vector) VALUES (?,?,?,?,?,?)",
+                    (landmark_id, source, path, size, mtime, np.asarray(vector, np.float32).tobytes()),
+                )
+                ids.append(int(cursor.lastrowid))
+        return ids
+
+    def delete_images(self, image_ids: Iterable[int]) -> None:
+        with self._lock, self._transaction():
+            self._db.executemany("DELETE FROM images WHERE image_id = ?", [(int(i),) for i in image_ids])
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, vectors, landmark_ids) of the whole gallery, ordered by image id."""
+        ids, vectors, labels = [], [], []
+        for image_id, landmark_id, blob in self._iter_vectors():
+            ids.append(image_id)
+            labels.append(landmark_id)
+            vectors.append(np.frombuffer(blob, dtype=np.float32))
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), []
+        return np.asarray(ids, np.int64), np.stack(vectors), labels
+
+    def _iter_vectors(self) -> Iterator[tuple[int, str, bytes]]:
+        with self._lock:
+            rows = self._db.execute("SELECT image_id, landmark_id, vector FROM images ORDER BY image_id").fetchall()
+        yield from rows
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,17 @@
+"""Embedding models: a registry, one factory, and loaders for TorchScript and checkpoints."""
+
+from landmarks.models.extractor import Extractor, export_torchscript, load_extractor
+from landmarks.models.network import EmbeddingNet, ModelConfig
+from landmarks.models.registry import DEFAULT_MODEL, create_model, list_models, register_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EmbeddingNet",
+    "Extractor",
+    "ModelConfig",
+    "create_model",
+    "export_torchscript",
+    "list_models",
+    "load_extractor",
+    "register_model",
+]

@@ -1,0 +1,62 @@
+"""The embedding network: a timm backbone, a pooling layer, an optional projection, L2 normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import timm
+import torch
+from torch import nn
+
+from landmarks.models.layers import GeM, L2Norm, TokenPool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild an embedding network (weights aside)."""
+
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 320
+    embedding_dim: int | None = None  # None: no projection head, the backbone's width
+    gem_p: float = 3.0
+    # Preprocessing, filled from the backbone's timm config when not given.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bicubic"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+class EmbeddingNet(nn.Module):
+    """Image batch (B, 3, H, W), normalised → unit-length descriptors (B, D)."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone or timm.create_model(
+            config.backbone, pretrained=False, num_classes=0, global_pool=""
+        )
+        width = self.backbone.num_features
+        is_transformer = getattr(self.backbone, "num_prefix_tokens", None) is not None
+        self.pool: nn.Module = (
+            TokenPool(self.backbone.num_prefix_tokens) if is_transformer else GeM(config.gem_p)
+        )
+        self.head: nn.Module = (
+            nn.Linear(width, config.embedding_dim) if config.embedding_dim else nn.Identity()
+        )
+        self.norm = L2Norm()
+        self.output_dim = config.embedding_dim or width
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(images)
+        return self.norm(self.head(self.pool(features)))

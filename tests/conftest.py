@@ -1,0 +1,33 @@
+"""Session fixtures shared by every test package: the dev index and a running API over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from landmarks.evaluation.protocol import materialize_gallery
+from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli
+
+
+@pytest.fixture(scope="session")
+def dev_gallery(tmp_path_factory) -> Path:
+    """The protocol's gallery as a folder per landmark (symbolic links to the shared photos)."""
+    protocol = dev_protocol()
+    root = require_dev_data()
+    return materialize_gallery(protocol.gallery, tmp_path_factory.mktemp("dev-gallery"), root / "images" / "landmarks.csv")
+
+
+@pytest.fixture(scope="session")
+def dev_index(dev_gallery, tmp_path_factory) -> Path:
+    """An index over the protocol's gallery, built with the real CLI and the default model."""
+    out = tmp_path_factory.mktemp("dev-index")
+    result = run_cli("index", "build", str(dev_gallery), "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr + result.stdout
+    return out
+
+
+@pytest.fixture(scope="session")
+def api_server(dev_index):
+    with ApiServer(dev_index) as server:
+        yield server

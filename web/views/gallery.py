@@ -1,0 +1,84 @@
+"""Gallery page: which landmarks the index knows, with photo counts and a sample photo."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from web.client import ApiError, Landmark, LandmarksClient
+from web.components import gallery_photo, show_api_error, thumbnail_style
+
+# Cards per page: each card fetches a thumbnail, and a GLDv2 gallery has thousands of landmarks.
+PAGE_SIZE = 24
+
+EMPTY_GALLERY_HELP = """\
+The gallery is empty, so there is nothing to recognise yet. Build one of these, then restart the
+API with `landmarks serve --index data/index`:
+
+- **Your own photos**: put them in one folder per landmark (`GALLERY_DIR/<landmark_id>/*.jpg`) and
+  index them with `landmarks index build GALLERY_DIR --out data/index`.
+- **Google Landmarks v2**: download a ready-made gallery with `landmarks data gldv2`, then index it
+  the same way.
+"""
+
+
+def landmark_card(landmark: Landmark, client: LandmarksClient) -> None:
+    with st.container(border=True):
+        if landmark.sample_image_url:
+            gallery_photo(landmark.sample_image_url, client, landmark.name)
+        st.markdown(f"**{landmark.name}**")
+        count = landmark.image_count or 0
+        details = [landmark.place, f"{count} photo{'s' if count != 1 else ''}"]
+        st.caption(" · ".join(part for part in details if part))
+
+
+def render() -> None:
+    thumbnail_style()
+    st.title("Gallery", anchor=False)
+    client = LandmarksClient.from_env()
+    try:
+        health = client.health()
+    except ApiError as exc:
+        show_api_error(exc, client.base_url)
+        return
+    if not health.ready:
+        st.info(
+            "The search service is still loading its model and gallery. Refresh in a moment.",
+            icon=":material/hourglass_top:",
+        )
+        return
+    if health.gallery_size == 0:
+        st.info(EMPTY_GALLERY_HELP, icon=":material/photo_library:")
+        return
+    st.caption(
+        f"{health.landmark_count} landmarks · {health.gallery_size} photos · model {health.model}"
+    )
+    query = st.text_input(
+        "Find a landmark",
+        placeholder="Search by name, e.g. taj",
+        type="search",
+        live=True,
+        icon=":material/search:",
+        label_visibility="collapsed",
+    ).strip()
+    try:
+        listing = client.landmarks(query)
+    except ApiError as exc:
+        show_api_error(exc, client.base_url)
+        return
+    if not listing.landmarks:
+        st.info(f"No landmark in the gallery matches “{query}”.", icon=":material/search_off:")
+        return
+    pages = math.ceil(len(listing.landmarks) / PAGE_SIZE)
+    page = 1
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
+    start = (page - 1) * PAGE_SIZE
+    with st.container(key="landmark-grid"):
+        with st.grid(min_column_width=160, gap="small"):
+            for landmark in listing.landmarks[start : start + PAGE_SIZE]:
+                landmark_card(landmark, client)
+
+
+render()

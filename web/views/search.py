@@ -1,0 +1,127 @@
+"""Search page: a photo in, the landmark it shows out."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from web.client import ApiError, LandmarksClient, SearchResult
+from web.components import (
+    landmark_map,
+    landmark_table,
+    match_grid,
+    show_api_error,
+    thumbnail_style,
+)
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+UPLOAD, CAMERA = "Upload a photo", "Take a photo"
+SOURCE_ICONS = {UPLOAD: ":material/upload:", CAMERA: ":material/photo_camera:"}
+# How many of the closest landmarks to name when the photo is not one we know.
+CLOSEST_SHOWN = 3
+
+
+def photo_input() -> tuple[bytes, str, str] | None:
+    """The visitor's photo as (bytes, filename, MIME type), from the uploader or the camera.
+
+    Only the chosen widget is rendered so the browser does not ask for the camera until the
+    visitor picks it.
+    """
+    source = st.segmented_control(
+        "Photo source",
+        [UPLOAD, CAMERA],
+        default=UPLOAD,
+        required=True,
+        format_func=lambda option: f"{SOURCE_ICONS[option]} {option}",
+        label_visibility="collapsed",
+        width="stretch",
+    )
+    if source == CAMERA:
+        photo = st.camera_input("Point your camera at the landmark")
+    else:
+        photo = st.file_uploader(
+            "Photo of a landmark", type=UPLOAD_TYPES, help="JPEG, PNG or WebP, one photo at a time."
+        )
+    if photo is None:
+        return None
+    return photo.getvalue(), photo.name, photo.type or "application/octet-stream"
+
+
+def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult | None:
+    """Search once per (photo, k, API): Streamlit reruns the page on every interaction and the
+    answer for the same photo does not change. Shows the error and returns None on failure."""
+    key = (hashlib.sha256(image).hexdigest(), k, client.base_url)
+    cached = st.session_state.get("last_search")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with st.spinner("Looking for the landmark…"):
+            result = client.search(image, filename, mime_type, k)
+    except ApiError as exc:
+        show_api_error(exc, client.base_url)
+        return None
+    st.session_state["last_search"] = (key, result)
+    return result
+
+
+def verdict(result: SearchResult) -> None:
+    """The answer: the best landmark with its confidence, or 'not a landmark I know'."""
+    if result.notice:
+        st.info(result.notice, icon=":material/info:")
+    best = result.landmark
+    if best is not None:
+        info = next((lm for lm in result.landmarks if lm.landmark_id == best.landmark_id), None)
+        with st.container(border=True, key="verdict"):
+            st.caption("This looks like")
+            st.header(best.name, anchor=False)
+            if info is not None and info.place:
+                st.markdown(f":material/location_on: {info.place}")
+            st.progress(best.confidence, text=f"Confidence {best.confidence:.0%}")
+        return
+    if not result.matches:
+        # Nothing to compare against (the notice, if any, already said why).
+        return
+    closest = ", ".join(f"**{lm.name}**" for lm in result.landmarks[:CLOSEST_SHOWN])
+    with st.container(border=True, key="verdict"):
+        st.warning("Not a landmark I know.", icon=":material/help:")
+        st.markdown(f"The closest landmarks in the gallery are {closest}, but none is a confident match.")
+
+
+def results(result: SearchResult, client: LandmarksClient) -> None:
+    if not result.matches:
+        return
+    st.subheader("Most similar gallery photos", anchor=False)
+    match_grid(result.matches, client)
+    st.subheader("Landmarks among the matches", anchor=False)
+    landmark_table(result.landmarks)
+    st.subheader("Where they are", anchor=False)
+    landmark_map(result.landmarks, result.landmark.landmark_id if result.landmark else None)
+
+
+def render() -> None:
+    thumbnail_style()
+    st.title("Which landmark is this?", anchor=False)
+    st.caption("Send a photo of a monument or building: you get its name and the most similar gallery photos.")
+    client = LandmarksClient.from_env()
+    photo = photo_input()
+    k = st.slider("Matches to show", min_value=1, max_value=24, value=8)
+    if photo is None:
+        return
+    image, filename, mime_type = photo
+    if not image:
+        st.error("This file is empty. Please choose a photo.", icon=":material/error:")
+        return
+    # Search before showing the photo: a file the API refuses (corrupt, not an image) would also
+    # fail to render here, and the API's explanation is the useful thing to show.
+    result = run_search(client, image, filename, mime_type, k)
+    if result is None:
+        return
+    left, right = st.columns([2, 3], gap="medium", vertical_alignment="center")
+    with left:
+        st.image(image, caption="Your photo", width="stretch")
+    with right:
+        verdict(result)
+    results(result, client)
+
+render()
