@@ -1,0 +1,84 @@
+"""End to end: the CLI builds an index of the protocol's gallery, the real service answers over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import dev_protocol, landmark_names, run_cli
+
+
+def post_photo(url: str, path, k: int = 5) -> httpx.Response:
+    with path.open("rb") as handle:
+        return httpx.post(f"{url}/search", params={"k": k}, files={"image": (path.name, handle, "image/jpeg")}, timeout=60)
+
+
+def test_every_query_photo_over_http_reaches_the_recall_target(api_server):
+    protocol = dev_protocol()
+    names = landmark_names()
+    hits = 0
+    for path, landmark_id in protocol.queries:
+        response = post_photo(api_server.url, path)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body["matches"]) == 5
+        if body["landmarks"][0]["landmark_id"] == landmark_id:
+            hits += 1
+            assert body["landmarks"][0]["name"] == names[landmark_id]
+    recall_at_1 = hits / len(protocol.queries)
+    print(f"R@1 over HTTP: {recall_at_1:.3f} on {len(protocol.queries)} queries")
+    assert recall_at_1 >= 0.85
+
+
+def test_search_answer_follows_the_contract(api_server):
+    protocol = dev_protocol()
+    path, landmark_id = next((p, lid) for p, lid in protocol.queries if lid == "taj_mahal")
+    body = post_photo(api_server.url, path, k=7).json()
+    assert set(body) >= {"landmark", "landmarks", "matches", "gallery_size", "notice"}
+    assert body["landmark"]["landmark_id"] == "taj_mahal" and 0.5 <= body["landmark"]["confidence"] <= 1
+    assert body["gallery_size"] == len(protocol.gallery)
+    scores = [m["score"] for m in body["matches"]]
+    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    top = body["landmarks"][0]
+    assert (top["city"], top["country"]) == ("Agra", "India") and top["lat"] == pytest.approx(27.1751)
+    assert len({lm["landmark_id"] for lm in body["landmarks"]}) == len(body["landmarks"])
+    photo = httpx.get(body["matches"][0]["image_url"], params={"size": 128}, timeout=30)
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert max(Image.open(BytesIO(photo.content)).size) == 128
+
+
+def test_distractors_are_mostly_not_landmarks(api_server):
+    protocol = dev_protocol()
+    refused = sum(post_photo(api_server.url, path).json()["landmark"] is None for path in protocol.distractors)
+    assert refused / len(protocol.distractors) >= 0.6
+
+
+def test_gallery_endpoints(api_server):
+    listing = httpx.get(f"{api_server.url}/landmarks", timeout=30).json()
+    assert listing["total"] == 24 == len(listing["landmarks"])
+    names = [lm["name"] for lm in listing["landmarks"]]
+    assert names == sorted(names, key=str.casefold)
+    assert sum(lm["image_count"] for lm in listing["landmarks"]) == len(dev_protocol().gallery)
+    found = httpx.get(f"{api_server.url}/landmarks", params={"q": "TAJ"}, timeout=30).json()
+    assert [lm["landmark_id"] for lm in found["landmarks"]] == ["taj_mahal"]
+    detail = httpx.get(f"{api_server.url}/landmarks/taj_mahal", timeout=30).json()
+    assert detail["image_count"] == len(detail["images"]) > 0
+    assert httpx.get(f"{api_server.url}/landmarks/atlantis", timeout=30).status_code == 404
+    assert httpx.get(f"{api_server.url}/gallery/999999", timeout=30).status_code == 404
+    health = httpx.get(f"{api_server.url}/health", timeout=30).json()
+    assert health["ready"] and health["gallery_size"] == len(dev_protocol().gallery) and health["device"] == "cpu"
+    assert httpx.get(f"{api_server.url}/openapi.json", timeout=30).json()["paths"]["/search"]
+
+
+def test_cli_search_prints_a_table_without_a_server(dev_index):
+    protocol = dev_protocol()
+    path = next(p for p, lid in protocol.queries if lid == "taj_mahal")
+    result = run_cli("search", str(path), "--index", str(dev_index), "-k", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Taj Mahal (confidence" in lines[0]
+    assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3
