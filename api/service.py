@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from landmarks.gallery import Landmark
 from landmarks.images import decode_image, thumbnail_jpeg
 from landmarks.index import GalleryIndex
@@ -66,10 +69,15 @@ class SearchService:
     def empty_notice(self) -> str | None:
         return EMPTY_GALLERY_NOTICE.format(index_dir=self.settings.index_dir) if len(self.index) == 0 else None
 
-    def search(self, data: bytes, k: int) -> SearchOutcome:
-        image = decode_image(data, max_pixels=self.settings.max_pixels)
-        vectors = self.searcher.embed([image])
-        result = self.searcher.search(vectors, k)[0]
+    def decode(self, data: bytes) -> Image.Image:
+        return decode_image(data, max_pixels=self.settings.max_pixels)
+
+    def embed(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """One model call for a batch of photos (the micro-batcher groups concurrent searches)."""
+        return list(self.searcher.embed(images))
+
+    def search_vector(self, vector: np.ndarray, k: int) -> SearchOutcome:
+        result = self.searcher.search(vector[None, :], k)[0]
         return SearchOutcome(result, self.landmarks, self.counts, len(self.index))
 
     def landmark(self, landmark_id: str) -> Landmark | None:

@@ -22,3 +22,8 @@ class Settings:
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(o.strip() for o in _env("CORS_ORIGINS", "").split(",") if o.strip())
     )
+    # Micro-batching of concurrent searches (see api/batching.py).
+    batching: bool = field(default_factory=lambda: _env("BATCHING", "1") not in ("0", "false", "no"))
+    batch_max_size: int = field(default_factory=lambda: int(_env("BATCH_MAX_SIZE", "16")))
+    batch_max_wait_ms: float = field(default_factory=lambda: float(_env("BATCH_MAX_WAIT_MS", "5")))
+    queue_max: int = field(default_factory=lambda: int(_env("QUEUE_MAX", "64")))

@@ -123,6 +123,12 @@ class GalleryStore:
             ).fetchall()
         return [ImageRecord(*row) for row in rows]
 
+    def first_images(self) -> dict[str, int]:
+        """The lowest image id of each landmark: its sample photo."""
+        with self._lock:
+            rows = self._db.execute("SELECT landmark_id, MIN(image_id) FROM images GROUP BY landmark_id").fetchall()
+        return dict(rows)
+
     def add_images(self, rows: Iterable[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
         """Insert or replace (landmark_id, source, path, size, mtime, vector) rows; returns their ids."""
         ids = []
