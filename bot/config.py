@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class Settings:
     webhook_port: int = 8080
 
     @property
+    def max_image_mb(self) -> str:
+        return f"{self.max_image_bytes / 2**20:g}"
+
+    @property
     def webhook_path(self) -> str:
         return urlsplit(self.webhook_url or "").path or "/"
 
@@ -79,6 +84,9 @@ class Settings:
         log_level = text("BOT_LOG_LEVEL", default.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"BOT_LOG_LEVEL={log_level!r} is not a logging level")
+        webhook_secret = text("BOT_WEBHOOK_SECRET", None)
+        if webhook_secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook_secret):
+            raise SettingsError("BOT_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1 to 256 characters)")
         max_image_mb = number("BOT_MAX_IMAGE_MB", default.max_image_bytes / 2**20, float, 0.1, 2000)
         return cls(
             token=token,
@@ -97,7 +105,7 @@ class Settings:
             retry_max_wait=number("BOT_RETRY_MAX_WAIT", default.retry_max_wait, float, 0, 3600),
             log_level=log_level,
             webhook_url=text("BOT_WEBHOOK_URL", None),
-            webhook_secret=text("BOT_WEBHOOK_SECRET", None),
+            webhook_secret=webhook_secret,
             webhook_host=text("BOT_WEBHOOK_HOST", default.webhook_host),
             webhook_port=number("BOT_WEBHOOK_PORT", default.webhook_port, int, 1, 65535),
         )

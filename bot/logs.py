@@ -54,6 +54,8 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpcore's connection-level records are noise even when debugging the bot.
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     if root.level > logging.DEBUG:
         # httpx logs every request at INFO, which would drown the bot's own records.
         logging.getLogger("httpx").setLevel(logging.WARNING)

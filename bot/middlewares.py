@@ -10,6 +10,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.dispatcher.flags import get_flag
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
@@ -37,18 +38,19 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        for attempt in range(self.attempts + 1):
+        retries = 0
+        while True:
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as error:
-                if attempt == self.attempts or error.retry_after > self.max_wait:
+                if retries == self.attempts or error.retry_after > self.max_wait:
                     raise
+                retries += 1
                 log.warning(
                     "telegram flood control",
-                    extra={"method": method.__api_method__, "retry_after": error.retry_after, "attempt": attempt + 1},
+                    extra={"method": method.__api_method__, "retry_after": error.retry_after, "retry": retries},
                 )
                 await asyncio.sleep(error.retry_after)
-        raise AssertionError("unreachable: the loop returns or raises")
 
 
 @dataclass
@@ -59,9 +61,9 @@ class _UserSlot:
 
 
 class UserQueueMiddleware(BaseMiddleware):
-    """Per-user queue; one instance is shared by every observer whose handlers run a search.
+    """Per-user queue for the handlers flagged `user_queue` (those that run a search).
 
-    Each user has `concurrency` searches in flight and at most `queue` pending in all; the rest of
+    One instance is registered on every observer with such handlers, so they share the queue. Each user has `concurrency` searches in flight and at most `queue` pending in all; the rest of
     a burst is dropped with one "busy" notice. Other users' searches never wait behind this queue.
     """
 
@@ -77,7 +79,7 @@ class UserQueueMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user = data.get("event_from_user")
-        if user is None:
+        if user is None or not get_flag(data, "user_queue"):
             return await handler(event, data)
         slot = self._slots.get(user.id)
         if slot is None:

@@ -55,7 +55,7 @@ def place_of(result: SearchResult) -> Place | None:
 def summary(result: SearchResult, matches: list[Match], page: int, page_size: int, lang: str) -> str:
     """HTML text under the album: the verdict (or the page range), then the results as a list."""
     if not matches:
-        return quote(result.notice or t("nothing_found", lang))
+        return quote(result.notice or t("no_more" if page else "nothing_found", lang))
     if page > 0:
         first = page * page_size + 1
         head = t("page", lang, first=first, last=first + len(matches) - 1)
@@ -142,7 +142,7 @@ async def search_and_answer(
         except TelegramBadRequest as error:
             # Bot API serves files up to 20 MB; anything it refuses here is, in practice, too large.
             log.info("telegram refused the file", extra={"error": error.message})
-            await bot.send_message(chat_id, t("too_large", lang, max_mb=_mb(settings.max_image_bytes)))
+            await bot.send_message(chat_id, t("too_large", lang, max_mb=settings.max_image_mb))
             return
         try:
             result = await api.search(
@@ -159,7 +159,7 @@ async def search_and_answer(
             log.info("image rejected by the api", extra={"status": error.status, "detail": error.detail})
             key = "too_large" if error.status == 413 else "bad_image"
             await bot.send_message(
-                chat_id, t(key, lang, max_mb=_mb(settings.max_image_bytes), detail=error.detail)
+                chat_id, t(key, lang, max_mb=settings.max_image_mb, detail=error.detail)
             )
             return
         if record.search_id is None:
@@ -180,7 +180,3 @@ async def search_and_answer(
             "ms": round((time.monotonic() - started) * 1000),
         },
     )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 2**20:g}"

@@ -204,7 +204,9 @@ class LandmarksClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise ApiServerError(response.status_code, "The service sent an unreadable answer.") from exc
+            raise ApiServerError(
+                response.status_code, "The service sent an unreadable answer."
+            ) from exc
 
     def search(self, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult:
         data = self._json(
@@ -229,4 +231,6 @@ class LandmarksClient:
     def image(self, url: str, size: int) -> bytes:
         """A gallery photo's JPEG bytes. Fetched here on the server because the visitor's browser
         may not be able to reach the API (it often lives on a private Docker network)."""
-        return self._request("GET", url, params={"size": size}).content
+        # Merge rather than pass `params=`: httpx would replace any query the URL already has.
+        sized = httpx.URL(url).copy_merge_params({"size": size})
+        return self._request("GET", str(sized)).content

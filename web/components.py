@@ -95,11 +95,12 @@ def match_grid(matches: list[Match], client: LandmarksClient) -> None:
 
 def landmark_table(landmarks: list[Landmark]) -> None:
     """The distinct landmarks among the candidates, ranked by the API."""
+    # Similarity right after the name: on a phone only the first two columns fit without scrolling.
     frame = pd.DataFrame(
         {
             "Landmark": [lm.name for lm in landmarks],
-            "Place": [lm.place or "—" for lm in landmarks],
             "Similarity": [lm.score or 0.0 for lm in landmarks],
+            "Place": [lm.place or "—" for lm in landmarks],
             "Photos": [lm.image_count for lm in landmarks],
         }
     )
@@ -108,7 +109,7 @@ def landmark_table(landmarks: list[Landmark]) -> None:
         hide_index=True,
         column_config={
             "Similarity": st.column_config.ProgressColumn(
-                "Similarity", min_value=0.0, max_value=1.0, format="%.2f"
+                "Similarity", min_value=0.0, max_value=1.0, format="%.2f", width="small"
             ),
             "Photos": st.column_config.NumberColumn("Photos in gallery", format="%d"),
         },
@@ -126,7 +127,9 @@ def landmark_map(landmarks: list[Landmark], best_id: str | None) -> None:
             "name": [lm.name for lm in placed],
             "lat": [lm.lat for lm in placed],
             "lon": [lm.lon for lm in placed],
-            "color": [MAP_BEST_COLOR if lm.landmark_id == best_id else MAP_OTHER_COLOR for lm in placed],
+            "color": [
+                MAP_BEST_COLOR if lm.landmark_id == best_id else MAP_OTHER_COLOR for lm in placed
+            ],
         }
     )
     # A fixed radius in metres reads as a dot at country zoom and stays visible when zoomed in.

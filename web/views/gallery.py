@@ -13,18 +13,19 @@ from web.components import gallery_photo, show_api_error, thumbnail_style
 PAGE_SIZE = 24
 
 EMPTY_GALLERY_HELP = """\
-The gallery is empty, so there is nothing to recognise yet. Build one of these, then restart the
+The gallery is empty, so there is nothing to recognise yet. Get one of these, then restart the
 API with `landmarks serve --index data/index`:
 
-- **Your own photos**: put them in one folder per landmark (`GALLERY_DIR/<landmark_id>/*.jpg`) and
-  index them with `landmarks index build GALLERY_DIR --out data/index`.
-- **Google Landmarks v2**: download a ready-made gallery with `landmarks data gldv2`, then index it
-  the same way.
+- **Your own photos**: one folder per landmark (`GALLERY_DIR/<landmark_id>/*.jpg`, optionally a
+  `landmarks.csv` with names and coordinates), indexed with
+  `landmarks index build GALLERY_DIR --out data/index`.
+- **Google Landmarks v2**: `landmarks data gldv2` downloads photos and writes a gallery to
+  `data/gldv2/gallery`; index it with `landmarks index build data/gldv2/gallery --out data/index`.
 """
 
 
 def landmark_card(landmark: Landmark, client: LandmarksClient) -> None:
-    with st.container(border=True):
+    with st.container(border=True, gap="xsmall"):
         if landmark.sample_image_url:
             gallery_photo(landmark.sample_image_url, client, landmark.name)
         st.markdown(f"**{landmark.name}**")
@@ -70,6 +71,8 @@ def render() -> None:
     if not listing.landmarks:
         st.info(f"No landmark in the gallery matches “{query}”.", icon=":material/search_off:")
         return
+    if query:
+        st.caption(f"{listing.total} of {health.landmark_count} landmarks match “{query}”")
     pages = math.ceil(len(listing.landmarks) / PAGE_SIZE)
     page = 1
     if pages > 1:

@@ -48,7 +48,9 @@ def photo_input() -> tuple[bytes, str, str] | None:
     return photo.getvalue(), photo.name, photo.type or "application/octet-stream"
 
 
-def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult | None:
+def run_search(
+    client: LandmarksClient, image: bytes, filename: str, mime_type: str, k: int
+) -> SearchResult | None:
     """Search once per (photo, k, API): Streamlit reruns the page on every interaction and the
     answer for the same photo does not change. Shows the error and returns None on failure."""
     key = (hashlib.sha256(image).hexdigest(), k, client.base_url)
@@ -85,7 +87,9 @@ def verdict(result: SearchResult) -> None:
     closest = ", ".join(f"**{lm.name}**" for lm in result.landmarks[:CLOSEST_SHOWN])
     with st.container(border=True, key="verdict"):
         st.warning("Not a landmark I know.", icon=":material/help:")
-        st.markdown(f"The closest landmarks in the gallery are {closest}, but none is a confident match.")
+        st.markdown(
+            f"The closest landmarks in the gallery are {closest}, but none is a confident match."
+        )
 
 
 def results(result: SearchResult, client: LandmarksClient) -> None:
@@ -102,11 +106,16 @@ def results(result: SearchResult, client: LandmarksClient) -> None:
 def render() -> None:
     thumbnail_style()
     st.title("Which landmark is this?", anchor=False)
-    st.caption("Send a photo of a monument or building: you get its name and the most similar gallery photos.")
+    st.caption(
+        "Send a photo of a monument or building: you get its name and the most similar "
+        "gallery photos."
+    )
     client = LandmarksClient.from_env()
     photo = photo_input()
     k = st.slider("Matches to show", min_value=1, max_value=24, value=8)
     if photo is None:
+        # On a phone the top navigation folds into a menu: offer the gallery in plain sight.
+        st.page_link("views/gallery.py", label="See which landmarks I know", icon=":material/photo_library:")
         return
     image, filename, mime_type = photo
     if not image:
@@ -117,11 +126,13 @@ def render() -> None:
     result = run_search(client, image, filename, mime_type, k)
     if result is None:
         return
-    left, right = st.columns([2, 3], gap="medium", vertical_alignment="center")
-    with left:
-        st.image(image, caption="Your photo", width="stretch")
-    with right:
+    # The answer first: on a phone the columns stack and the visitor already knows their photo.
+    answer, photo_column = st.columns([3, 2], gap="medium", vertical_alignment="center")
+    with answer:
         verdict(result)
+    with photo_column:
+        st.image(image, caption="Your photo", width="stretch")
     results(result, client)
+
 
 render()

@@ -1,0 +1,31 @@
+"""Dev inputs for the web tests, chosen from the evaluation protocol (never copied into the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support import dev_protocol, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APP = REPO_ROOT / "web" / "app.py"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+# Landmarks whose first protocol query the off-the-shelf model gets right with a wide margin
+# (every one of the top 8 matches is that landmark), so a failure means the page broke.
+UPLOAD_LANDMARK = "taj_mahal"
+CAMERA_LANDMARK = "india_gate"
+
+
+def dev_query(landmark_id: str = UPLOAD_LANDMARK) -> tuple[Path, str]:
+    """The first query photo of that landmark under the protocol."""
+    return next((path, lid) for path, lid in dev_protocol().queries if lid == landmark_id)
+
+
+def dev_distractor() -> Path:
+    """An indoor photo with no landmark; the model answers 'no landmark' for it."""
+    return dev_protocol().distractors[0]
+
+
+def closed_port_url() -> str:
+    """A loopback address where nothing listens: what the page sees when the API is stopped."""
+    return f"http://127.0.0.1:{free_port()}"

@@ -1,0 +1,144 @@
+"""The Streamlit pages, driven by AppTest through their real widgets, against the real API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.support import ApiServer, landmark_names
+from tests.web.helpers import APP, CAMERA_LANDMARK, closed_port_url, dev_distractor, dev_query
+
+# The first search makes the API load the model's kernels; later ones take well under a second.
+RUN_TIMEOUT_S = 60
+DEFAULT_K = 8
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, api_url: str, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("LANDMARKS_API_URL", api_url)
+    app = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S).run()
+    if page is not None:
+        app.switch_page(page).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def upload(app: AppTest, path: Path, mime_type: str = "image/jpeg") -> AppTest:
+    app.file_uploader[0].set_value((path.name, path.read_bytes(), mime_type)).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def match_captions(app: AppTest) -> list[str]:
+    """Captions of the top-k grid, in order (the query photo is captioned 'Your photo')."""
+    return [caption for image in app.image for caption in image.captions if caption != "Your photo"]
+
+
+def test_uploaded_photo_gets_its_landmark_and_matches(monkeypatch, api_server):
+    path, landmark_id = dev_query()
+    name = landmark_names()[landmark_id]
+    app = upload(open_app(monkeypatch, api_server.url), path)
+
+    assert not app.error
+    assert [header.value for header in app.header] == [name]
+    assert any(bar.proto.text.startswith("Confidence") for bar in app.get("progress"))
+    captions = match_captions(app)
+    assert len(captions) == DEFAULT_K
+    assert captions[0].startswith(f"1. {name} · ")
+    table = app.dataframe[0].value
+    assert table["Landmark"].iloc[0] == name
+    assert table["Similarity"].is_monotonic_decreasing
+    assert len(app.get("deck_gl_json_chart")) == 1  # the map of matched landmarks
+
+
+def test_top_k_control_changes_the_number_of_matches(monkeypatch, api_server):
+    path, _ = dev_query()
+    app = open_app(monkeypatch, api_server.url)
+    app.slider[0].set_value(3).run()
+    upload(app, path)
+    assert len(match_captions(app)) == 3
+
+
+def test_camera_photo_gets_its_landmark(monkeypatch, api_server):
+    path, landmark_id = dev_query(CAMERA_LANDMARK)
+    app = open_app(monkeypatch, api_server.url)
+    app.segmented_control[0].set_value("Take a photo").run()
+    assert not app.file_uploader  # one input at a time: the camera is asked for only when chosen
+    app.camera_input[0].set_value(("camera.jpg", path.read_bytes(), "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert [header.value for header in app.header] == [landmark_names()[landmark_id]]
+
+
+def test_distractor_is_not_a_landmark(monkeypatch, api_server):
+    app = upload(open_app(monkeypatch, api_server.url), dev_distractor())
+    assert not app.header  # no landmark named as the answer
+    assert [warning.value for warning in app.warning] == ["Not a landmark I know."]
+    closest = " ".join(markdown.value for markdown in app.markdown)
+    assert "closest landmarks" in closest
+    assert any(name in closest for name in landmark_names().values())
+    assert len(match_captions(app)) == DEFAULT_K
+
+
+def test_stopped_api_shows_a_clear_error(monkeypatch):
+    url = closed_port_url()
+    path, _ = dev_query()
+    app = upload(open_app(monkeypatch, url), path)
+    assert len(app.error) == 1
+    assert "not reachable" in app.error[0].value and url in app.error[0].value
+    assert not app.image and not app.header
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "This file is empty"),
+        (b"these bytes are a shopping list, not a PNG", "not an image|could not be read as a photo"),
+    ],
+    ids=["empty", "not-an-image"],
+)
+def test_file_that_is_not_a_photo_is_explained(monkeypatch, api_server, tmp_path, content, expected):
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(content)
+    app = upload(open_app(monkeypatch, api_server.url), fake, "image/png")
+    assert len(app.error) == 1
+    assert re.search(expected, app.error[0].value), app.error[0].value
+    assert not app.image and not app.header
+
+
+def test_gallery_lists_landmarks_with_counts_and_filters(monkeypatch, api_server):
+    names = landmark_names()
+    app = open_app(monkeypatch, api_server.url, "views/gallery.py")
+    assert not app.error
+    cards = [markdown.value.strip("*") for markdown in app.markdown]
+    assert sorted(cards) == sorted(names.values())
+    assert len(app.image) == len(names)  # one sample photo per landmark
+    assert any(caption.value.endswith(" photos") for caption in app.caption)
+
+    path, landmark_id = dev_query()
+    word = names[landmark_id].split()[0]
+    app.text_input[0].input(word.lower()).run()
+    cards = [markdown.value.strip("*") for markdown in app.markdown]
+    assert names[landmark_id] in cards and len(cards) < len(names)
+    assert all(word.lower() in card.lower() for card in cards)
+    assert f"{len(cards)} of {len(names)} landmarks match" in " ".join(c.value for c in app.caption)
+
+
+def test_empty_gallery_says_how_to_get_one(monkeypatch, tmp_path):
+    # A second API process (over no index): its model load dominates this test, and takes far
+    # longer than ApiServer's default wait on a busy 2-core machine.
+    server = ApiServer(tmp_path / "no-index").start(timeout=300)
+    try:
+        app = open_app(monkeypatch, server.url, "views/gallery.py")
+        assert "landmarks index build GALLERY_DIR --out data/index" in app.info[0].value
+        assert "landmarks data gldv2" in app.info[0].value
+
+        # The search page relays the API's notice instead of a verdict.
+        app.switch_page("views/search.py").run()
+        path, _ = dev_query()
+        upload(app, path)
+        assert not app.error and not app.header and not app.warning
+        assert "landmarks index build" in app.info[0].value
+    finally:
+        server.stop()
