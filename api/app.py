@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.batching import MicroBatcher
 from api.errors import validation_error
 from api.limits import BodySizeLimit
-from api.routes import gallery, operations, search
+from api.routes import admin, gallery, operations, search
 from api.service import SearchService
 from api.settings import Settings
 
@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         app.state.service = service or await run_in_threadpool(SearchService.load, settings)
         if settings.batching:
             app.state.batcher = MicroBatcher(
-                app.state.service.embed,
+                # Looked up per batch: a reloaded service takes over without a restart.
+                lambda images: app.state.service.embed(images),
                 max_batch=settings.batch_max_size,
                 max_wait=settings.batch_max_wait_ms / 1000,
                 max_queue=settings.queue_max,
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         finally:
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
+            for retired in app.state.retired:
+                retired.index.close()
             app.state.service.close()
 
     app = FastAPI(
@@ -48,10 +51,11 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     app.state.settings = settings
     app.state.service = None
     app.state.batcher = None
+    app.state.retired = []
     if settings.cors_origins:  # closed by default: browsers may call only from listed origins
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for router in (search.router, gallery.router, operations.router):
+    for router in (search.router, gallery.router, admin.router, operations.router):
         app.include_router(router)
     return app

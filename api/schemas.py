@@ -78,3 +78,40 @@ class Ready(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class LandmarkCreate(BaseModel):
+    """A new landmark. Extra fields are kept as metadata (like extra columns of landmarks.csv)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    landmark_id: str = Field(pattern=LANDMARK_ID_PATTERN, description="Letters, digits, '_', '-', '.'.")
+    name: str = Field(min_length=1, max_length=200)
+    city: str | None = Field(None, max_length=200)
+    country: str | None = Field(None, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+class RejectedPhoto(BaseModel):
+    filename: str
+    detail: str
+
+
+class AddedPhotos(BaseModel):
+    landmark_id: str
+    added: list[GalleryImageRef]
+    rejected: list[RejectedPhoto]
+
+
+class Deleted(BaseModel):
+    deleted: str
+    removed_images: int
+
+
+class Reloaded(BaseModel):
+    gallery_size: int
+    landmark_count: int

@@ -5,7 +5,11 @@ Knows nothing of HTTP; the FastAPI layer calls it off the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,8 +18,9 @@ import numpy as np
 from PIL import Image
 
 from landmarks.gallery import Landmark
-from landmarks.images import decode_image, thumbnail_jpeg
+from landmarks.images import ImageError, decode_image, thumbnail_jpeg
 from landmarks.index import GalleryIndex
+from landmarks.index.gallery_index import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.models import Extractor, load_extractor
 from landmarks.search import Searcher, SearchResult
 
@@ -31,6 +36,14 @@ EMPTY_GALLERY_NOTICE = (
 
 
 class UnknownImage(LookupError):
+    pass
+
+
+class UnknownLandmark(LookupError):
+    pass
+
+
+class LandmarkExists(ValueError):
     pass
 
 
@@ -50,6 +63,7 @@ class SearchService:
         self.searcher = Searcher(extractor, index, threshold=settings.threshold)
         self._refresh_metadata()
         self.thumbnail = lru_cache(maxsize=1024)(self._thumbnail)
+        self._write_lock = threading.Lock()  # one gallery change at a time
 
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
@@ -59,7 +73,15 @@ class SearchService:
         return cls(settings, extractor, index)
 
     def close(self) -> None:
+        self.index.save()  # a warm FAISS cache for the next start; SQLite already holds every write
         self.index.close()
+
+    def reloaded(self) -> SearchService:
+        """A fresh service over the index as it is on disk now, sharing the loaded model."""
+        index = GalleryIndex.open(
+            self.settings.index_dir, fingerprint=self.extractor.fingerprint, model=self.extractor.source, dim=self.extractor.dim
+        )
+        return SearchService(self.settings, self.extractor, index)
 
     def _refresh_metadata(self) -> None:
         self.landmarks = self.index.landmarks()
@@ -80,6 +102,64 @@ class SearchService:
         result = self.searcher.search(vector[None, :], k)[0]
         return SearchOutcome(result, self.landmarks, self.counts, len(self.index))
 
+    # --- gallery changes ------------------------------------------------------------------------
+    def create_landmark(self, landmark: Landmark) -> Landmark:
+        with self._write_lock:
+            if landmark.landmark_id in self.landmarks:
+                raise LandmarkExists(landmark.landmark_id)
+            self.index.store.upsert_landmarks([landmark])
+            self._refresh_metadata()
+        return landmark
+
+    def add_photos(self, landmark_id: str, photos: list[tuple[str, bytes]]) -> tuple[list[int], list[tuple[str, str]]]:
+        """Decode, embed, store durably and index photos; returns (new image ids, rejected (name, why))."""
+        if landmark_id not in self.landmarks:
+            raise UnknownLandmark(landmark_id)
+        accepted, rejected = [], []
+        for filename, data in photos:
+            try:
+                accepted.append((filename, data, self.decode(data)))
+            except ImageError as exc:
+                rejected.append((filename, str(exc)))
+        if not accepted:
+            return [], rejected
+        vectors = self.embed([image for _, _, image in accepted])
+        folder = self.settings.index_dir / UPLOADS_DIR / landmark_id
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for (_, data, _), vector in zip(accepted, vectors, strict=True):
+            digest = hashlib.sha256(data).hexdigest()[:24]
+            path = folder / f"{digest}.img"
+            _write_durably(path, data)
+            rows.append((landmark_id, f"{UPLOAD_PREFIX}{landmark_id}/{digest}", str(path), len(data), 0.0, vector))
+        with self._write_lock:
+            if landmark_id not in self.landmarks:  # deleted while we were embedding
+                raise UnknownLandmark(landmark_id)
+            ids = self.index.add([], rows)  # committed to SQLite before this returns
+            self._refresh_metadata()
+        return ids, rejected
+
+    def delete_landmark(self, landmark_id: str) -> int:
+        with self._write_lock:
+            if landmark_id not in self.landmarks:
+                raise UnknownLandmark(landmark_id)
+            removed = self.index.remove_landmark(landmark_id)
+            self._refresh_metadata()
+            self.thumbnail.cache_clear()
+        shutil.rmtree(self.settings.index_dir / UPLOADS_DIR / landmark_id, ignore_errors=True)
+        return len(removed)
+
+    def delete_image(self, image_id: int) -> None:
+        with self._write_lock:
+            record = self.index.image(image_id)
+            if record is None:
+                raise UnknownImage(image_id)
+            self.index.remove([image_id])
+            self._refresh_metadata()
+            self.thumbnail.cache_clear()
+        if record.source.startswith(UPLOAD_PREFIX):
+            Path(record.path).unlink(missing_ok=True)
+
     def landmark(self, landmark_id: str) -> Landmark | None:
         return self.landmarks.get(landmark_id)
 
@@ -88,3 +168,18 @@ class SearchService:
         if record is None:
             raise UnknownImage(image_id)
         return thumbnail_jpeg(Path(record.path), size)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write, fsync and rename: after this returns the photo survives a crash or power loss."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -27,3 +27,6 @@ class Settings:
     batch_max_size: int = field(default_factory=lambda: int(_env("BATCH_MAX_SIZE", "16")))
     batch_max_wait_ms: float = field(default_factory=lambda: float(_env("BATCH_MAX_WAIT_MS", "5")))
     queue_max: int = field(default_factory=lambda: int(_env("QUEUE_MAX", "64")))
+    # Writes (gallery management) need this key in X-API-Key; without a key, writes are disabled.
+    api_key: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_API_KEY") or None, repr=False)
+    protect_reads: bool = field(default_factory=lambda: _env("PROTECT_READS", "0") in ("1", "true", "yes"))

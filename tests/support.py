@@ -74,7 +74,7 @@ class ApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> ApiServer:
+    def start(self, timeout: float = 300) -> ApiServer:
         import tempfile
 
         log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)

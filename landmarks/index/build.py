@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from landmarks.gallery import Gallery, GalleryImage
 from landmarks.images import ImageError, decode_image
-from landmarks.index.gallery_index import GalleryIndex
+from landmarks.index.gallery_index import UPLOAD_PREFIX, GalleryIndex
 from landmarks.models import Extractor
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def _sync(index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: 
             report.updated += 1
         else:
             report.unchanged += 1
-    gone = [record.image_id for key, record in known.items() if key not in wanted]
+    # Photos added at run time through the API are not part of the folder: keep them.
+    gone = [record.image_id for key, record in known.items() if key not in wanted and not key.startswith(UPLOAD_PREFIX)]
     if gone:
         index.store.delete_images(gone)
         report.removed = len(gone)

@@ -2,12 +2,14 @@
 
 INDEX_DIR/gallery.sqlite   landmarks, images, vectors, and the model fingerprint
 INDEX_DIR/vectors.faiss    the FAISS index, rebuilt from SQLite when missing or stale
+INDEX_DIR/milvus.db        with the Milvus backend and no server URI: the Milvus Lite database
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmarks.gallery import Landmark
+from landmarks.index.milvus import MilvusVectorIndex, VectorStore
 from landmarks.index.store import GalleryStore, ImageRecord
 from landmarks.index.vectors import VectorIndex
 
@@ -22,6 +25,10 @@ log = logging.getLogger(__name__)
 
 STORE_FILE = "gallery.sqlite"
 FAISS_FILE = "vectors.faiss"
+MILVUS_FILE = "milvus.db"
+BACKENDS = ("faiss", "milvus")
+UPLOADS_DIR = "photos"  # photos added at run time live in INDEX_DIR/photos/<landmark_id>/
+UPLOAD_PREFIX = "upload/"  # their source keys, so folder rebuilds leave them alone
 
 
 class FingerprintMismatch(RuntimeError):
@@ -46,10 +53,23 @@ class IndexInfo:
     extra: dict = field(default_factory=dict)
 
 
+def milvus_vectors(directory: Path, store: GalleryStore, uri: str | None = None) -> MilvusVectorIndex:
+    """The Milvus collection of the index at DIRECTORY, at URI or where the index last had it."""
+    uri = uri or store.get_meta("milvus_uri") or str(Path(directory) / MILVUS_FILE)
+    collection = store.get_meta("milvus_collection")
+    if collection is None:
+        # Unique, not derived from the folder: indexes in different folders may share one server.
+        collection = f"landmarks_{uuid.uuid4().hex[:16]}"
+        store.set_meta({"milvus_collection": collection})
+    return MilvusVectorIndex(uri, collection, int(store.get_meta("dim")), store.get_meta("kind") or "flat")
+
+
 class GalleryIndex:
     """Vectors + metadata of one gallery, for one model. Searches are thread-safe."""
 
-    def __init__(self, directory: Path, store: GalleryStore, vectors: VectorIndex) -> None:
+    backend = "faiss"  # where `vectors` lives: "faiss" (in-process, cached in FAISS_FILE) or "milvus"
+
+    def __init__(self, directory: Path, store: GalleryStore, vectors: VectorStore) -> None:
         self.directory = directory
         self.store = store
         self.vectors = vectors
@@ -67,11 +87,18 @@ class GalleryIndex:
         dim: int,
         kind: str | None = None,
         create: bool = True,
+        backend: str | None = None,
+        milvus_uri: str | None = None,
     ) -> GalleryIndex:
         """Open INDEX_DIR for this model; create it empty when it does not exist yet.
 
         Refuses an index built by another model: its vectors would be meaningless.
+        BACKEND (default: the one the index was built or migrated for, else faiss) and MILVUS_URI
+        (default: the index's last one, else INDEX_DIR/milvus.db) say where the vectors live; a
+        different one than before is filled from SQLite and recorded, which is how indexes migrate.
         """
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         directory = Path(directory)
         store_path = directory / STORE_FILE
         if not store_path.exists() and not create:
@@ -90,16 +117,48 @@ class GalleryIndex:
             )
         elif kind and kind != store.get_meta("kind"):
             store.set_meta({"kind": kind})
-        index = cls(directory, store, VectorIndex(int(store.get_meta("dim")), store.get_meta("kind") or "flat"))
-        index._load_vectors()
+        stored_backend = store.get_meta("backend") or "faiss"
+        backend = backend or stored_backend
+        moved = backend != stored_backend or (backend == "milvus" and milvus_uri not in (None, store.get_meta("milvus_uri")))
+        try:
+            if backend == "milvus":
+                vectors: VectorStore = milvus_vectors(directory, store, milvus_uri)
+            else:
+                vectors = VectorIndex(int(store.get_meta("dim")), store.get_meta("kind") or "flat")
+        except Exception:
+            store.close()
+            raise
+        index = cls(directory, store, vectors)
+        index.backend = backend
+        if moved:
+            # Whatever the new place held is stale: fill it from the truth, then record the move,
+            # so an interrupted migration leaves the index on its old backend.
+            log.info("moving the vectors of %s from %s to %s", directory, stored_backend, backend)
+            index.rebuild_vectors()
+            store.set_meta({"backend": backend, **({"milvus_uri": milvus_uri} if backend == "milvus" and milvus_uri else {})})
+        else:
+            index._load_vectors()
         return index
 
+    def _sync_milvus(self) -> None:
+        """Milvus keeps its own vectors; a count that differs from SQLite's means a write reached
+        one and not the other (a crash between them, a collection dropped on the server): refill it."""
+        records = self.store.images()
+        if len(self.vectors) != len(records):
+            log.warning("Milvus holds %d vectors for %d photos of %s; refilling it from the store", len(self.vectors), len(records), self.directory)
+            self.rebuild_vectors()
+        with self._lock:
+            self._labels = {record.image_id: record.landmark_id for record in records.values()}
+
     def _load_vectors(self) -> None:
+        if self.backend == "milvus":
+            self._sync_milvus()
+            return
         faiss_path = self.directory / FAISS_FILE
         records = self.store.images()
         labels = {record.image_id: record.landmark_id for record in records.values()}
         loaded = False
-        if faiss_path.exists() and self.store.get_meta("faiss_count") == str(len(records)):
+        if faiss_path.exists() and self.store.get_meta("faiss_generation") == str(self.store.generation):
             try:
                 self.vectors.load(faiss_path)
                 loaded = len(self.vectors) == len(records)
@@ -118,10 +177,17 @@ class GalleryIndex:
         self._save_vectors()
 
     def _save_vectors(self) -> None:
-        self.vectors.save(self.directory / FAISS_FILE)
-        self.store.set_meta({"faiss_count": str(len(self.vectors))})
+        if self.backend == "milvus":  # Milvus stores the vectors itself: no FAISS file to write
+            self.vectors.flush()
+            return
+        with self._lock:  # no write may slip between the snapshot and its generation stamp
+            generation = self.store.generation
+            self.vectors.save(self.directory / FAISS_FILE)
+        self.store.set_meta({"faiss_generation": str(generation)})
 
     def close(self) -> None:
+        if self.backend == "milvus":
+            self.vectors.close()  # lets another process open a Milvus Lite database
         self.store.close()
 
     # --- reading ----------------------------------------------------------------------------------
@@ -145,10 +211,12 @@ class GalleryIndex:
     def search(self, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
         scores, ids = self.vectors.search(queries, k)
         labels = self._labels
-        return [
-            [Neighbour(int(i), labels[int(i)], float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0 and int(i) in labels]
-            for row_scores, row_ids in zip(scores, ids, strict=True)
-        ]
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            # A photo deleted while this search ran has no label any more: leave it out.
+            found = ((int(i), labels.get(int(i)), float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0)
+            results.append([Neighbour(i, label, s) for i, label, s in found if label is not None])
+        return results
 
     def landmarks(self) -> dict[str, Landmark]:
         return self.store.landmarks()
@@ -159,15 +227,12 @@ class GalleryIndex:
     # --- writing ----------------------------------------------------------------------------------
     def add(self, landmarks: Iterable[Landmark], rows: list[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
         """Add (landmark_id, source, path, size, mtime, vector) rows; durable once this returns."""
-        self.store.upsert_landmarks(landmarks)
-        existing = self.store.images() if rows else {}
-        replaced = [existing[row[1]].image_id for row in rows if row[1] in existing]
-        ids = self.store.add_images(rows)
         with self._lock:
-            if replaced:
-                self.vectors.remove(np.asarray(replaced))
-                for image_id in replaced:
-                    self._labels.pop(image_id, None)
+            self.store.upsert_landmarks(landmarks)
+            existing = self.store.images() if rows else {}
+            replaced = [existing[row[1]].image_id for row in rows if row[1] in existing]
+            ids = self.store.add_images(rows)
+            self._forget(replaced)
             if ids:
                 self.vectors.add(np.asarray(ids), np.stack([row[5] for row in rows]))
                 self._labels.update({image_id: row[0] for image_id, row in zip(ids, rows, strict=True)})
@@ -175,11 +240,21 @@ class GalleryIndex:
 
     def remove(self, image_ids: Iterable[int]) -> None:
         image_ids = list(image_ids)
-        self.store.delete_images(image_ids)
         with self._lock:
+            self.store.delete_images(image_ids)
+            self._forget(image_ids)
+
+    def remove_landmark(self, landmark_id: str) -> list[ImageRecord]:
+        with self._lock:
+            removed = self.store.delete_landmark(landmark_id)
+            self._forget([record.image_id for record in removed])
+        return removed
+
+    def _forget(self, image_ids: list[int]) -> None:
+        if image_ids:
             self.vectors.remove(np.asarray(image_ids))
-            for image_id in image_ids:
-                self._labels.pop(image_id, None)
+        for image_id in image_ids:
+            self._labels.pop(image_id, None)
 
     def save(self) -> None:
         """Write the FAISS cache. SQLite is already durable; this only speeds up the next start."""

@@ -140,11 +140,33 @@ class GalleryStore:
                     (landmark_id, source, path, size, mtime, np.asarray(vector, np.float32).tobytes()),
                 )
                 ids.append(int(cursor.lastrowid))
+            self._bump_generation()
         return ids
 
     def delete_images(self, image_ids: Iterable[int]) -> None:
         with self._lock, self._transaction():
             self._db.executemany("DELETE FROM images WHERE image_id = ?", [(int(i),) for i in image_ids])
+            self._bump_generation()
+
+    def delete_landmark(self, landmark_id: str) -> list[ImageRecord]:
+        """Remove a landmark and its photos in one transaction; returns the removed photos."""
+        with self._lock, self._transaction():
+            removed = self.images_of(landmark_id)
+            self._db.execute("DELETE FROM images WHERE landmark_id = ?", (landmark_id,))
+            self._db.execute("DELETE FROM landmarks WHERE landmark_id = ?", (landmark_id,))
+            self._bump_generation()
+        return removed
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change of the photos: tells whether a FAISS cache is stale."""
+        return int(self.get_meta("generation", "0"))
+
+    def _bump_generation(self) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
 
     def count(self) -> int:
         with self._lock:
