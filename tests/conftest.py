@@ -31,3 +31,10 @@ def dev_index(dev_gallery, tmp_path_factory) -> Path:
 def api_server(dev_index):
     with ApiServer(dev_index) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def empty_api_server(tmp_path_factory):
+    """The service as a fresh machine runs it: no index yet."""
+    with ApiServer(tmp_path_factory.mktemp("empty") / "index") as server:
+        yield server

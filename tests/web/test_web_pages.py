@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.support import ApiServer, landmark_names
+from tests.support import landmark_names
 from tests.web.helpers import APP, CAMERA_LANDMARK, closed_port_url, dev_distractor, dev_query
 
 # The first search makes the API load the model's kernels; later ones take well under a second.
@@ -125,20 +125,14 @@ def test_gallery_lists_landmarks_with_counts_and_filters(monkeypatch, api_server
     assert f"{len(cards)} of {len(names)} landmarks match" in " ".join(c.value for c in app.caption)
 
 
-def test_empty_gallery_says_how_to_get_one(monkeypatch, tmp_path):
-    # A second API process (over no index): its model load dominates this test, and takes far
-    # longer than ApiServer's default wait on a busy 2-core machine.
-    server = ApiServer(tmp_path / "no-index").start(timeout=300)
-    try:
-        app = open_app(monkeypatch, server.url, "views/gallery.py")
-        assert "landmarks index build GALLERY_DIR --out data/index" in app.info[0].value
-        assert "landmarks data gldv2" in app.info[0].value
+def test_empty_gallery_says_how_to_get_one(monkeypatch, empty_api_server):
+    app = open_app(monkeypatch, empty_api_server.url, "views/gallery.py")
+    assert "landmarks index build GALLERY_DIR --out data/index" in app.info[0].value
+    assert "landmarks data gldv2" in app.info[0].value
 
-        # The search page relays the API's notice instead of a verdict.
-        app.switch_page("views/search.py").run()
-        path, _ = dev_query()
-        upload(app, path)
-        assert not app.error and not app.header and not app.warning
-        assert "landmarks index build" in app.info[0].value
-    finally:
-        server.stop()
+    # The search page relays the API's notice instead of a verdict.
+    app.switch_page("views/search.py").run()
+    path, _ = dev_query()
+    upload(app, path)
+    assert not app.error and not app.header and not app.warning
+    assert "landmarks index build" in app.info[0].value
