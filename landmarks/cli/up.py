@@ -228,8 +228,9 @@ def _watch_ready(child: Child, console: Console, stop: threading.Event, index: P
     console.say(f"{line} (docs {child.url}/docs; {size if size is not None else '?'} gallery photos, {health.get('device', '?')})")
     if size == 0:
         console.say(
-            f"The gallery is empty, so searches match nothing yet. Put photos in data/gallery/<landmark_id>/*.jpg, "
-            f"then run `landmarks index build data/gallery --out {index}` and start `landmarks up` again."
+            "The gallery is empty, so searches match nothing yet. To get one: put photos in "
+            "data/gallery/<landmark_id>/*.jpg (or make a gallery from Google Landmarks v2: `landmarks data gldv2 --help`), "
+            f"run `landmarks index build data/gallery --out {index}`, and start `landmarks up` again."
         )
 
 
