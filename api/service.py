@@ -22,7 +22,7 @@ from landmarks.images import ImageError, decode_image, thumbnail_jpeg
 from landmarks.index import GalleryIndex
 from landmarks.index.gallery_index import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.models import Extractor, load_extractor
-from landmarks.search import Searcher, SearchResult
+from landmarks.search import SearchConfig, Searcher, SearchResult
 
 from api.settings import Settings
 
@@ -60,7 +60,7 @@ class SearchService:
         self.settings = settings
         self.extractor = extractor
         self.index = index
-        self.searcher = Searcher(extractor, index, threshold=settings.threshold)
+        self.searcher = Searcher(extractor, index, SearchConfig.from_settings(settings))
         self._refresh_metadata()
         self.thumbnail = lru_cache(maxsize=1024)(self._thumbnail)
         self._write_lock = threading.Lock()  # one gallery change at a time
@@ -68,7 +68,14 @@ class SearchService:
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
         extractor = load_extractor(settings.model, device=settings.device)
-        index = GalleryIndex.open(settings.index_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim)
+        index = GalleryIndex.open(
+            settings.index_dir,
+            fingerprint=extractor.fingerprint,
+            model=extractor.source,
+            dim=extractor.dim,
+            backend=settings.vector_backend,
+            milvus_uri=settings.milvus_uri,
+        )
         log.info("service loaded", extra={"model": extractor.describe(), "gallery_size": len(index)})
         return cls(settings, extractor, index)
 
@@ -79,7 +86,12 @@ class SearchService:
     def reloaded(self) -> SearchService:
         """A fresh service over the index as it is on disk now, sharing the loaded model."""
         index = GalleryIndex.open(
-            self.settings.index_dir, fingerprint=self.extractor.fingerprint, model=self.extractor.source, dim=self.extractor.dim
+            self.settings.index_dir,
+            fingerprint=self.extractor.fingerprint,
+            model=self.extractor.source,
+            dim=self.extractor.dim,
+            backend=self.settings.vector_backend,
+            milvus_uri=self.settings.milvus_uri,
         )
         return SearchService(self.settings, self.extractor, index)
 

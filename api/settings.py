@@ -30,3 +30,7 @@ class Settings:
     # Writes (gallery management) need this key in X-API-Key; without a key, writes are disabled.
     api_key: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_API_KEY") or None, repr=False)
     protect_reads: bool = field(default_factory=lambda: _env("PROTECT_READS", "0") in ("1", "true", "yes"))
+    # Where the vectors live: faiss or milvus (unset: the backend the index was built or migrated for).
+    vector_backend: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_VECTOR_BACKEND") or None)
+    # A Milvus Lite file (*.db) or a server (http://milvus:19530); unset: the index's last one, else INDEX_DIR/milvus.db.
+    milvus_uri: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_MILVUS_URI") or None)

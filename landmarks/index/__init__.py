@@ -1,6 +1,5 @@
 """Gallery indexes: SQLite metadata and vectors, a FAISS or Milvus search structure, incremental builds."""
 
-from landmarks.index.build import BuildReport, build_index
 from landmarks.index.gallery_index import BACKENDS, FingerprintMismatch, GalleryIndex, IndexInfo, Neighbour
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
 from landmarks.index.vectors import INDEX_KINDS, VectorIndex
@@ -18,3 +17,13 @@ __all__ = [
     "VectorStore",
     "build_index",
 ]
+
+
+def __getattr__(name: str):
+    # Building needs the model (torch, timm): imported only when asked for, so commands that only
+    # read or move an index start fast.
+    if name in ("BuildReport", "build_index"):
+        from landmarks.index import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

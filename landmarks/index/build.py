@@ -47,7 +47,12 @@ def build_index(
     """Create or update OUT_DIR so it holds exactly the gallery's readable photos."""
     index = GalleryIndex.open(out_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, kind=kind)
     try:
-        return _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress)
+        report = _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress)
+        # Quality hook: local features of every photo, for spatial verification at search time.
+        from landmarks.quality.local_features import sync_for_index
+
+        sync_for_index(index, progress=progress)
+        return report
     finally:
         index.close()
 

@@ -11,7 +11,6 @@ when a Milvus backend is opened: it takes seconds, and FAISS users never need it
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -21,13 +20,10 @@ from typing import Protocol
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 ID_FIELD = "id"
 VECTOR_FIELD = "vector"
-# Milvus caps both the neighbours and the queries of one search request at 16384.
-MAX_TOP_K = 16384
-MAX_QUERIES = 1024
+MAX_TOP_K = 16384  # Milvus's cap on the neighbours of one search
+MAX_QUERIES = 1024  # queries per search request, keeping each gRPC message small
 # Inserts go in slices of about this many bytes: gRPC refuses messages over 64 MiB.
 INSERT_BYTES = 16 << 20
 # Our index kinds (see vectors.INDEX_KINDS) and their Milvus counterparts.
@@ -88,10 +84,14 @@ class MilvusVectorIndex:
             with _lite_lock:
                 _lite_users[self._lite_path] += 1
         self._count = 0
-        if self._client.has_collection(collection):
-            # A released collection (a restarted server, a reopened Lite file) must be loaded to be searched.
-            self._client.load_collection(collection)
-            self._count = self._server_count()
+        try:
+            if self._client.has_collection(collection):
+                # A released collection (a restarted server, a reopened Lite file) must be loaded to be searched.
+                self._client.load_collection(collection)
+                self._count = self._server_count()
+        except Exception:
+            self.close()  # else a Milvus Lite database would stay locked by a half-open index
+            raise
 
     def __len__(self) -> int:
         # Cached: the service asks for the size on every request, and a count is a server round trip.
@@ -113,7 +113,8 @@ class MilvusVectorIndex:
             "hnsw": {"M": 32, "efConstruction": 80},  # as FAISS's HNSW
         }[self.kind]
         index_params = self._client.prepare_index_params()
-        # IP, not COSINE: the vectors are unit length, and IP gives FAISS's scores to the last bit.
+        # IP, not COSINE: the vectors are unit length, and IP is what FAISS computes, so the scores
+        # (which the API's threshold reads) agree to float rounding.
         index_params.add_index(field_name=VECTOR_FIELD, index_type=MILVUS_INDEX_TYPES[self.kind], metric_type="IP", params=params)
         # Strong consistency: a photo added through the API is found by the very next search.
         self._client.create_collection(self.collection, schema=schema, consistency_level="Strong")
