@@ -12,6 +12,7 @@ page = st.navigation(
     [
         st.Page("views/search.py", title="Search", icon=":material/image_search:", default=True),
         st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
+        st.Page("views/add_landmark.py", title="Add landmark", icon=":material/add_location_alt:"),
     ],
     position="top",
 )

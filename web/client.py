@@ -8,8 +8,10 @@ wrong without knowing anything about httpx.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -17,6 +19,11 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 # The first search after the API starts may warm the model up on a CPU; 30 s leaves room for it
 # while still failing visibly when the service hangs.
 DEFAULT_TIMEOUT_S = 30.0
+# The API takes at most 20 photos per request, and refuses request bodies over its upload limit
+# (LANDMARKS_MAX_UPLOAD_BYTES, 15 MiB by default) with 413. Batches stay well under the default;
+# a server with a lower limit is met by splitting on 413 (see `add_photos_in_batches`).
+MAX_PHOTOS_PER_REQUEST = 20
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -112,6 +119,61 @@ class Health:
     model: str
 
 
+@dataclass(frozen=True)
+class Photo:
+    """A photo to add to the gallery; the file name is how the API names it when rejecting it."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class GalleryImage:
+    image_id: int
+    image_url: str
+
+
+@dataclass(frozen=True)
+class RejectedPhoto:
+    filename: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class AddedPhotos:
+    landmark_id: str
+    added: list[GalleryImage]
+    rejected: list[RejectedPhoto]
+
+
+@dataclass(frozen=True)
+class Deleted:
+    deleted: str
+    removed_images: int
+
+
+def photo_batches(
+    photos: Sequence[Photo],
+    max_count: int = MAX_PHOTOS_PER_REQUEST,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[list[Photo]]:
+    """The photos in order, cut into requests of at most `max_count` photos and, unless one photo
+    alone is bigger, `max_bytes` bytes."""
+    batches: list[list[Photo]] = []
+    current: list[Photo] = []
+    size = 0
+    for photo in photos:
+        if current and (len(current) == max_count or size + len(photo.data) > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(photo)
+        size += len(photo.data)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -151,6 +213,27 @@ def _search_result(data: dict[str, Any]) -> SearchResult:
         gallery_size=int(data.get("gallery_size") or 0),
         notice=data.get("notice") or None,
     )
+
+
+def _added_photos(data: dict[str, Any]) -> AddedPhotos:
+    return AddedPhotos(
+        landmark_id=str(data["landmark_id"]),
+        added=[
+            GalleryImage(int(item["image_id"]), str(item["image_url"]))
+            for item in data.get("added") or []
+        ],
+        rejected=[
+            RejectedPhoto(str(item["filename"]), str(item["detail"]))
+            for item in data.get("rejected") or []
+        ],
+    )
+
+
+def _rejection(exc: ApiClientError, photo: Photo) -> RejectedPhoto:
+    """Why the API refused a request holding only this photo. Its 400 sentence reads "None of the
+    photos could be used. <file>: <why>"; keep the <why>, the file name is shown beside it."""
+    reason = exc.detail.partition(f"{photo.filename}: ")[2]
+    return RejectedPhoto(photo.filename, reason or exc.detail)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -234,3 +317,80 @@ class LandmarksClient:
         # Merge rather than pass `params=`: httpx would replace any query the URL already has.
         sized = httpx.URL(url).copy_merge_params({"size": size})
         return self._request("GET", str(sized)).content
+
+    # Gallery management (README "Gallery management at run time"). The operator's key is passed
+    # per call and only ever travels in the X-API-Key header: the client keeps no copy of it.
+
+    def landmark(self, landmark_id: str) -> Landmark:
+        """One landmark with its photo count (404 as ApiClientError when there is none)."""
+        return _landmark(self._json("GET", f"/landmarks/{quote(landmark_id, safe='')}"))
+
+    def create_landmark(
+        self,
+        api_key: str,
+        landmark_id: str,
+        name: str,
+        *,
+        city: str | None = None,
+        country: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+    ) -> Landmark:
+        """A new landmark without photos yet; 409 (as ApiClientError) when the id is taken."""
+        fields = {"city": city, "country": country, "lat": lat, "lon": lon}
+        body = {
+            "landmark_id": landmark_id,
+            "name": name,
+            **{key: value for key, value in fields.items() if value is not None},
+        }
+        data = self._json("POST", "/landmarks", json=body, headers={"X-API-Key": api_key})
+        return _landmark(data)
+
+    def add_photos(self, api_key: str, landmark_id: str, photos: Sequence[Photo]) -> AddedPhotos:
+        """One request: at most MAX_PHOTOS_PER_REQUEST photos within the API's upload limit.
+        Unreadable photos come back in `rejected`; 400 when none of them was usable."""
+        files = [("images", (photo.filename, photo.data, photo.mime_type)) for photo in photos]
+        data = self._json(
+            "POST",
+            f"/landmarks/{quote(landmark_id, safe='')}/images",
+            files=files,
+            headers={"X-API-Key": api_key},
+        )
+        return _added_photos(data)
+
+    def add_photos_in_batches(
+        self, api_key: str, landmark_id: str, photos: Sequence[Photo]
+    ) -> Iterator[AddedPhotos]:
+        """Any number of photos, one answer per request as it arrives (for a progress bar).
+
+        A request the API refuses whole, as too large (413: the server's limit is lower than
+        MAX_BATCH_BYTES) or as holding no usable photo (400), is split in two and sent again, down
+        to single photos that are then reported as rejected with the API's reason: one huge or
+        broken photo never costs the others. Any other error (key, unknown landmark, API down)
+        raises, since every further request would fail the same way.
+        """
+        pending = photo_batches(photos)
+        while pending:
+            batch = pending.pop(0)
+            try:
+                answer = self.add_photos(api_key, landmark_id, batch)
+            except ApiClientError as exc:
+                if exc.status not in (400, 413):
+                    raise
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    pending[:0] = [batch[:half], batch[half:]]
+                    continue
+                answer = AddedPhotos(landmark_id, added=[], rejected=[_rejection(exc, batch[0])])
+            yield answer
+
+    def delete_landmark(self, api_key: str, landmark_id: str) -> Deleted:
+        """The landmark and all its photos, gone from the next search on."""
+        data = self._json(
+            "DELETE", f"/landmarks/{quote(landmark_id, safe='')}", headers={"X-API-Key": api_key}
+        )
+        return Deleted(deleted=str(data["deleted"]), removed_images=int(data["removed_images"]))
+
+    def delete_photo(self, api_key: str, image_id: int) -> Deleted:
+        data = self._json("DELETE", f"/gallery/{int(image_id)}", headers={"X-API-Key": api_key})
+        return Deleted(deleted=str(data["deleted"]), removed_images=int(data["removed_images"]))

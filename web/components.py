@@ -57,6 +57,21 @@ def api_error_message(exc: ApiError, api_url: str) -> str:
     return f"Something went wrong talking to the search service: {exc}"
 
 
+def admin_error_message(exc: ApiError, api_url: str) -> str:
+    """Like `api_error_message`, for gallery changes (the write endpoints need the API key)."""
+    if isinstance(exc, ApiClientError):
+        prefix = {
+            401: "This needs the operator's API key (the server's LANDMARKS_API_KEY).",
+            403: "The server refused the change: the API key is wrong, or gallery changes are "
+            "disabled on the server.",
+            404: "That landmark is not in the gallery (any more).",
+            413: "The upload is too large for the server.",
+            422: "The server did not accept these details.",
+        }.get(exc.status, "The server refused the change.")
+        return f"{prefix} ({exc.detail})"
+    return api_error_message(exc, api_url)
+
+
 def show_api_error(exc: ApiError, api_url: str) -> None:
     st.error(api_error_message(exc, api_url), icon=":material/error:")
 
