@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+# Several processes (the tests, API servers, Streamlit) share two cores: OpenMP threads that spin
+# while waiting would starve the others, making a training step ten times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from landmarks.evaluation.protocol import materialize_gallery
-from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from landmarks.evaluation.protocol import materialize_gallery  # noqa: E402
+from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="session")

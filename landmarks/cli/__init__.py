@@ -13,7 +13,7 @@ import sys
 from landmarks.logs import setup_logging
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("index", "search", "serve", "up", "bot", "train", "eval", "export", "data")
+COMMANDS = ("index", "search", "serve", "up", "bot", "train", "eval", "export", "data", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,23 @@ def register(commands) -> None:
     info.add_argument("index_dir", type=Path, metavar="INDEX_DIR")
     info.set_defaults(func=run_info)
 
+    migrate = actions.add_parser(
+        "migrate",
+        help="move an index's vectors to another backend (faiss, milvus)",
+        description="Fill the chosen backend with the index's vectors from its SQLite store and make the index use it "
+        "from now on (`landmarks serve` included). Leaving Milvus drops the index's collection there.",
+    )
+    migrate.add_argument("index_dir", type=Path, metavar="INDEX_DIR")
+    migrate.add_argument("--to", required=True, choices=("faiss", "milvus"), help="the backend to move to")
+    migrate.add_argument(
+        "--milvus-uri",
+        default=None,
+        metavar="URI",
+        help="with --to milvus: a Milvus Lite file (*.db) or a server (http://milvus:19530); "
+        "default: the index's last Milvus URI, else INDEX_DIR/milvus.db",
+    )
+    migrate.set_defaults(func=run_migrate)
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -77,4 +94,51 @@ def run_info(args) -> int:
     print(f"model {store.get_meta('model')} (fingerprint {store.get_meta('fingerprint')}), {store.get_meta('dim')}-d, {store.get_meta('kind')} index")
     print(f"{sum(counts.values())} photos of {len(counts)} landmarks")
     store.close()
+    return 0
+
+
+def run_migrate(args) -> int:
+    from landmarks.cli import CommandError
+    from landmarks.index import GalleryIndex
+    from landmarks.index.gallery_index import STORE_FILE, milvus_vectors
+    from landmarks.index.store import GalleryStore
+
+    path = args.index_dir / STORE_FILE
+    if not path.exists():
+        raise CommandError(f"no index at {args.index_dir}")
+    if args.milvus_uri and args.to != "milvus":
+        raise CommandError("--milvus-uri goes with --to milvus")
+    store = GalleryStore(path)
+    meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim", "backend")}
+    store.close()
+    if meta["fingerprint"] is None:
+        raise CommandError(f"the index at {args.index_dir} is empty: build it first with `landmarks index build`")
+    source = meta["backend"] or "faiss"
+    failures: tuple[type[Exception], ...] = (RuntimeError,)
+    if "milvus" in (source, args.to):
+        from pymilvus.exceptions import MilvusException  # unreachable servers, refused requests
+
+        failures += (MilvusException,)
+    try:
+        index = GalleryIndex.open(
+            args.index_dir, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False,
+            backend=args.to, milvus_uri=args.milvus_uri,
+        )
+        try:
+            size, expected = len(index), index.store.count()
+            where = f"Milvus at {index.vectors.uri}, collection {index.vectors.collection}" if args.to == "milvus" else "FAISS"
+        finally:
+            index.close()
+        if size != expected:
+            raise CommandError(f"{args.to} holds {size} vectors, the store {expected} photos; run the migration again")
+        if source == "milvus" and args.to == "faiss":
+            store = GalleryStore(path)
+            old = milvus_vectors(args.index_dir, store)
+            store.close()
+            old.drop()
+            old.close()
+            print(f"dropped Milvus collection {old.collection} at {old.uri}")
+    except failures as exc:
+        raise CommandError(f"migration to {args.to} failed: {exc}") from exc
+    print(f"index {args.index_dir}: {size} vectors in {where} (was {source})")
     return 0

@@ -1,0 +1,55 @@
+"""The team's results table (as in the seed project) in Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from landmarks.evaluation.evaluate import Evaluation
+
+COLUMNS = ("Model-backbone", "SIZE", "ACC", "GAP", "R@1", "R@2", "R@10", "mAP@100", "epoch time", "FPS")
+
+
+@dataclass(frozen=True)
+class TableRow:
+    model: str  # e.g. "efficientnet_lite0 (ImageNet)" or "efficientnet_lite0 + ROADMAP (last.pt)"
+    image_size: int
+    result: Evaluation
+    epoch_seconds: float | None = None  # mean training epoch time, when the model was trained here
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+    for row in rows:
+        r = row.result
+        cells = [
+            row.model,
+            str(row.image_size),
+            f"{r.accuracy:.3f}",
+            f"{r.gap:.3f}",
+            f"{r.recall[1]:.3f}",
+            f"{r.recall[2]:.3f}",
+            f"{r.recall[10]:.3f}",
+            f"{r.map_at_100:.3f}",
+            format_duration(row.epoch_seconds),
+            f"{r.fps:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if rows:
+        first = rows[0].result
+        note = (
+            f"\n{first.queries} landmark queries, {first.distractors} distractor queries, {first.gallery} gallery photos. "
+            "SIZE: input side in pixels. ACC and GAP: top landmark by best similarity (ACC over landmark queries; "
+            "GAP counts distractor predictions as wrong). FPS: photos per second through the model alone (full batches, steady state)"
+        )
+        lines.append(note + (f" on {device}." if device else "."))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,69 @@
+"""Evaluation end to end on real photos: the library on a split with a known answer, and `landmarks eval`."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from landmarks.evaluation.evaluate import evaluate
+from landmarks.evaluation.protocol import Protocol
+from landmarks.models import create_model, load_extractor
+from tests.support import dev_protocol, require_dev_data, run_cli
+
+SMALL_LANDMARKS = ("ellora_caves", "khajuraho", "qutub_minar")
+
+
+def test_queries_that_are_gallery_photos_are_found_first(tmp_path):
+    protocol = dev_protocol()
+    gallery = [item for lid in SMALL_LANDMARKS for item in [g for g in protocol.gallery if g[1] == lid][:3]]
+    queries = gallery[::3]  # one photo of each landmark, itself in the gallery
+    split = Protocol(protocol.root, gallery, queries, protocol.distractors[:2])
+    result = evaluate(load_extractor("efficientnet_lite0", device="cpu", image_size=128), split, progress=False)
+    assert (result.queries, result.distractors, result.gallery) == (3, 2, 9)
+    assert result.recall[1] == result.accuracy == 1.0
+    assert result.map_at_100 > 1 / 3  # the photo itself is a relevant hit at rank 1 of 3 relevant
+    assert 0.0 < result.gap <= 1.0
+    assert result.fps > 0
+
+
+def cells(table: str) -> dict[str, list[str]]:
+    """Model name → the row's cells, from the Markdown table."""
+    rows = [line.strip().strip("|").split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    header = [cell.strip() for cell in rows[0]]
+    assert header == ["Model-backbone", "SIZE", "ACC", "GAP", "R@1", "R@2", "R@10", "mAP@100", "epoch time", "FPS"]
+    return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[1:]}
+
+
+def test_eval_command_writes_the_table_for_several_models(tmp_path):
+    data = require_dev_data()
+    # A checkpoint holding the very same pretrained weights, as `landmarks train` would write one.
+    model = create_model("efficientnet_lite0")
+    checkpoint = tmp_path / "same-weights.pt"
+    torch.save(
+        {"model_config": model.config.to_dict(), "state_dict": model.state_dict(), "train_config": {"loss": {"name": "roadmap"}}, "epoch_seconds": [30.0, 90.0]},
+        checkpoint,
+    )
+    out = tmp_path / "table.md"
+    result = run_cli(
+        "eval", "--data", str(data), "--landmarks", ",".join(SMALL_LANDMARKS), "--image-size", "96", "--device", "cpu",
+        "--model", "efficientnet_lite0", "--model", str(checkpoint), "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    table = out.read_text()
+    assert table in result.stdout
+    rows = cells(table)
+    assert list(rows) == ["efficientnet_lite0 (ImageNet)", "efficientnet_lite0 + ROADMAP (same-weights.pt, 2 ep)"]
+    baseline, trained = rows.values()
+    assert baseline[:7] == trained[:7]  # same weights, same size: the same metrics
+    size, acc, gap, r1, r2, r10, map100 = baseline[:7]
+    assert size == "96" and acc == r1
+    assert 0 < float(r1) <= float(r2) <= float(r10) <= 1 and 0 < float(map100) <= 1 and 0 < float(gap) <= 1
+    assert (baseline[7], trained[7]) == ("—", "60 s")  # mean epoch time from the checkpoint
+    assert float(baseline[8]) > 0
+    assert re.search(r"\d+ landmark queries, 47 distractor queries, \d+ gallery photos", table)
+
+
+def test_eval_refuses_unknown_landmarks():
+    result = run_cli("eval", "--data", str(require_dev_data()), "--landmarks", "atlantis", "--model", "efficientnet_lite0")
+    assert result.returncode == 2 and "atlantis" in result.stderr

@@ -1,0 +1,50 @@
+"""Training fixtures: a tiny but real run (real photos, the real default model) shared by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import require_dev_data, run_cli
+
+TINY_LANDMARKS = ["charminar", "india_gate"]
+
+
+def write_tiny_config(path: Path, run_dir: Path, **overrides) -> Path:
+    """Two landmarks, batches of 2×2 photos at 96 px, 2 epochs of 3 steps, a checkpoint every 2 steps."""
+    config = {
+        "run_dir": str(run_dir),
+        "seed": 7,
+        "checkpoint_every_steps": 2,
+        "model": {"backbone": "efficientnet_lite0", "image_size": 96},
+        "data": {
+            "root": str(require_dev_data() / "images"),
+            "landmarks": TINY_LANDMARKS,
+            "classes_per_batch": 2,
+            "samples_per_class": 2,
+            "batches_per_epoch": 3,
+            "workers": 0,
+        },
+        "loss": {"name": "roadmap", "tau": 0.01, "rho": 100, "delta": 0.05, "pos_margin": 0.9, "neg_margin": 0.6, "lambda": 0.5},
+        "optim": {"epochs": 2, "lr": 1.0e-4, "warmup_steps": 1},
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        if field:
+            config[section][field] = value
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The run directory of an uninterrupted tiny run through the real `landmarks train`."""
+    root = tmp_path_factory.mktemp("trained-run")
+    config = write_tiny_config(root / "config.yaml", root / "run")
+    result = run_cli("train", str(config), "--no-progress")
+    assert result.returncode == 0, result.stderr + result.stdout
+    return root / "run"
