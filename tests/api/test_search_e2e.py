@@ -37,8 +37,10 @@ def test_search_answer_follows_the_contract(api_server):
     assert set(body) >= {"landmark", "landmarks", "matches", "gallery_size", "notice"}
     assert body["landmark"]["landmark_id"] == "taj_mahal" and 0.5 <= body["landmark"]["confidence"] <= 1
     assert body["gallery_size"] == len(protocol.gallery)
-    scores = [m["score"] for m in body["matches"]]
-    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    # Matches come grouped by landmark, in the landmarks' rank order, best photo first in each group.
+    rank = {lm["landmark_id"]: position for position, lm in enumerate(body["landmarks"])}
+    keys = [(rank[m["landmark_id"]], -m["score"]) for m in body["matches"]]
+    assert len(keys) == 7 and keys == sorted(keys) and body["matches"][0]["landmark_id"] == "taj_mahal"
     top = body["landmarks"][0]
     assert (top["city"], top["country"]) == ("Agra", "India") and top["lat"] == pytest.approx(27.1751)
     assert len({lm["landmark_id"] for lm in body["landmarks"]}) == len(body["landmarks"])

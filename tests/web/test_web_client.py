@@ -122,7 +122,10 @@ def test_search_and_listing_parse(api_server) -> None:
     assert result.landmark.name == landmark_names()[landmark_id]
     assert 0.0 <= result.landmark.confidence <= 1.0
     assert len(result.matches) == 4
-    assert [m.score for m in result.matches] == sorted((m.score for m in result.matches), reverse=True)
+    # Matches come grouped by landmark, in the landmarks' rank order, best photo first in each group.
+    rank = {lm.landmark_id: position for position, lm in enumerate(result.landmarks)}
+    keys = [(rank[m.landmark_id], -m.score) for m in result.matches]
+    assert keys == sorted(keys) and result.matches[0].landmark_id == landmark_id
     # The dev landmarks.csv gives every landmark coordinates, which the map needs.
     assert all(lm.has_coordinates and lm.place for lm in result.landmarks)
 
