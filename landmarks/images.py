@@ -63,8 +63,11 @@ def decode_image(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
             warnings.simplefilter("ignore")
             image.seek(0)  # first frame of animations
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
+            rgb = _to_rgb(image)
+            # Detach the pixels from the file object: a WebP file keeps its decoder's canvases (about
+            # three more full-size RGBA buffers) alive for as long as the image lives.
+            return image._new(image.im) if rgb is image else rgb
     except ImageError:
         raise
     except Exception as exc:
@@ -72,17 +75,24 @@ def decode_image(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    # Memory matters here: a tiny upload can declare up to max_pixels, so every step avoids extra
+    # full-size copies (no float64 arrays, no RGBA background): peak stays near two images' worth.
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Composite onto white: a transparent background is usually white where the photo came from.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = array.max() or 1.0
-        return Image.fromarray((array / top * 255).astype(np.uint8)).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, (0, 0), rgba)  # the RGBA image is its own alpha mask
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image)
+        if array.dtype.kind == "i":
+            array = np.clip(array, 0, None)  # 32-bit "I" can hold negatives: black, not wrapped
+        top = int(array.max()) if array.size else 0
+        scaled = np.empty(array.shape, dtype=np.uint8)
+        np.multiply(array, 255.0 / top if top > 0 else 0.0, out=scaled, casting="unsafe")  # buffered, no float copy
+        return Image.fromarray(scaled).convert("RGB")
     return image.convert("RGB")
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from landmarks.images import Preprocessor
 from landmarks.models.network import EmbeddingNet, ModelConfig
 from landmarks.models.registry import DEFAULT_MODEL, create_model
+from landmarks.models.runtime import OnnxEmbedder, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Extractor:
         source: str,
         device: torch.device | str | None = None,
         half: bool | None = None,
+        runtime: str = "eager",
     ) -> None:
         self.config = config
         self.source = source
@@ -67,7 +69,20 @@ class Extractor:
         module = module.eval().to(self.device)
         if self.half:
             module = module.half()
+        # See landmarks/models/runtime.py; `module` stays the PyTorch network whatever the runtime.
+        self.runtime = resolve_runtime(runtime, self.device, module)
+        if self.runtime == "bf16":
+            module = module.to(memory_format=torch.channels_last)  # oneDNN's bf16 kernels want NHWC
         self.module = module
+        self._onnx: OnnxEmbedder | None = None
+        if self.runtime == "onnx":
+            try:
+                self._onnx = OnnxEmbedder.for_model(module, config.image_size, f"{config.backbone}-{self.fingerprint}")
+            except Exception:
+                if runtime != "auto":
+                    raise
+                log.warning("ONNX export failed; embedding with eager PyTorch", exc_info=True)
+                self.runtime = "eager"
         self.preprocess = Preprocessor(config.image_size, config.mean, config.std, config.interpolation)
         self.dim = self._probe_dim()
 
@@ -78,10 +93,14 @@ class Extractor:
     @torch.inference_mode()
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocessed CHW arrays → (N, D) float32 unit vectors."""
-        batch = torch.from_numpy(np.stack(arrays)).to(self.device)
-        if self.half:
-            batch = batch.half()
-        vectors = self.module(batch).float()
+        if self._onnx is not None:
+            vectors = torch.from_numpy(self._onnx(np.stack(arrays)))
+        else:
+            batch = torch.from_numpy(np.stack(arrays)).to(self.device)
+            if self.half:
+                batch = batch.half()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.runtime == "bf16"):
+                vectors = self.module(batch).float()
         # Re-normalise: TorchScript extractors from elsewhere may not end with an L2 norm.
         vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return vectors.cpu().numpy().astype(np.float32)
@@ -98,7 +117,9 @@ class Extractor:
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def describe(self) -> str:
-        precision = "fp16" if self.half else "fp32"
+        precision = "fp16" if self.half else "bf16" if self.runtime == "bf16" else "fp32"
+        if self.runtime == "onnx":
+            precision += " onnxruntime"
         return f"{self.source} ({self.config.backbone}@{self.config.image_size}, {self.dim}-d, {self.device.type} {precision})"
 
 
@@ -132,8 +153,12 @@ def load_extractor(
     half: bool | None = None,
     image_size: int | None = None,
     weights_file: str | Path | None = None,
+    runtime: str = "eager",
 ) -> Extractor:
-    """Load a model from a name, a TorchScript file or a checkpoint file."""
+    """Load a model from a name, a TorchScript file or a checkpoint file.
+
+    runtime: "eager", "onnx", "bf16" or "auto" (ONNX Runtime on CPU); see landmarks/models/runtime.py.
+    """
     path = Path(spec)
     if path.suffix and path.exists():
         if is_torchscript(path):
@@ -155,7 +180,7 @@ def load_extractor(
         config, source = module.config, str(spec)
     if image_size and config.image_size != image_size:
         config = replace(config, image_size=image_size)
-    return Extractor(module, config, source=source, device=device, half=half)
+    return Extractor(module, config, source=source, device=device, half=half, runtime=runtime)
 
 
 def export_torchscript(model: EmbeddingNet, path: Path) -> Path:

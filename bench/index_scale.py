@@ -1,0 +1,237 @@
+"""The vector index at scale: Flat vs IVF vs HNSW (and IVF with 8-bit or PQ codes) at 10k, 100k, 1M vectors.
+
+    uv run python bench/index_scale.py                      # 10k, 100k and 1M; about an hour on 2 busy cores
+    uv run python bench/index_scale.py --sizes 10000 100000
+
+For each size and kind, through `VectorIndex` (the product's code): build time, the index's memory, single-
+query latency (p50/p95, k=10, one query at a time as the service searches), batch QPS (all queries in one
+call) and recall@10 against exact search on the same vectors.
+
+The vectors are not random Gaussians (no cluster structure: every method looks alike on them). They are
+drawn from a model fitted on real embeddings of the dev photos (the default model, EfficientNet-Lite0 at
+320 px, 1280-d): in the principal axes of those embeddings, synthetic landmarks are drawn with the spread
+the real landmarks' means have, and each landmark gets ~50 photos with the spread that real photos have
+around their landmark's mean; the directions the dev photos do not span get the smallest real variance.
+Each vector is normalised. Queries are new photos of gallery landmarks (like a user's photo). The script
+prints how the synthetic vectors' neighbour similarities compare with the real ones.
+
+Vectors, ground truth and real embeddings are cached under data/bench/ (1M x 1280 float32: 5.1 GB on disk,
+read through a memory map); the largest index (Flat or IVF-Flat at 1M) holds 5.1 GB in memory, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import statistics
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from common import DEV_DATA, WORK  # noqa: F401  (sets sys.path)
+from landmarks.evaluation.protocol import dev_protocol
+from landmarks.index.vectors import VectorIndex
+
+PHOTOS_PER_LANDMARK = 50
+CHUNK = 50_000
+
+
+# --- the vectors -----------------------------------------------------------------------------------
+def real_embeddings(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The dev photos' embeddings with the default model (cached), and their landmark labels."""
+    cache = WORK / "dev-embeddings-efficientnet_lite0.npz"
+    protocol = dev_protocol(data)
+    photos = protocol.gallery + protocol.queries
+    if not cache.is_file():
+        from landmarks.evaluation.evaluate import embed_photos
+        from landmarks.models import load_extractor
+
+        extractor = load_extractor(device="cpu", runtime="auto")
+        embedded = embed_photos(extractor, [path for path, _ in photos], progress=False)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, vectors=embedded.vectors, labels=np.asarray([photos[i][1] for i in embedded.kept]))
+    stored = np.load(cache)
+    return stored["vectors"].astype(np.float32), stored["labels"]
+
+
+class Generator:
+    """Synthetic landmark photos from a class-conditional Gaussian fitted on real embeddings."""
+
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+        self.dim = vectors.shape[1]
+        self.mean = vectors.mean(axis=0)
+        _, singular, axes = np.linalg.svd(vectors - self.mean, full_matrices=False)
+        keep = singular > singular[0] * 1e-4
+        self.axes = axes[keep]  # (r, D), orthonormal rows
+        total = singular[keep] ** 2 / (len(vectors) - 1)
+        means = {label: vectors[labels == label].mean(axis=0) for label in np.unique(labels)}
+        residuals = vectors - np.stack([means[label] for label in labels])
+        within = (residuals @ self.axes.T).var(axis=0)
+        self.within_std = np.sqrt(within)
+        # Between-landmark spread per axis: what the within-landmark spread leaves of the total.
+        self.between_std = np.sqrt(np.maximum(total - within, 0.05 * total))
+        self.floor_std = float(np.sqrt(total.min()))
+
+    def centres(self, count: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return (self.mean + (rng.standard_normal((count, len(self.axes))) * self.between_std) @ self.axes).astype(np.float32)
+
+    def photos(self, centres: np.ndarray, which: np.ndarray, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        spread = (rng.standard_normal((len(which), len(self.axes))) * self.within_std) @ self.axes
+        floor = rng.standard_normal((len(which), self.dim)) * self.floor_std
+        vectors = (centres[which] + spread + floor).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def dataset(generator: Generator, size: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """`size` gallery vectors (a memory map, built once) and `queries` query vectors."""
+    landmarks = max(1, size // PHOTOS_PER_LANDMARK)
+    centres = generator.centres(landmarks, seed=size)
+    path = WORK / f"synthetic-{size}x{generator.dim}.f32"
+    if not path.is_file():
+        WORK.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(size, generator.dim))
+        for start in range(0, size, CHUNK):
+            count = min(CHUNK, size - start)
+            which = np.random.default_rng([size, start]).integers(0, landmarks, count)
+            out[start : start + count] = generator.photos(centres, which, seed=size * 7 + start)
+        out.flush()
+        del out
+        tmp.replace(path)
+    gallery = np.load(path, mmap_mode="r")
+    which = np.random.default_rng([size, 1]).integers(0, landmarks, queries)
+    return gallery, generator.photos(centres, which, seed=size * 13 + 1)
+
+
+def exact_top_k(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact neighbours, chunk by chunk (never the whole gallery in memory), cached beside the vectors."""
+    path = WORK / f"truth-{len(gallery)}x{gallery.shape[1]}-q{len(queries)}-k{k}.npy"
+    if path.is_file():
+        return np.load(path)
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for start in range(0, len(gallery), CHUNK):
+        chunk = np.ascontiguousarray(gallery[start : start + CHUNK])
+        flat = faiss.IndexFlatIP(chunk.shape[1])
+        flat.add(chunk)
+        scores, ids = flat.search(queries, k)
+        heap.add_result(scores, ids + start)
+    heap.finalize()
+    np.save(path, heap.I)
+    return heap.I
+
+
+def neighbour_similarity(vectors: np.ndarray) -> tuple[float, float]:
+    """Mean cosine to the nearest other vector, and between random pairs."""
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = float(similarity.max(axis=1).mean())
+    np.fill_diagonal(similarity, np.nan)
+    return nearest, float(np.nanmean(similarity))
+
+
+# --- the measurements ------------------------------------------------------------------------------
+def anonymous_memory() -> int:
+    """Resident anonymous memory in bytes: the index, not the memory-mapped vectors."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back, so the growth is the new index
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[VectorIndex, float, int]:
+    gc.collect()
+    before = anonymous_memory()
+    started = time.perf_counter()
+    index = VectorIndex(gallery.shape[1], kind, use_gpu=False, **options)
+    # Train and fill on the first chunk, then add chunk by chunk: the vectors stay on disk.
+    first = min(len(gallery), max(CHUNK, options.get("train_size") or 0))
+    index.rebuild(np.arange(first), np.ascontiguousarray(gallery[:first]))
+    for start in range(first, len(gallery), CHUNK):
+        index.add(np.arange(start, min(start + CHUNK, len(gallery))), np.ascontiguousarray(gallery[start : start + CHUNK]))
+    return index, time.perf_counter() - started, anonymous_memory() - before
+
+
+def measure(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, single: int, k: int = 10) -> dict:
+    latencies = []
+    for query in queries[:single]:
+        started = time.perf_counter()
+        index.search(query[None, :], k)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    _, ids = index.search(queries, k)
+    elapsed = time.perf_counter() - started
+    recall = float(np.mean([len(set(found) & set(true)) / k for found, true in zip(ids, truth[:, :k], strict=True)]))
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies) * 1000,
+        "p95": latencies[int(0.95 * (len(latencies) - 1))] * 1000,
+        "qps": len(queries) / elapsed,
+        "recall": recall,
+    }
+
+
+# Each kind, its build options, and the search settings swept once it is built.
+KINDS: list[tuple[str, str, dict, str, list[int]]] = [
+    ("flat", "flat", {}, "", [0]),
+    ("ivf", "IVF-Flat", {}, "nprobe", [8, 16, 32, 64]),
+    ("ivf-sq8", "IVF-SQ8", {}, "nprobe", [8, 16, 32, 64]),
+    ("ivf-pq", "IVF-PQ", {}, "nprobe", [16, 32, 64]),
+    ("hnsw", "HNSW32 (flat)", {}, "ef_search", [32, 64, 128, 256]),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--kinds", nargs="+", default=[kind for kind, *_ in KINDS])
+    parser.add_argument("--queries", type=int, default=1000, help="queries for recall and QPS")
+    parser.add_argument("--single", type=int, default=200, help="queries timed one at a time (latency)")
+    parser.add_argument("--train-size", type=int, default=200_000, help="vectors IVF trains its cells on")
+    parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size HNSW is built at (its build is the slowest)")
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
+    args = parser.parse_args()
+
+    vectors, labels = real_embeddings(args.data)
+    generator = Generator(vectors, labels)
+    real_near, real_pairs = neighbour_similarity(vectors)
+    counts = np.unique(labels, return_counts=True)[1]
+    look_alike = generator.photos(generator.centres(len(counts), seed=0), np.repeat(np.arange(len(counts)), counts), seed=1)
+    fake_near, fake_pairs = neighbour_similarity(look_alike)
+    print(f"vectors: {generator.dim}-d, modelled on {len(vectors)} dev-photo embeddings ({len(generator.axes)} principal axes); "
+          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
+    print(f"sanity, {len(vectors)} vectors in {len(counts)} landmarks: mean cosine to the nearest other vector real {real_near:.3f} / "
+          f"synthetic {fake_near:.3f}; between random pairs real {real_pairs:.3f} / synthetic {fake_pairs:.3f}\n")
+
+    print("| vectors | index | search setting | build s | memory MB | p50 ms | p95 ms | QPS (batch) | recall@10 |")
+    print("|---:|:---|:---|---:|---:|---:|---:|---:|---:|")
+    for size in args.sizes:
+        gallery, queries = dataset(generator, size, args.queries)
+        truth = exact_top_k(gallery, queries, 10)
+        for kind, label, options, knob, values in KINDS:
+            if kind not in args.kinds:
+                continue
+            if kind == "hnsw" and size > args.hnsw_max:
+                print(f"| {size:,} | {label} | | not built: above --hnsw-max | | | | | |", flush=True)
+                continue
+            index, seconds, memory = build(kind, gallery, {**options, "train_size": args.train_size} if kind.startswith("ivf") else options)
+            # Exact search at 1M is ~0.5 s a query: time fewer single queries there.
+            single = min(args.single, 20) if kind == "flat" and size > 100_000 else args.single
+            for value in values:
+                if knob:
+                    index.tune(**{knob: value})
+                result = measure(index, queries, truth, single)
+                setting = f"{knob}={value}" if knob else "exact"
+                print(f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {result['p50']:.2f} | {result['p95']:.2f} | "
+                      f"{result['qps']:,.0f} | {result['recall']:.3f} |", flush=True)
+            del index
+            gc.collect()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Spatial verification on real dev photos: local features, RANSAC inliers, and the re-ranking they drive."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landmarks.images import decode_image
+from landmarks.index import GalleryIndex
+from landmarks.models import load_extractor
+from landmarks.quality.local_features import LOCAL_FEATURES_FILE, LocalFeatureParams, LocalFeatureStore, extract
+from landmarks.quality.spatial import count_inliers
+from landmarks.search import SearchConfig, Searcher
+from tests.support import require_dev_data
+
+# A Taj Mahal query, another Taj Mahal photo from a similar viewpoint, and a Humayun's Tomb photo
+# (the Taj's architectural model) that the global embedding finds more similar than the true match.
+QUERY = "taj_mahal/015.jpg"  # a protocol query (index 15)
+TRUE_MATCH = "taj_mahal/033.jpg"
+LOOKALIKE = "humayuns_tomb/004.jpg"
+MIN_INLIERS = SearchConfig().spatial_min_inliers
+
+
+def photo(relative: str):
+    return decode_image(require_dev_data() / "images" / relative)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return load_extractor(device="cpu")
+
+
+def test_inliers_separate_the_true_landmark_from_a_lookalike(extractor):
+    query, true_match, lookalike = (photo(p) for p in (QUERY, TRUE_MATCH, LOOKALIKE))
+    vectors = extractor.embed_images([query, true_match, lookalike])
+    # The embedding alone prefers the wrong landmark: the reason to verify.
+    assert vectors[0] @ vectors[2] > vectors[0] @ vectors[1]
+    features = [extract(image) for image in (query, true_match, lookalike)]
+    assert all(len(f) > 100 for f in features)
+    assert features[0].descriptors.dtype == np.uint8 and features[0].descriptors.shape[1] == 128
+    right = count_inliers(features[0], features[1])
+    wrong = count_inliers(features[0], features[2])
+    assert right >= 15, right
+    assert wrong < MIN_INLIERS, wrong
+    assert right > 3 * max(wrong, 1)
+
+
+def test_a_shared_watermark_strip_verifies_nothing():
+    # Two India Gate stock photos whose only common points are the agency's caption strip at the
+    # bottom: before overlay suppression they "verified" with 51 inliers.
+    a, b = extract(photo("india_gate/025.jpg")), extract(photo("india_gate/026.jpg"))
+    assert count_inliers(a, b) < MIN_INLIERS
+
+
+def test_orb_features_are_binary_and_verify_too():
+    params = LocalFeatureParams(kind="orb", max_features=1500)
+    query, true_match = extract(photo(QUERY), params), extract(photo(TRUE_MATCH), params)
+    assert query.descriptors.shape[1] == 32 and query.kind == "orb"
+    assert count_inliers(query, true_match) >= 0  # runs end to end on binary descriptors
+
+
+def image_id(index: GalleryIndex, relative: str) -> int:
+    return index.store.images()[relative].image_id
+
+
+def test_searcher_reranks_the_true_match_above_the_lookalike(dev_index, extractor):
+    """Through the index build's local features (INDEX_DIR/local_features.sqlite)."""
+    assert (dev_index / LOCAL_FEATURES_FILE).exists()
+    index = GalleryIndex.open(dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    try:
+        right, wrong = image_id(index, TRUE_MATCH), image_id(index, LOOKALIKE)
+        plain = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
+        results = {}
+        for name, config in {"plain": plain, "verified": SearchConfig(spatial=True, aggregate_top=1, group_matches=False, calibrated=False)}.items():
+            searcher = Searcher(extractor, index, config)
+            result = searcher.search_images([photo(QUERY)], 20)[0]
+            order = [m.image_id for m in result.matches]
+            assert right in order and wrong in order
+            results[name] = (order.index(right), order.index(wrong), result)
+            searcher.close()
+        assert results["plain"][0] > results["plain"][1]  # cosine: lookalike first
+        assert results["verified"][0] < results["verified"][1]  # verified: true match first
+        assert results["verified"][2].inliers[right] >= 15
+        assert results["verified"][2].features[2] > 0  # the inliers feature reaches the calibration
+    finally:
+        index.close()
+
+
+def test_index_without_local_features_falls_back_and_says_so_once(dev_index, extractor, tmp_path, caplog):
+    copy = tmp_path / "index"
+    shutil.copytree(dev_index, copy, ignore=shutil.ignore_patterns("local_features*", "calibration.json"))
+    index = GalleryIndex.open(copy, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="landmarks.search"):
+            searcher = Searcher(extractor, index, SearchConfig(spatial=True))
+            results = [searcher.search_images([photo(QUERY)], 5)[0] for _ in range(2)]
+        assert not searcher.spatial_active
+        assert all(r.matches and not r.inliers for r in results)
+        assert len([r for r in caplog.records if "local features" in r.getMessage()]) == 1
+    finally:
+        index.close()
+
+
+def test_feature_store_round_trip(tmp_path):
+    store = LocalFeatureStore(tmp_path / LOCAL_FEATURES_FILE)
+    features = extract(photo(QUERY))
+    store.put([(7, "taj_mahal/015.jpg", 1.0, LocalFeatureParams().key, features)])
+    back = store.get_many([7, 8], LocalFeatureParams().key)
+    assert list(back) == [7]
+    assert np.array_equal(back[7].descriptors, features.descriptors) and np.allclose(back[7].xy, features.xy)
+    assert store.get_many([7], LocalFeatureParams(kind="orb").key) == {}  # other parameters: not a match
+    store.delete([7])
+    assert store.get_many([7], LocalFeatureParams().key) == {}
+    store.close()
+
+
+def test_rebuild_keeps_local_features_in_step_with_the_gallery(tmp_path, extractor):
+    """The build hook: new photos get features, removed photos lose them."""
+    from landmarks.evaluation.protocol import materialize_gallery
+    from landmarks.gallery import scan_gallery
+    from landmarks.index import build_index
+
+    root = require_dev_data() / "images"
+    photos = [(root / "taj_mahal" / f"{i:03d}.jpg", "taj_mahal") for i in (1, 2, 3)]
+    gallery = materialize_gallery(photos, tmp_path / "gallery")
+    build_index(scan_gallery(gallery), extractor, tmp_path / "index", progress=False)
+    store = LocalFeatureStore(tmp_path / "index" / LOCAL_FEATURES_FILE)
+    assert len(store.entries()) == 3
+    (gallery / "taj_mahal" / "003.jpg").unlink()
+    build_index(scan_gallery(gallery), extractor, tmp_path / "index", progress=False)
+    assert sorted(source for source, _, _ in store.entries().values()) == ["taj_mahal/001.jpg", "taj_mahal/002.jpg"]
+    store.close()
+    assert Path(tmp_path / "index" / LOCAL_FEATURES_FILE).exists()
