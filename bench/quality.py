@@ -48,8 +48,9 @@ STAGES: dict[str, tuple[str, SearchConfig]] = {
     "qe_dba": ("+ alpha-QE (k=2) and DBA (k=3)", replace(BASELINE, qe_k=2, dba_k=3)),
     "aggregation": ("+ landmark aggregation (mean of best 2 photos)", replace(BASELINE, aggregate_top=2)),
     "grouping": ("+ matches grouped by landmark (discriminative re-ranking)", replace(BASELINE, group_matches=True)),
-    "default": ("default: spatial + aggregation + grouping", SearchConfig()),
-    "all": ("all stages: default + multi-scale + QE/DBA", replace(SearchConfig(), scales=(1.0, 1.2), qe_k=2, dba_k=3)),
+    "default": ("default: aggregation + grouping + calibration", SearchConfig()),
+    "default_spatial": ("default + spatial verification", replace(SearchConfig(), spatial=True)),
+    "all": ("all stages: default + spatial + multi-scale + QE/DBA", replace(SearchConfig(), spatial=True, scales=(1.0, 1.2), qe_k=2, dba_k=3)),
 }
 
 

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         config = SearchConfig.from_env(calibrated=False)
         searcher = Searcher(extractor, index, config)
         print(f"calibrating {args.index}: {len(index)} photos of {len(counts)} landmarks, {len(negatives)} negative photos; "
-              f"search: {config.describe()}{'' if searcher.spatial_active else ' (no local features: without spatial verification)'}")
+              f"search: {config.describe()}{' (no local features: without spatial verification)' if config.spatial and not searcher.spatial_active else ''}")
         samples = collect_samples(searcher, negatives=negatives, unknown_every=args.unknown_every, progress=not args.no_progress)
         try:
             model = fit_from_samples(samples, spatial=searcher.spatial_active, threshold=args.threshold,

@@ -55,7 +55,7 @@ def test_ivf_options_shape_the_index(data):
 
 
 def test_compressed_kinds_survive_save_and_load(data, tmp_path):
-    ids, vectors, queries, target_ids, _ = data
+    ids, vectors, queries, *_ = data
     for kind in ("ivf-sq8", "ivf-pq"):
         index = VectorIndex(DIM, kind, use_gpu=False, nlist=32, pq_bytes=16)
         index.rebuild(ids, vectors)

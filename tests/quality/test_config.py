@@ -31,7 +31,7 @@ def test_from_env_rejects_nonsense():
 def test_signature_follows_the_stages_not_the_threshold():
     base = SearchConfig()
     assert base.signature() == SearchConfig(threshold=0.9, group_matches=False).signature()
-    assert base.signature() != SearchConfig(spatial=False).signature()
+    assert base.signature() != SearchConfig(spatial=True).signature()
     assert base.signature() != SearchConfig(qe_k=2).signature()
     # With spatial verification off, its parameters do not matter.
     assert SearchConfig(spatial=False).signature() == SearchConfig(spatial=False, spatial_top=50).signature()
