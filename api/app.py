@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from api.batching import MicroBatcher
 from api.errors import validation_error
 from api.limits import BodySizeLimit
+from api.memory import trim_memory_forever
+from api.ratelimit import RateLimit
 from api.routes import admin, gallery, operations, search
 from api.service import SearchService
 from api.settings import Settings
@@ -33,9 +36,11 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
                 max_queue=settings.queue_max,
             )
             await app.state.batcher.start()
+        trimmer = asyncio.create_task(trim_memory_forever(), name="malloc-trim")
         try:
             yield
         finally:
+            trimmer.cancel()
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
             for retired in app.state.retired:
@@ -52,6 +57,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     app.state.service = None
     app.state.batcher = None
     app.state.retired = []
+    if settings.rate_limit:  # per client IP, e.g. "60/minute"; off when empty (inside CORS: a 429 keeps its CORS headers)
+        app.add_middleware(RateLimit, rate=settings.rate_limit)
     if settings.cors_origins:  # closed by default: browsers may call only from listed origins
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

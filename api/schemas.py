@@ -86,7 +86,7 @@ LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 class LandmarkCreate(BaseModel):
     """A new landmark. Extra fields are kept as metadata (like extra columns of landmarks.csv)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     landmark_id: str = Field(pattern=LANDMARK_ID_PATTERN, description="Letters, digits, '_', '-', '.'.")
     name: str = Field(min_length=1, max_length=200)

@@ -34,3 +34,4 @@ class Settings:
     vector_backend: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_VECTOR_BACKEND") or None)
     # A Milvus Lite file (*.db) or a server (http://milvus:19530); unset: the index's last one, else INDEX_DIR/milvus.db.
     milvus_uri: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_MILVUS_URI") or None)
+    rate_limit: str = field(default_factory=lambda: _env("RATE_LIMIT", "").strip())  # "60/minute" per client IP; empty: off

@@ -6,7 +6,7 @@ fsynced, SQLite committed), and the next search sees it without a restart.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from landmarks.gallery import Landmark
@@ -76,7 +76,7 @@ async def delete_landmark(request: Request, landmark_id: str) -> Deleted:
 
 
 @router.delete("/gallery/{image_id}", response_model=Deleted)
-async def delete_photo(request: Request, image_id: int) -> Deleted:
+async def delete_photo(request: Request, image_id: int = Path(ge=0, le=2**63 - 1)) -> Deleted:
     """Delete one gallery photo from the index."""
     service = get_service(request)
     try:

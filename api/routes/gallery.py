@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["gallery"])
 
 
 @router.get("/gallery/{image_id}", name="gallery_image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **ERRORS})
-async def gallery_image(request: Request, image_id: int, size: int = Query(512, ge=64, le=1024)) -> Response:
+async def gallery_image(request: Request, image_id: int = Path(ge=0, le=2**63 - 1), size: int = Query(512, ge=64, le=1024)) -> Response:
     """A gallery photo as JPEG, longest side at most `size` pixels."""
     service = get_service(request)
     try:

@@ -18,6 +18,7 @@ def register(commands) -> None:
 
 def run(args) -> int:
     import dataclasses
+    import signal
 
     import uvicorn
 
@@ -44,5 +45,8 @@ def run(args) -> int:
         print("  or fetch GLDv2:             landmarks data gldv2 --help")
     print(f"Landmark Search API on http://{args.host}:{args.port} ({service.extractor.describe()}, {len(service.index)} gallery photos); docs at /docs")
     app = create_app(settings, service=service)
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: handled here, the drained
+    # shutdown ends with exit status 0 instead of death by signal (-15 / 143).
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
