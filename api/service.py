@@ -67,7 +67,7 @@ class SearchService:
 
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
-        extractor = load_extractor(settings.model, device=settings.device)
+        extractor = load_extractor(settings.model, device=settings.device, runtime=settings.runtime)
         index = GalleryIndex.open(
             settings.index_dir,
             fingerprint=extractor.fingerprint,
