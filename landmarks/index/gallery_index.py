@@ -229,8 +229,8 @@ class GalleryIndex:
         """Add (landmark_id, source, path, size, mtime, vector) rows; durable once this returns."""
         with self._lock:
             self.store.upsert_landmarks(landmarks)
-            existing = self.store.images() if rows else {}
-            replaced = [existing[row[1]].image_id for row in rows if row[1] in existing]
+            # Re-adding a photo (same source key) replaces it: its old vector must leave the index.
+            replaced = self.store.image_ids_of_sources([row[1] for row in rows])
             ids = self.store.add_images(rows)
             self._forget(replaced)
             if ids:

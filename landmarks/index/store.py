@@ -108,6 +108,15 @@ class GalleryStore:
             rows = self._db.execute("SELECT image_id, landmark_id, source, path, size, mtime FROM images").fetchall()
         return {row[2]: ImageRecord(*row) for row in rows}
 
+    def image_ids_of_sources(self, sources: list[str]) -> list[int]:
+        """The ids of the photos stored under these source keys (an indexed lookup, not a table scan)."""
+        with self._lock:
+            return [
+                row[0]
+                for source in sources
+                for row in self._db.execute("SELECT image_id FROM images WHERE source = ?", (source,)).fetchall()
+            ]
+
     def image(self, image_id: int) -> ImageRecord | None:
         with self._lock:
             row = self._db.execute(
