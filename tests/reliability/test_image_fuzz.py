@@ -59,6 +59,10 @@ class Memory:
 
 @pytest.fixture(scope="module")
 def memory(reliable_server) -> Memory:
+    # The first large decode of each format pays one-off costs (codec state, a worker thread's
+    # malloc arena) that are no request's steady-state footprint: pay them before measuring.
+    for declaring, _ in DECLARING.values():
+        search(reliable_server.url, declaring(2000, 1000), "warm-up")
     return Memory(reliable_server.process.pid)
 
 
@@ -151,7 +155,7 @@ DECLARING = {
 # WebP decoder keeps RGBA canvases besides the image, hence its larger budget.
 PEAK_BUDGET = {"webp": 6.0}
 DEFAULT_BUDGET = 3.5
-SLACK_MB = 48
+SLACK_MB = 64
 
 
 def budget_mb(fmt: str, pixels: int) -> float:
