@@ -21,7 +21,7 @@ from PIL import Image
 from torch import nn
 
 from landmarks.images import Preprocessor
-from landmarks.models.network import EmbeddingNet, ModelConfig
+from landmarks.models.network import ModelConfig, build_network
 from landmarks.models.registry import DEFAULT_MODEL, create_model
 from landmarks.models.runtime import OnnxEmbedder, resolve_runtime
 
@@ -131,8 +131,8 @@ def is_torchscript(path: Path) -> bool:
         return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
 
 
-def load_checkpoint_model(path: Path, base: str = DEFAULT_MODEL) -> EmbeddingNet:
-    """A training checkpoint ({"model_config", "state_dict"}) or a bare EmbeddingNet state dict."""
+def load_checkpoint_model(path: Path, base: str = DEFAULT_MODEL) -> nn.Module:
+    """A training checkpoint ({"model_config", "state_dict"}) or a bare state dict of the default model."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(payload, dict) and "state_dict" in payload:
         config = ModelConfig.from_dict(payload.get("model_config", {"backbone": base}))
@@ -141,7 +141,7 @@ def load_checkpoint_model(path: Path, base: str = DEFAULT_MODEL) -> EmbeddingNet
         config, state_dict = create_model(base, pretrained=False).config, payload
     else:
         raise ValueError(f"{path} holds neither a checkpoint nor a state dict")
-    model = EmbeddingNet(config)
+    model = build_network(config)
     model.load_state_dict(state_dict, strict=True)
     return model
 
@@ -183,7 +183,7 @@ def load_extractor(
     return Extractor(module, config, source=source, device=device, half=half, runtime=runtime)
 
 
-def export_torchscript(model: EmbeddingNet, path: Path) -> Path:
+def export_torchscript(model: nn.Module, path: Path) -> Path:
     """Trace the network to TorchScript, with its config inside, loadable by `load_extractor`."""
     model = model.eval().cpu()
     example = torch.zeros(1, 3, model.config.image_size, model.config.image_size)

@@ -1,7 +1,13 @@
-"""The embedding network: a timm backbone, a pooling layer, an optional projection, L2 normalisation."""
+"""Embedding networks. The common one is a timm backbone, a pooling layer, an optional projection and
+L2 normalisation; other architectures (DOLG, DELF, CLIP) register a builder under their own name.
+
+Every network has `config`, `backbone` and `output_dim`, and maps a normalised image batch
+(B, 3, H, W) to unit-length descriptors (B, D).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import timm
@@ -16,6 +22,7 @@ class ModelConfig:
     """Everything needed to rebuild an embedding network (weights aside)."""
 
     backbone: str = "efficientnet_lite0"
+    architecture: str = "gem"  # a key of ARCHITECTURES: how the backbone's features become a descriptor
     image_size: int = 320
     embedding_dim: int | None = None  # None: no projection head, the backbone's width
     gem_p: float = 3.0
@@ -60,3 +67,22 @@ class EmbeddingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features(images)
         return self.norm(self.head(self.pool(features)))
+
+
+# architecture name -> builder(config, backbone or None) -> network. A builder given no backbone
+# makes an untrained one (the checkpoint loader then fills in the weights).
+NetworkBuilder = Callable[[ModelConfig, "nn.Module | None"], nn.Module]
+ARCHITECTURES: dict[str, NetworkBuilder] = {"gem": EmbeddingNet}
+
+
+def register_architecture(name: str, builder: NetworkBuilder) -> None:
+    ARCHITECTURES[name] = builder
+
+
+def build_network(config: ModelConfig, backbone: nn.Module | None = None) -> nn.Module:
+    """The network `config` describes, around `backbone` (untrained when None)."""
+    try:
+        builder = ARCHITECTURES[config.architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
+    return builder(config, backbone)

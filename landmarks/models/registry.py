@@ -16,7 +16,7 @@ import timm
 import torch
 from torch import nn
 
-from landmarks.models.network import EmbeddingNet, ModelConfig
+from landmarks.models.network import ModelConfig, build_network
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def create_model(
     pretrained: bool = True,
     weights_file: str | Path | None = None,
     **overrides,
-) -> EmbeddingNet:
+) -> nn.Module:
     """Build an embedding network by name: any registered model or any timm backbone.
 
     pretrained: load ImageNet weights (offline package for the default, the hub for others).
@@ -96,4 +96,4 @@ def create_model(
         std=tuple(data_config["std"]),
         interpolation=data_config.get("interpolation", config.interpolation),
     )
-    return EmbeddingNet(config, backbone)
+    return build_network(config, backbone)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from landmarks.models import EmbeddingNet, create_model
+from landmarks.models import create_model
 from landmarks.training.checkpoints import LAST, epoch_file, read_checkpoint, save_atomically
 from landmarks.training.config import TrainConfig
 from landmarks.training.data import PhotoDataset, SeededBatches, TrainingSet, TrainTransform
@@ -48,7 +48,7 @@ class Position:
     partial_epoch_seconds: float = 0.0  # time already spent in the epoch in progress
 
 
-def build_model(config: TrainConfig) -> EmbeddingNet:
+def build_model(config: TrainConfig) -> nn.Module:
     section = config.model
     overrides = {key: value for key, value in {"image_size": section.image_size, "embedding_dim": section.embedding_dim, "gem_p": section.gem_p}.items() if value is not None}
     return create_model(section.backbone, pretrained=section.pretrained, weights_file=section.weights_file, **overrides)
