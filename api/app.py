@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             app.state.batcher = MicroBatcher(
                 # Looked up per batch: a reloaded service takes over without a restart.
                 lambda images: app.state.service.embed(images),
-                max_batch=settings.batch_max_size,
+                max_batch=settings.batch_max_size or (16 if app.state.service.extractor.device.type == "cuda" else 4),
                 max_wait=settings.batch_max_wait_ms / 1000,
                 max_queue=settings.queue_max,
             )

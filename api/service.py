@@ -67,7 +67,7 @@ class SearchService:
 
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
-        extractor = load_extractor(settings.model, device=settings.device, runtime=settings.runtime)
+        extractor = load_extractor(settings.model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file)
         index = GalleryIndex.open(
             settings.index_dir,
             fingerprint=extractor.fingerprint,

@@ -34,6 +34,7 @@ from PIL import Image
 from landmarks.index import GalleryIndex, Neighbour
 from landmarks.models import Extractor
 from landmarks.quality.calibration import DEFAULT_OPERATING_THRESHOLD, Calibration, CalibrationModel, feature_vector
+from landmarks.quality.delf_features import DEFAULT_DELF_MODEL
 from landmarks.quality.expansion import alpha_query_expansion, database_augment
 from landmarks.quality.local_features import LocalFeatureParams, LocalFeatures, LocalFeatureStore, extract
 from landmarks.quality.multiscale import MultiScaleEmbedder
@@ -62,7 +63,9 @@ class SearchConfig:
     # distractors lift their confidence (bench/quality.py). Switch on for galleries of larger photos.
     spatial: bool = False
     spatial_top: int = 10  # N: how many top photos are verified
-    spatial_kind: str = "sift"  # sift | orb
+    spatial_kind: str = "sift"  # sift | orb | delf
+    # delf only: the DELF model (a registered name or a checkpoint from configs/delf.yaml)
+    spatial_model: str = DEFAULT_DELF_MODEL
     spatial_max_side: int = 480  # query cost: ~65 ms of SIFT at 480 px against ~115 ms at 640 px (one core)
     spatial_max_features: int = 1000
     spatial_min_inliers: int = 12  # fewer inliers than this is chance, not a verified match
@@ -79,7 +82,7 @@ class SearchConfig:
 
     @property
     def local_params(self) -> LocalFeatureParams:
-        return LocalFeatureParams(self.spatial_kind, self.spatial_max_side, self.spatial_max_features)
+        return LocalFeatureParams(self.spatial_kind, self.spatial_max_side, self.spatial_max_features, self.spatial_model)
 
     @property
     def multiscale(self) -> bool:
@@ -90,6 +93,8 @@ class SearchConfig:
         keep = {k: v for k, v in asdict(self).items() if k not in {"threshold", "group_matches", "calibrated"}}
         if not self.spatial:
             keep = {k: v for k, v in keep.items() if not k.startswith("spatial_")}
+        elif self.spatial_kind != "delf":
+            keep.pop("spatial_model")  # only DELF reads it; SIFT/ORB calibrations stay valid
         keep["scales"] = [float(s) for s in self.scales]
         return json.dumps(keep, sort_keys=True, separators=(",", ":"))
 
@@ -100,7 +105,8 @@ class SearchConfig:
         if self.qe_k:
             parts.append(f"aQE k={self.qe_k} a={self.qe_alpha:g}")
         if self.spatial:
-            parts.append(f"spatial {self.spatial_kind} top {self.spatial_top}")
+            kind = f"delf ({self.spatial_model})" if self.spatial_kind == "delf" else self.spatial_kind
+            parts.append(f"spatial {kind} top {self.spatial_top}")
         parts.append(f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo")
         return ", ".join(parts)
 

@@ -44,3 +44,21 @@ def empty_api_server(tmp_path_factory):
     """The service as a fresh machine runs it: no index yet."""
     with ApiServer(tmp_path_factory.mktemp("empty") / "index") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def clip_checkpoint(tmp_path_factory):
+    """A CLIP ViT-B/16 weights file as the Hugging Face hub ships open_clip's (`open_clip_pytorch_model.bin`:
+    the whole model's state dict, text tower included, image tower under `visual.*`), holding the weights
+    of a randomly initialised model: real weights cannot be downloaded here, and the loading path is the same.
+    """
+    import open_clip
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        model = open_clip.create_model("ViT-B-16", pretrained=None, load_weights=False)
+    path = tmp_path_factory.mktemp("clip") / "open_clip_pytorch_model.bin"
+    torch.save(model.state_dict(), path)
+    yield path
+    path.unlink()  # 600 MB: pytest keeps the last runs' temporary folders

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments
+from landmarks.cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from landmarks.cli import CommandError
     from landmarks.images import IMAGE_SUFFIXES, ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
-    from landmarks.models import load_extractor
     from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples
     from landmarks.search import SearchConfig, Searcher
 
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 negatives.append(decode_image(path))
             except (ImageError, OSError) as exc:
                 print(f"  skipped {path}: {exc}")
-    extractor = load_extractor(args.model, device=args.device)
+    extractor = load_model(args)
     try:
         index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
     except (FingerprintMismatch, FileNotFoundError) as exc:

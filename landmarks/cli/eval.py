@@ -1,4 +1,9 @@
-"""`landmarks eval --data DIR --model M [--model M2 ...]`: the results table on a gallery/query split."""
+"""`landmarks eval --data DIR --model M [--model M2 ...]`: the results table on a gallery/query split.
+
+`--model all` evaluates every registered model into one table. A model whose pretrained weights
+cannot be had (a hub model with the hub unreachable, CLIP without its weights file) keeps its row,
+with the reason in place of the numbers.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,15 @@ def register(commands) -> None:
         "protocol) or a gallery written by `landmarks data gldv2` (train.csv + queries.csv).",
     )
     evaluate.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
-    evaluate.add_argument("--model", action="append", required=True, metavar="MODEL", help="a model name, checkpoint or TorchScript file; repeat for several")
+    evaluate.add_argument(
+        "--model", action="append", required=True, metavar="MODEL",
+        help="a model name, checkpoint or TorchScript file; repeat for several. 'all': every registered model",
+    )
+    evaluate.add_argument(
+        "--weights-file", action="append", default=[], metavar="[MODEL=]PATH",
+        help="local pretrained weights for a named model instead of a download (a timm state dict, or for clip_vit_b16 "
+        "open_clip's open_clip_pytorch_model.bin); with several models, say which: clip_vit_b16=PATH. Repeatable",
+    )
     evaluate.add_argument("--landmarks", default=None, metavar="ID,ID,...", help="evaluate on these landmarks only")
     evaluate.add_argument("--query-every", type=int, default=5, help="dev protocol: every N-th photo of a landmark is a query (default 5)")
     evaluate.add_argument("--image-size", type=int, default=None, help="override the models' input size")
@@ -38,13 +51,75 @@ def load_split(data: Path, query_every: int):
     raise FileNotFoundError(f"{data} holds neither images/ (the dev layout) nor {QUERIES_FILE} (a gallery from `landmarks data gldv2`)")
 
 
-def model_label(spec: str, extractor) -> tuple[str, float | None]:
+ALL_MODELS = "all"
+
+
+def expand_models(specs: list[str]) -> list[str]:
+    """The models to evaluate, in order, once each: 'all' stands for every registered model."""
+    from landmarks.models import list_models
+
+    expanded = [name for spec in specs for name in (list_models() if spec == ALL_MODELS else [spec])]
+    return list(dict.fromkeys(expanded))
+
+
+def weights_files(values: list[str], specs: list[str]) -> dict[str, Path]:
+    """--weights-file values → {model: file}. A bare PATH needs exactly one model; else MODEL=PATH."""
+    from landmarks.cli import CommandError
+
+    files: dict[str, Path] = {}
+    for value in values:
+        name, separator, path = value.partition("=")
+        if separator and name in specs:
+            files[name] = Path(path)
+        elif len(specs) == 1:
+            files[specs[0]] = Path(value)
+        else:
+            raise CommandError(
+                f"--weights-file {value}: say which model the file is for, as MODEL=PATH, MODEL one of: {', '.join(specs)}"
+            )
+    return files
+
+
+def registered(spec: str):
+    """(config, offline weights loader or None) of a registered model; (None, None) for anything else."""
+    from landmarks.models import registry
+
+    # The registry has no public accessor for this yet; the eval table is its only reader.
+    return registry._REGISTRY.get(spec, (None, None))
+
+
+def weights_origin(spec: str, weights_file: Path | None) -> str:
+    """Where a named model's weights come from, for the table's model column.
+
+    E.g. "ImageNet, offline package", "ImageNet efficientnet_lite0, offline package; untrained DOLG head",
+    "CLIP laion2b_s34b_b88k, open_clip hub", "weights file open_clip_pytorch_model.bin".
+    """
+    from landmarks.models import ModelConfig
+
+    config, offline_weights = registered(spec)
+    config = config or ModelConfig(backbone=spec)  # any other timm backbone: ImageNet weights from the hub
+    if weights_file is not None:
+        origin = f"weights file {weights_file.name}"
+    elif config.architecture == "clip":
+        origin = f"CLIP {config.extra.get('open_clip_pretrained', '')}, open_clip hub"
+    else:
+        # A model named otherwise than its backbone says which backbone it starts from.
+        backbone = "ImageNet" if config.backbone == spec else f"ImageNet {config.backbone}"
+        origin = f"{backbone}, {'offline package' if offline_weights else 'timm hub'}"
+    if config.architecture not in ("gem", "clip"):
+        origin += f"; untrained {config.architecture.upper()} head"  # create_model initialises the new layers
+    elif config.architecture == "gem" and config.embedding_dim:
+        origin += "; untrained projection"
+    return origin
+
+
+def model_label(spec: str, extractor, weights_file: Path | None = None) -> tuple[str, float | None]:
     """The table's name for a model, and its mean training epoch time when it was trained here."""
     from landmarks.training.checkpoints import training_summary
 
     path = Path(spec)
     if not path.is_file():
-        return f"{spec} (ImageNet)", None
+        return f"{spec} ({weights_origin(spec, weights_file)})", None
     summary = training_summary(path)
     if summary is None:
         return f"{extractor.config.backbone} ({path.name})", None
@@ -56,6 +131,8 @@ def model_label(spec: str, extractor) -> tuple[str, float | None]:
 def run(args) -> int:
     from landmarks.cli import CommandError
 
+    specs = expand_models(args.model)
+    files = weights_files(args.weights_file, specs)
     try:
         protocol = load_split(args.data, args.query_every)
     except FileNotFoundError as exc:
@@ -74,14 +151,27 @@ def run(args) -> int:
     from landmarks.models import load_extractor
 
     rows, device = [], None
-    for spec in args.model:
+    for spec in specs:
         try:
-            extractor = load_extractor(spec, device=args.device, image_size=args.image_size)
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            extractor = load_extractor(spec, device=args.device, image_size=args.image_size, weights_file=files.get(spec))
+        except OSError as exc:
+            # With 'all', a registered model whose weights cannot be had here (the hub unreachable, no
+            # file given) is reported in its row; a model asked for by name, or a file given that fails,
+            # is an error.
+            config, _ = registered(spec)
+            if ALL_MODELS not in args.model or config is None or spec in files:
+                raise CommandError(f"cannot load model {spec}: {exc}") from exc
+            print(f"not evaluating {spec}: {exc}")
+            rows.append(TableRow(
+                f"{spec} ({weights_origin(spec, None)})", args.image_size or config.image_size, None,
+                missing=f"not evaluated: no weights offline (hub unreachable; give a file with --weights-file {spec}=PATH)",
+            ))  # fmt: skip
+            continue
+        except (ValueError, RuntimeError) as exc:
             raise CommandError(f"cannot load model {spec}: {exc}") from exc
         print(f"evaluating {extractor.describe()} on {len(protocol.gallery)} gallery photos, {len(protocol.queries)} queries, {len(protocol.distractors)} distractors")
         result = evaluate(extractor, protocol, batch_size=args.batch_size, progress=not args.no_progress)
-        label, epoch_seconds = model_label(spec, extractor)
+        label, epoch_seconds = model_label(spec, extractor, files.get(spec))
         rows.append(TableRow(label, extractor.config.image_size, result, epoch_seconds))
         device = _device_name(extractor.device)
     table = markdown_table(rows, device=device)

@@ -48,17 +48,43 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="a model name (efficientnet_lite0, deit_small_patch16_224, resnet50, any timm backbone), "
+        help="a model name (efficientnet_lite0, deit_small_patch16_224, resnet50, clip_vit_b16, any timm backbone), "
         "a TorchScript file or a checkpoint file (default: efficientnet_lite0, offline ImageNet weights)",
     )
+    parser.add_argument(
+        "--weights-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="local pretrained weights for a named model instead of a download: a timm state dict, or for "
+        "clip_vit_b16 open_clip's checkpoint (open_clip_pytorch_model.bin or .safetensors). "
+        "Search and serve an index with the same file it was built with",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "eager", "onnx", "bf16"),
+        default="auto",
+        help="embedding runtime (default auto: ONNX Runtime on CPU for EfficientNet-like models, exported once and cached; "
+        "eager PyTorch otherwise). Same vectors either way",
+    )
+
+
+def load_model(args):
+    """The extractor that --model, --weights-file and --device name; a load failure is a one-line error."""
+    from landmarks.cli import CommandError
+    from landmarks.models import load_extractor
+
+    try:
+        return load_extractor(args.model, device=args.device, weights_file=args.weights_file, runtime=args.runtime)
+    except (OSError, ValueError) as exc:  # missing or foreign files, an unreachable hub
+        raise CommandError(f"cannot load model {args.model}: {exc}") from exc
 
 
 def run_build(args) -> int:
     from landmarks.cli import CommandError
     from landmarks.gallery import scan_gallery
     from landmarks.index import FingerprintMismatch, build_index
-    from landmarks.models import load_extractor
 
     try:
         gallery = scan_gallery(args.gallery)
@@ -66,7 +92,7 @@ def run_build(args) -> int:
         raise CommandError(str(exc)) from exc
     if not gallery.images:
         raise CommandError(f"no photos found in {args.gallery}: expected GALLERY_DIR/<landmark_id>/*.jpg or a GLDv2 train.csv")
-    extractor = load_extractor(args.model, device=args.device)
+    extractor = load_model(args)
     print(f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}")
     try:
         report = build_index(gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments
+from landmarks.cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
@@ -21,10 +21,9 @@ def run(args) -> int:
     from landmarks.cli import CommandError
     from landmarks.images import ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
-    from landmarks.models import load_extractor
     from landmarks.search import DEFAULT_THRESHOLD, Searcher
 
-    extractor = load_extractor(args.model, device=args.device)
+    extractor = load_model(args)
     try:
         index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
     except (FingerprintMismatch, FileNotFoundError) as exc:

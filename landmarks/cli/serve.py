@@ -11,6 +11,10 @@ def register(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", default=None, help="model name or file (default: efficientnet_lite0, or LANDMARKS_MODEL)")
+    serve.add_argument(
+        "--weights-file", type=Path, default=None, metavar="PATH",
+        help="local pretrained weights for a named model, the file the index was built with (or LANDMARKS_WEIGHTS_FILE)",
+    )
     serve.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     serve.add_argument("--threshold", type=float, default=None, help="not-a-landmark similarity threshold")
     serve.set_defaults(func=run)
@@ -30,14 +34,14 @@ def run(args) -> int:
 
     overrides = {
         key: value
-        for key, value in {"index_dir": args.index, "model": args.model, "device": args.device, "threshold": args.threshold}.items()
+        for key, value in {"index_dir": args.index, "model": args.model, "weights_file": args.weights_file, "device": args.device, "threshold": args.threshold}.items()
         if value is not None
     }
     settings = dataclasses.replace(Settings(), **overrides)
     # Load before binding the port, so a wrong model or index fails with a clear message.
     try:
         service = SearchService.load(settings)
-    except (FingerprintMismatch, FileNotFoundError, ValueError) as exc:
+    except (FingerprintMismatch, OSError, ValueError) as exc:  # OSError: a missing file, an unreachable hub
         raise CommandError(str(exc)) from exc
     if len(service.index) == 0:
         print(f"The gallery at {settings.index_dir} is empty: the service runs, but has nothing to match yet.")

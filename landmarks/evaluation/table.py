@@ -12,9 +12,10 @@ COLUMNS = ("Model-backbone", "SIZE", "ACC", "GAP", "R@1", "R@2", "R@10", "mAP@10
 @dataclass(frozen=True)
 class TableRow:
     model: str  # e.g. "efficientnet_lite0 (ImageNet)" or "efficientnet_lite0 + ROADMAP (last.pt)"
-    image_size: int
-    result: Evaluation
+    image_size: int | None  # None: unknown (a model that could not be loaded)
+    result: Evaluation | None  # None: not evaluated, `missing` says why
     epoch_seconds: float | None = None  # mean training epoch time, when the model was trained here
+    missing: str | None = None  # e.g. "not evaluated: the weights cannot be had offline (...)"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -27,12 +28,22 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _cell(text: str) -> str:
+    """Text that stays inside one Markdown table cell (error messages may hold pipes or newlines)."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
     for row in rows:
         r = row.result
+        if r is None:
+            # The row stays in the table, so that a model left out is seen, with the reason in place of numbers.
+            cells = [_cell(f"{row.model} — {row.missing or 'not evaluated'}"), str(row.image_size or "—"), *["—"] * (len(COLUMNS) - 2)]
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
         cells = [
-            row.model,
+            _cell(row.model),
             str(row.image_size),
             f"{r.accuracy:.3f}",
             f"{r.gap:.3f}",
@@ -44,8 +55,9 @@ def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
             f"{r.fps:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    if rows:
-        first = rows[0].result
+    evaluated = [row.result for row in rows if row.result is not None]
+    if evaluated:
+        first = evaluated[0]
         note = (
             f"\n{first.queries} landmark queries, {first.distractors} distractor queries, {first.gallery} gallery photos. "
             "SIZE: input side in pixels. ACC and GAP: top landmark by best similarity (ACC over landmark queries; "

@@ -7,7 +7,8 @@ Every network has `config`, `backbone` and `output_dim`, and maps a normalised i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import timm
@@ -77,6 +78,33 @@ ARCHITECTURES: dict[str, NetworkBuilder] = {"gem": EmbeddingNet}
 
 def register_architecture(name: str, builder: NetworkBuilder) -> None:
     ARCHITECTURES[name] = builder
+
+
+def timm_backbone(config: ModelConfig) -> nn.Module:
+    """The untrained timm backbone `config` names, as `create_model` builds it (no classifier, no pooling)."""
+    return timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
+
+
+def feature_level(backbone: nn.Module, reduction: int) -> int:
+    """The index, for `forward_intermediates(indices=...)`, of the backbone's feature map at this stride."""
+    for index, info in enumerate(backbone.feature_info):
+        if info["reduction"] == reduction:
+            return index
+    strides = [info["reduction"] for info in backbone.feature_info]
+    raise ValueError(f"backbone has no feature map at stride {reduction} (it has {strides})")
+
+
+@contextlib.contextmanager
+def seeded_new_layers(seed: int = 0) -> Iterator[None]:
+    """Initialise the layers built inside with a fixed seed, leaving the global RNG as it was.
+
+    A registered model with new layers is used untrained too (index build and serve each create it
+    in their own process): its new layers must come out identical every time, or the index's
+    fingerprint check rejects the serving model.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def build_network(config: ModelConfig, backbone: nn.Module | None = None) -> nn.Module:

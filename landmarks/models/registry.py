@@ -16,6 +16,8 @@ import timm
 import torch
 from torch import nn
 
+# Imported for their side effect: each registers its architecture's builder with build_network.
+from landmarks.models import clip, delf, dolg  # noqa: F401
 from landmarks.models.network import ModelConfig, build_network
 
 log = logging.getLogger(__name__)
@@ -25,10 +27,16 @@ DEFAULT_MODEL = "efficientnet_lite0"
 WeightsLoader = Callable[[nn.Module], None]
 _REGISTRY: dict[str, tuple[ModelConfig, WeightsLoader | None]] = {}
 
+# Architectures whose backbone is not a timm model build it and load its weights themselves:
+# factory(config, pretrained=..., weights_file=...) -> the backbone, its preprocessing already in the config.
+BackboneFactory = Callable[..., nn.Module]
+BACKBONE_FACTORIES: dict[str, BackboneFactory] = {"clip": clip.clip_image_tower}
 
-def register_model(config: ModelConfig, weights: WeightsLoader | None = None) -> None:
-    """Register a named model; `weights` loads pretrained backbone weights without a network."""
-    _REGISTRY[config.backbone] = (config, weights)
+
+def register_model(config: ModelConfig, weights: WeightsLoader | None = None, *, name: str | None = None) -> None:
+    """Register a model under `name` (default: its backbone's name); `weights` loads pretrained
+    backbone weights into the bare timm backbone, before the network is built around it."""
+    _REGISTRY[name or config.backbone] = (config, weights)
 
 
 def list_models() -> list[str]:
@@ -58,6 +66,21 @@ register_model(ModelConfig(backbone="efficientnet_lite0", image_size=320), _effi
 register_model(ModelConfig(backbone="deit_small_patch16_224", image_size=224, interpolation="bicubic"))
 register_model(ModelConfig(backbone="resnet50", image_size=320, interpolation="bilinear"))
 register_model(ModelConfig(backbone="resnet101", image_size=320, interpolation="bilinear"))
+# DOLG and DELF on the offline backbone. The papers start from their own trained networks (ResNet-50/101
+# on GLDv2 / landmarks-clean), which cannot be had offline: these start from ImageNet EfficientNet-Lite0
+# with untrained new layers, and are meant to be trained (configs/dolg_arcface.yaml, configs/delf.yaml).
+register_model(
+    ModelConfig(backbone="efficientnet_lite0", architecture="dolg", image_size=320, embedding_dim=512),
+    _efficientnet_lite0_weights,
+    name="dolg_efficientnet_lite0",
+)
+register_model(
+    ModelConfig(backbone="efficientnet_lite0", architecture="delf", image_size=320, embedding_dim=128),
+    _efficientnet_lite0_weights,
+    name="delf_efficientnet_lite0",
+)
+# CLIP ViT-B/16 (LAION-2B): open_clip's image tower, from a local weights file or open_clip's hub.
+register_model(clip.CLIP_VIT_B16, name=clip.CLIP_MODEL_NAME)
 
 
 def create_model(
@@ -76,6 +99,9 @@ def create_model(
     config, offline_weights = _REGISTRY.get(name, (ModelConfig(backbone=name), None))
     if overrides:
         config = replace(config, **overrides)
+    if config.architecture in BACKBONE_FACTORIES:
+        make_backbone = BACKBONE_FACTORIES[config.architecture]
+        return build_network(config, make_backbone(config, pretrained=pretrained, weights_file=weights_file))
     use_hub = pretrained and weights_file is None and offline_weights is None
     kwargs = {}
     if weights_file is not None:

@@ -8,7 +8,8 @@ open the file. The fingerprint stays that of the weights, so an index built eage
 
 Runtimes: "eager" (PyTorch as is), "onnx" (ONNX Runtime, CPU, fp32), "bf16" (PyTorch autocast to
 bfloat16 with channels-last memory, for CPUs with AMX / AVX512-BF16; lossy, see the bench), and
-"auto": "onnx" on CPU when onnxruntime is installed and the model can be exported, else "eager".
+"auto": "onnx" on CPU for networks with depthwise convolutions (the default EfficientNet-Lite0) when
+onnxruntime is installed and the model can be exported, else "eager".
 """
 
 from __future__ import annotations
@@ -47,13 +48,20 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def has_depthwise_convolutions(module: nn.Module) -> bool:
+    """Grouped convolutions (EfficientNet, MobileNet) are where eager PyTorch is slow on CPU and ONNX
+    Runtime's fused kernels win several-fold; transformers (DeiT, CLIP) are matrix products that
+    eager PyTorch already runs well, and their export is slow and large, so "auto" keeps them eager."""
+    return any(isinstance(layer, nn.Conv2d) and layer.groups > 1 for layer in module.modules())
+
+
 def resolve_runtime(runtime: str, device: torch.device, module: nn.Module) -> str:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "auto":
         # TorchScript files cannot go through torch.export: they keep running eagerly.
         exportable = not isinstance(module, torch.jit.ScriptModule)
-        return "onnx" if device.type == "cpu" and exportable and onnx_available() else "eager"
+        return "onnx" if device.type == "cpu" and exportable and has_depthwise_convolutions(module) and onnx_available() else "eager"
     if runtime in ("onnx", "bf16") and device.type != "cpu":
         raise ValueError(f"runtime {runtime!r} is a CPU runtime; on {device.type} use 'eager' (fp16 on CUDA)")
     return runtime

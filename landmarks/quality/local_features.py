@@ -4,6 +4,9 @@ Gallery photos get their features at index time (`landmarks index build` calls `
 into INDEX_DIR/local_features.sqlite, keyed by image id and checked against the photo's source key,
 modification time and the extraction parameters; a query's features are extracted per request. The
 cache is optional: a Searcher over an index without it simply skips spatial verification.
+
+Kinds: "sift" and "orb" (OpenCV), and "delf": a DELF network's attention-selected local features
+(landmarks/quality/delf_features.py), from the model `LocalFeatureParams.model` names.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from landmarks.quality.delf_features import DEFAULT_DELF_MODEL, delf_model, extract_delf
+
 log = logging.getLogger(__name__)
 
 LOCAL_FEATURES_FILE = "local_features.sqlite"
-KINDS = ("sift", "orb")
+KINDS = ("sift", "orb", "delf")
+# How each kind's descriptors are stored: SIFT's integer bins and ORB's bits fit in bytes; DELF's are
+# unit float vectors, which float16 keeps to ~1e-3 (cosine similarity is all that is asked of them).
+DESCRIPTOR_DTYPES = {"sift": np.uint8, "orb": np.uint8, "delf": np.float16}
+EMPTY_WIDTHS = {"sift": 128, "orb": 32}  # a photo without features still has a descriptor width
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -48,6 +57,7 @@ class LocalFeatureParams:
     kind: str = "sift"
     max_side: int = 480  # photos are shrunk to this longest side first (never enlarged)
     max_features: int = 1000
+    model: str = DEFAULT_DELF_MODEL  # kind "delf" only: a registered DELF model or a DELF checkpoint file
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,17 +65,23 @@ class LocalFeatureParams:
 
     @property
     def key(self) -> str:
+        if self.kind == "delf":
+            # The model's weights, not its name: features of a retrained checkpoint at the same path
+            # must not be matched against the old ones.
+            return f"delf:{self.max_side}:{self.max_features}:{delf_model(self.model)[1]}"
         return f"{self.kind}:{self.max_side}:{self.max_features}"
 
     @property
     def width(self) -> int:
+        if self.kind == "delf":
+            return delf_model(self.model)[0].output_dim
         return 128 if self.kind == "sift" else 32
 
 
 @dataclass(frozen=True)
 class LocalFeatures:
     xy: np.ndarray  # (n, 2) float32 keypoint positions in the (shrunk) image
-    descriptors: np.ndarray  # (n, 128) uint8 SIFT, or (n, 32) uint8 binary ORB
+    descriptors: np.ndarray  # (n, 128) uint8 SIFT, (n, 32) uint8 binary ORB, or (n, D) float16 unit DELF
     size: tuple[int, int]  # (width, height) of the image the positions refer to
     kind: str
 
@@ -81,7 +97,12 @@ def _detector(params: LocalFeatureParams):
 
 
 def extract(image: Image.Image | np.ndarray, params: LocalFeatureParams = LocalFeatureParams()) -> LocalFeatures:
-    """Keypoints and descriptors of an RGB PIL image (or a grayscale uint8 array)."""
+    """Keypoints and descriptors of an RGB PIL image (or, for SIFT and ORB, a grayscale uint8 array)."""
+    if params.kind == "delf":
+        if not isinstance(image, Image.Image):
+            raise TypeError("DELF features need an RGB PIL image")
+        xy, descriptors, size = extract_delf(image, model_spec=params.model, max_side=params.max_side, max_features=params.max_features)
+        return LocalFeatures(xy, descriptors, size, params.kind)
     gray = np.asarray(image.convert("L")) if isinstance(image, Image.Image) else np.asarray(image, np.uint8)
     scale = params.max_side / max(gray.shape)
     if scale < 1:
@@ -139,7 +160,8 @@ class LocalFeatureStore:
                         "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?)",
                         (
                             int(image_id), source, float(mtime), params_key, features.size[0], features.size[1], len(features),
-                            np.ascontiguousarray(features.xy, np.float32).tobytes(), np.ascontiguousarray(features.descriptors, np.uint8).tobytes(),
+                            np.ascontiguousarray(features.xy, np.float32).tobytes(),
+                            np.ascontiguousarray(features.descriptors, DESCRIPTOR_DTYPES[features.kind]).tobytes(),
                         ),
                     )
                     self._drop_cached(int(image_id))
@@ -179,10 +201,11 @@ class LocalFeatureStore:
                     (params_key, *missing),
                 ).fetchall()
                 kind = params_key.split(":", 1)[0]
+                dtype = DESCRIPTOR_DTYPES[kind]
                 for image_id, width, height, count, xy, descriptors in rows:
                     features = LocalFeatures(
                         np.frombuffer(xy, np.float32).reshape(count, 2),
-                        np.frombuffer(descriptors, np.uint8).reshape(count, -1) if count else np.zeros((0, 128 if kind == "sift" else 32), np.uint8),
+                        np.frombuffer(descriptors, dtype).reshape(count, -1) if count else np.zeros((0, EMPTY_WIDTHS.get(kind, 0)), dtype),
                         (width, height),
                         kind,
                     )

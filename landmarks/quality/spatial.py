@@ -1,9 +1,9 @@
 """Spatial verification: tentative local matches between two photos, filtered by a geometric model.
 
 Like DELF/DELG re-ranking: descriptors are matched with Lowe's ratio test (RootSIFT for SIFT, Hamming
-distance for ORB), then RANSAC fits an affine transform; the number of inliers says how much of the
-query's geometry the gallery photo shares. Unrelated photos get a handful of chance inliers; two
-photos of the same building from similar viewpoints get tens.
+distance for ORB) or, for DELF, as mutual nearest neighbours; then RANSAC fits an affine transform; the
+number of inliers says how much of the query's geometry the gallery photo shares. Unrelated photos get
+a handful of chance inliers; two photos of the same building from similar viewpoints get tens.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ MIN_MATCHES = 6  # fewer tentative matches than this cannot support a verified t
 # strip, which otherwise "verify" any two photos of the same agency. A real view of a landmark is
 # never pinned to the same relative pixels in two different photos at tens of points.
 STATIC_OVERLAY = 0.01
+# RANSAC's reprojection tolerance, as a share of the candidate photo's longest side. DELF keypoints sit
+# on a 16-pixel grid (per pyramid level), so their positions are only good to about half a cell.
+RANSAC_THRESHOLDS = {"sift": 0.0125, "orb": 0.0125, "delf": 0.025}
 
 
 def _rootsift(descriptors: np.ndarray) -> np.ndarray:
@@ -31,6 +34,8 @@ def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: flo
     """(query indices, candidate indices) of the matches that pass the ratio test."""
     if len(query) < 2 or len(candidate) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if query.kind == "delf":
+        return _mutual_nearest(query.descriptors, candidate.descriptors)
     if query.kind == "sift":
         q, c = _rootsift(query.descriptors), _rootsift(candidate.descriptors)
         similarity = q @ c.T  # RootSIFT vectors are unit length: distance² = 2 - 2·similarity
@@ -47,11 +52,28 @@ def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: flo
     return np.array([m.queryIdx for m in good], np.int64), np.array([m.trainIdx for m in good], np.int64)
 
 
-def count_inliers(query: LocalFeatures, candidate: LocalFeatures, *, ratio: float = 0.8, threshold: float = 0.0125) -> int:
+def _mutual_nearest(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of unit descriptors that are each other's nearest neighbour.
+
+    Not the ratio test: DELF's descriptors are dense, so a position's second-nearest neighbour is
+    usually the cell beside its nearest, nearly as similar, and the ratio test would reject most true
+    matches. Mutual nearest neighbours keep one match per cell pair instead.
+    """
+    similarity = query.astype(np.float32) @ candidate.astype(np.float32).T
+    best = similarity.argmax(axis=1)
+    mutual = similarity.argmax(axis=0)[best] == np.arange(len(query))
+    return np.flatnonzero(mutual), best[mutual]
+
+
+def count_inliers(query: LocalFeatures, candidate: LocalFeatures, *, ratio: float = 0.8, threshold: float | None = None) -> int:
     """RANSAC inliers of an affine transform from the query to the candidate (0 when none fits).
 
-    threshold: the reprojection error allowed, as a share of the candidate photo's longest side.
+    ratio: Lowe's ratio for SIFT and ORB matches (DELF's are mutual nearest neighbours).
+    threshold: the reprojection error allowed, as a share of the candidate photo's longest side
+    (None: the kind's, RANSAC_THRESHOLDS).
     """
+    if threshold is None:
+        threshold = RANSAC_THRESHOLDS[query.kind]
     q_idx, c_idx = tentative_matches(query, candidate, ratio)
     if len(q_idx) < MIN_MATCHES:
         return 0

@@ -70,8 +70,9 @@ def freeze_before(model: nn.Module, prefix: str) -> int:
 
 def _param_groups(model: nn.Module, loss_fn: nn.Module, optim) -> list[dict]:
     """AdamW groups. New layers (projection head, ArcFace's class centres) start from noise and must
-    move faster than the pretrained backbone. Weight decay on weight matrices and kernels only:
-    decaying biases, norms or GeM's p only hurts."""
+    move faster than the pretrained backbone; every architecture keeps its new layers under `head.`
+    (DOLG's local branch and fusion, DELF's attention and projection). Weight decay on weight
+    matrices and kernels only: decaying biases, norms or GeM's p only hurts."""
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

@@ -53,7 +53,7 @@ def test_eval_command_writes_the_table_for_several_models(tmp_path):
     table = out.read_text()
     assert table in result.stdout
     rows = cells(table)
-    assert list(rows) == ["efficientnet_lite0 (ImageNet)", "efficientnet_lite0 + ROADMAP (same-weights.pt, 2 ep)"]
+    assert list(rows) == ["efficientnet_lite0 (ImageNet, offline package)", "efficientnet_lite0 + ROADMAP (same-weights.pt, 2 ep)"]
     baseline, trained = rows.values()
     assert baseline[:7] == trained[:7]  # same weights, same size: the same metrics
     size, acc, gap, r1, r2, r10, map100 = baseline[:7]
@@ -67,3 +67,44 @@ def test_eval_command_writes_the_table_for_several_models(tmp_path):
 def test_eval_refuses_unknown_landmarks():
     result = run_cli("eval", "--data", str(require_dev_data()), "--landmarks", "atlantis", "--model", "efficientnet_lite0")
     assert result.returncode == 2 and "atlantis" in result.stderr
+
+
+def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip_checkpoint):
+    """`--model all`: a row per registered model, saying where its weights come from; the hub models,
+    whose weights cannot be had offline, get a row that says so instead of numbers."""
+    import huggingface_hub.constants
+
+    from landmarks.cli import main
+    from landmarks.models import list_models
+
+    # The hub as on a machine without internet access: offline, nothing cached (so nothing downloads).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    out = tmp_path / "table.md"
+    # The command line in this process: a subprocess would spend longer importing torch than evaluating.
+    assert main([
+        "eval", "--data", str(require_dev_data()), "--landmarks", "chhota_imambara,ajanta_caves", "--image-size", "96",
+        "--device", "cpu", "--model", "all", "--weights-file", f"clip_vit_b16={clip_checkpoint}", "--no-progress", "--out", str(out),
+    ]) == 0  # fmt: skip
+    rows = cells(out.read_text())
+    labels = {name: next(label for label in rows if label.startswith(f"{name} (")) for name in list_models()}
+    assert len(rows) == len(list_models())
+
+    evaluated = {"efficientnet_lite0", "dolg_efficientnet_lite0", "delf_efficientnet_lite0", "clip_vit_b16"}
+    for name in evaluated:
+        size, acc, gap, r1, r2, r10, map100, _, fps = rows[labels[name]]
+        assert size == "96" and 0 <= float(r1) <= float(r10) <= 1 and float(fps) > 0, (name, rows[labels[name]])
+    for name in set(list_models()) - evaluated:  # DeiT and the ResNets: timm hub weights
+        assert "not evaluated: no weights offline" in labels[name] and f"--weights-file {name}=PATH" in labels[name]
+        assert rows[labels[name]][1:] == ["—"] * 8
+    assert labels["efficientnet_lite0"].startswith("efficientnet_lite0 (ImageNet, offline package)")
+    assert labels["dolg_efficientnet_lite0"].startswith("dolg_efficientnet_lite0 (ImageNet efficientnet_lite0, offline package; untrained DOLG head)")
+    assert labels["clip_vit_b16"] == "clip_vit_b16 (weights file open_clip_pytorch_model.bin)"
+    assert labels["resnet50"].startswith("resnet50 (ImageNet, timm hub)")
+
+
+def test_eval_asks_which_model_a_weights_file_is_for(capsys):
+    from landmarks.cli import main
+
+    assert main(["eval", "--data", str(require_dev_data()), "--model", "all", "--weights-file", "open_clip_pytorch_model.bin"]) == 2
+    assert "say which model the file is for, as MODEL=PATH" in capsys.readouterr().err

@@ -88,3 +88,12 @@ def test_cpu_runtimes_are_refused_on_cuda():
         resolve_runtime("onnx", torch.device("cuda"), net)
     with pytest.raises(ValueError, match="unknown runtime"):
         resolve_runtime("tensorrt", torch.device("cpu"), net)
+
+
+def test_auto_exports_depthwise_convolution_networks_and_keeps_transformers_eager():
+    from landmarks.models import create_model
+
+    convnet = create_model("efficientnet_lite0", pretrained=False, image_size=64)
+    transformer = create_model("deit_small_patch16_224", pretrained=False)
+    assert resolve_runtime("auto", torch.device("cpu"), convnet) == "onnx"
+    assert resolve_runtime("auto", torch.device("cpu"), transformer) == "eager"

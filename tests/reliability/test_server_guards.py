@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-from PIL import Image
 
 from api.ratelimit import TokenBuckets, parse_rate
 from landmarks.images import decode_image
