@@ -80,24 +80,15 @@ def weights_files(values: list[str], specs: list[str]) -> dict[str, Path]:
     return files
 
 
-def registered(spec: str):
-    """(config, offline weights loader or None) of a registered model; (None, None) for anything else."""
-    from landmarks.models import registry
-
-    # The registry has no public accessor for this yet; the eval table is its only reader.
-    return registry._REGISTRY.get(spec, (None, None))
-
-
 def weights_origin(spec: str, weights_file: Path | None) -> str:
     """Where a named model's weights come from, for the table's model column.
 
     E.g. "ImageNet, offline package", "ImageNet efficientnet_lite0, offline package; untrained DOLG head",
     "CLIP laion2b_s34b_b88k, open_clip hub", "weights file open_clip_pytorch_model.bin".
     """
-    from landmarks.models import ModelConfig
+    from landmarks.models.registry import model_entry
 
-    config, offline_weights = registered(spec)
-    config = config or ModelConfig(backbone=spec)  # any other timm backbone: ImageNet weights from the hub
+    config, offline_weights = model_entry(spec)
     if weights_file is not None:
         origin = f"weights file {weights_file.name}"
     elif config.architecture == "clip":
@@ -148,7 +139,8 @@ def run(args) -> int:
 
     from landmarks.evaluation.evaluate import evaluate
     from landmarks.evaluation.table import TableRow, markdown_table
-    from landmarks.models import load_extractor
+    from landmarks.models import list_models, load_extractor
+    from landmarks.models.registry import model_entry
 
     rows, device = [], None
     for spec in specs:
@@ -158,12 +150,11 @@ def run(args) -> int:
             # With 'all', a registered model whose weights cannot be had here (the hub unreachable, no
             # file given) is reported in its row; a model asked for by name, or a file given that fails,
             # is an error.
-            config, _ = registered(spec)
-            if ALL_MODELS not in args.model or config is None or spec in files:
+            if ALL_MODELS not in args.model or spec not in list_models() or spec in files:
                 raise CommandError(f"cannot load model {spec}: {exc}") from exc
             print(f"not evaluating {spec}: {exc}")
             rows.append(TableRow(
-                f"{spec} ({weights_origin(spec, None)})", args.image_size or config.image_size, None,
+                f"{spec} ({weights_origin(spec, None)})", args.image_size or model_entry(spec)[0].image_size, None,
                 missing=f"not evaluated: no weights offline (hub unreachable; give a file with --weights-file {spec}=PATH)",
             ))  # fmt: skip
             continue

@@ -43,6 +43,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_entry(name: str) -> tuple[ModelConfig, WeightsLoader | None]:
+    """(config, offline weights loader or None) of a model name; any unregistered name is a timm
+    backbone with hub weights."""
+    return _REGISTRY.get(name, (ModelConfig(backbone=name), None))
+
+
 def _load_in_order(backbone: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Copy a state dict whose key names differ but whose tensors line up one to one, in order."""
     target = backbone.state_dict()
@@ -96,7 +102,7 @@ def create_model(
     weights_file: a local backbone weights file (timm format); wins over `pretrained`.
     overrides: ModelConfig fields (image_size, embedding_dim, gem_p, ...).
     """
-    config, offline_weights = _REGISTRY.get(name, (ModelConfig(backbone=name), None))
+    config, offline_weights = model_entry(name)
     if overrides:
         config = replace(config, **overrides)
     if config.architecture in BACKBONE_FACTORIES:

@@ -5,11 +5,48 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from tests.support import require_dev_data, run_cli
+from landmarks.images import Preprocessor, decode_image
+from landmarks.models import create_model
+from tests.support import dev_protocol, require_dev_data, run_cli
 
 TINY_LANDMARKS = ["charminar", "india_gate"]
+# A batch of real photos the losses train on: two of each of three landmarks, small.
+BATCH_LANDMARKS = ("hawa_mahal", "lotus_temple", "taj_mahal")
+BATCH_PER_LANDMARK = 2
+BATCH_IMAGE_SIZE = 128
+
+
+@pytest.fixture(scope="session")
+def real_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of BATCH_LANDMARKS' gallery photos, preprocessed for EfficientNet-Lite0."""
+    protocol = dev_protocol()
+    photos = {lid: [path for path, label in protocol.gallery if label == lid][:BATCH_PER_LANDMARK] for lid in BATCH_LANDMARKS}
+    config = create_model("efficientnet_lite0", pretrained=False, image_size=BATCH_IMAGE_SIZE).config
+    preprocess = Preprocessor(BATCH_IMAGE_SIZE, config.mean, config.std, config.interpolation)
+    images = [torch.from_numpy(preprocess(decode_image(path))) for lid in BATCH_LANDMARKS for path in photos[lid]]
+    labels = torch.tensor([label for label in range(len(BATCH_LANDMARKS)) for _ in range(BATCH_PER_LANDMARK)])
+    return torch.stack(images), labels
+
+
+def losses_over_steps(model, loss_fn, optimizer, images, labels, steps: int) -> list[float]:
+    """The loss before each of `steps` optimiser steps, then after the last one."""
+    model.train()
+    for module in model.modules():  # six photos make poor batch statistics: keep ImageNet's
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    history = []
+    for _ in range(steps):
+        loss = loss_fn(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    with torch.no_grad():
+        history.append(loss_fn(model(images), labels).item())
+    return history
 
 
 def write_tiny_config(path: Path, run_dir: Path, **overrides) -> Path:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landmarks.cli import main
-from landmarks.images import Preprocessor, decode_image
+from landmarks.images import decode_image
 from landmarks.models import create_model, load_extractor
 from landmarks.models.delf import DelfNet
 from landmarks.models.dolg import DolgNet
@@ -17,31 +17,22 @@ from landmarks.training.config import OptimSection
 from landmarks.training.losses import build_loss
 from landmarks.training.trainer import _param_groups
 from tests.support import dev_protocol
-from tests.training.conftest import write_tiny_config
+from tests.training.conftest import (
+    BATCH_IMAGE_SIZE,
+    BATCH_LANDMARKS,
+    losses_over_steps,
+    write_tiny_config,
+)
 
-LANDMARKS = ("hawa_mahal", "lotus_temple", "taj_mahal")
-PER_LANDMARK = 2
-SIZE = 128
 ARCFACE = {"margin": 0.3, "scale": 30.0}
 
 
-@pytest.fixture(scope="module")
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    protocol = dev_protocol()
-    photos = {lid: [path for path, label in protocol.gallery if label == lid][:PER_LANDMARK] for lid in LANDMARKS}
-    config = create_model("efficientnet_lite0", pretrained=False, image_size=SIZE).config
-    preprocess = Preprocessor(SIZE, config.mean, config.std, config.interpolation)
-    images = [torch.from_numpy(preprocess(decode_image(path))) for lid in LANDMARKS for path in photos[lid]]
-    labels = torch.tensor([label for label in range(len(LANDMARKS)) for _ in range(PER_LANDMARK)])
-    return torch.stack(images), labels
-
-
 @pytest.mark.parametrize("name", ["dolg_efficientnet_lite0", "delf_efficientnet_lite0"])
-def test_arcface_loss_falls_with_the_trainers_parameter_groups(name, batch):
-    images, labels = batch
-    model = create_model(name, image_size=SIZE)
+def test_arcface_loss_falls_with_the_trainers_parameter_groups(name, real_batch):
+    images, labels = real_batch
+    model = create_model(name, image_size=BATCH_IMAGE_SIZE)
     torch.manual_seed(0)
-    loss_fn = build_loss("arcface", ARCFACE, embedding_dim=model.output_dim, num_classes=len(LANDMARKS))
+    loss_fn = build_loss("arcface", ARCFACE, embedding_dim=model.output_dim, num_classes=len(BATCH_LANDMARKS))
     optim = OptimSection(lr=1e-4)
     groups = _param_groups(model, loss_fn, optim)
     fast = {id(p) for group in groups if group["lr"] == 10 * optim.lr for p in group["params"]}
@@ -50,20 +41,7 @@ def test_arcface_loss_falls_with_the_trainers_parameter_groups(name, batch):
     assert new_layers and all(p in fast for p in new_layers)  # every new layer at the head's rate
     assert not any(p in fast for p in pretrained)
 
-    model.train()
-    for module in model.modules():  # six photos make poor batch statistics: keep ImageNet's
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.eval()
-    optimizer = torch.optim.AdamW(groups)
-    history = []
-    for _ in range(3):
-        loss = loss_fn(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-    with torch.no_grad():
-        history.append(loss_fn(model(images), labels).item())
+    history = losses_over_steps(model, loss_fn, torch.optim.AdamW(groups), images, labels, steps=3)
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] < 0.8 * history[0], history
 
