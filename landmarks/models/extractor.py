@@ -120,8 +120,7 @@ class Extractor:
         precision = "fp16" if self.half else "bf16" if self.runtime == "bf16" else "fp32"
         if self.runtime == "onnx":
             precision += " onnxruntime"
-        network = self.config.backbone if self.config.architecture == "gem" else f"{self.config.architecture.upper()} on {self.config.backbone}"
-        return f"{self.source} ({network}@{self.config.image_size}, {self.dim}-d, {self.device.type} {precision})"
+        return f"{self.source} ({self.config.backbone}@{self.config.image_size}, {self.dim}-d, {self.device.type} {precision})"
 
 
 def is_torchscript(path: Path) -> bool:
