@@ -1,4 +1,5 @@
-"""The vector index at scale: Flat vs IVF vs HNSW (and IVF with 8-bit or PQ codes) at 10k, 100k, 1M vectors.
+"""The vector index at scale: Flat vs IVF vs HNSW (and IVF with 8-bit or PQ codes, and PQ fast scan with an
+exact re-ranking pass) at 10k, 100k, 1M vectors.
 
     uv run python bench/index_scale.py                      # 10k, 100k and 1M; about an hour on 2 busy cores
     uv run python bench/index_scale.py --sizes 10000 100000
@@ -182,6 +183,7 @@ KINDS: list[tuple[str, str, dict, str, list[int]]] = [
     ("ivf", "IVF-Flat", {}, "nprobe", [16, 64, 128, 256, 512]),
     ("ivf-sq8", "IVF-SQ8", {}, "nprobe", [16, 64, 128, 256, 512]),
     ("ivf-pq", "IVF-PQ (80 B)", {}, "nprobe", [16, 64, 256]),
+    ("ivf-pq-rerank", "IVF-PQ 4-bit fast scan (160 B) + exact re-rank of 32·k", {}, "nprobe", [64, 128, 256, 512]),
     ("hnsw", "HNSW32 (flat)", {}, "ef_search", [32, 64, 128, 256]),
 ]
 

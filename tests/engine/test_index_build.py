@@ -101,7 +101,7 @@ def test_a_damaged_faiss_cache_is_rebuilt_from_the_store(tmp_path, photos, extra
     index.close()
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivf-pq-rerank"])
 def test_index_kinds_find_the_same_nearest_neighbours(kind):
     from landmarks.index import VectorIndex
 

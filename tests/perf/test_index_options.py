@@ -31,7 +31,11 @@ def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 # PQ at 16 bytes for 64 dimensions (2 bits a dimension) ranks coarsely; chance would give 0.003.
-@pytest.mark.parametrize("kind, top1_floor, recall_floor", [("ivf", 0.95, 0.99), ("ivf-sq8", 0.95, 0.95), ("ivf-pq", 0.6, 0.4), ("hnsw", 0.95, 0.99)])
+# ivf-pq-rerank scores its candidates on the full vectors: what its 4-bit codes lose, the second pass restores.
+@pytest.mark.parametrize(
+    "kind, top1_floor, recall_floor",
+    [("ivf", 0.95, 0.99), ("ivf-sq8", 0.95, 0.95), ("ivf-pq", 0.6, 0.4), ("ivf-pq-rerank", 1.0, 0.99), ("hnsw", 0.95, 0.99)],
+)
 def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind, top1_floor, recall_floor):
     ids, vectors, queries, target_ids, exact = data
     index = VectorIndex(DIM, kind, use_gpu=False, nlist=32, train_size=1500, pq_bytes=16)
@@ -56,7 +60,7 @@ def test_ivf_options_shape_the_index(data):
 
 def test_compressed_kinds_survive_save_and_load(data, tmp_path):
     ids, vectors, queries, *_ = data
-    for kind in ("ivf-sq8", "ivf-pq"):
+    for kind in ("ivf-sq8", "ivf-pq", "ivf-pq-rerank"):
         index = VectorIndex(DIM, kind, use_gpu=False, nlist=32, pq_bytes=16)
         index.rebuild(ids, vectors)
         index.save(tmp_path / f"{kind}.faiss")
@@ -65,7 +69,52 @@ def test_compressed_kinds_survive_save_and_load(data, tmp_path):
         np.testing.assert_array_equal(loaded.search(queries, 5)[1], index.search(queries, 5)[1])
 
 
+def test_rerank_scores_are_exact_and_follow_removals(data, tmp_path):
+    ids, vectors, queries, target_ids, _ = data
+    index = VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False, nlist=32)
+    index.rebuild(ids, vectors)
+    assert faiss.extract_index_ivf(index._index).nprobe == 16  # an eighth of the cells, at least 16
+    scores, found = index.search(queries, 5)
+    by_id = dict(zip(ids.tolist(), vectors, strict=True))
+    exact = np.array([[by_id[i] @ q for i in row] for row, q in zip(found.tolist(), queries, strict=True)])
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)  # the full vectors' inner products, not the codes'
+
+    # Removed ids are never returned, also after a save and load; added again, they are found once.
+    index.remove(target_ids[:10])
+    assert len(index) == len(ids) - 10
+    index.save(tmp_path / "v.faiss")
+    loaded = VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False)
+    loaded.load(tmp_path / "v.faiss")
+    for live in (index, loaded):
+        _, after = live.search(queries[:10], 5)
+        assert not set(after.ravel()) & set(target_ids[:10].tolist())
+        assert np.all(after >= 0)
+    index.add(target_ids[:10], vectors[np.searchsorted(ids, target_ids[:10])])
+    _, again = index.search(queries[:10], 5)
+    assert again[:, 0].tolist() == target_ids[:10].tolist()
+    assert all(len(set(row)) == 5 for row in again.tolist())
+
+    # Removing over a tenth of the gallery re-encodes the rest; the remaining targets are still found.
+    gone = np.setdiff1d(ids, target_ids)[:400]
+    index.remove(gone)
+    assert len(index) == len(ids) - 400 and index._index.ntotal == len(index)
+    assert index.search(queries, 1)[1][:, 0].tolist() == target_ids.tolist()
+
+    # A missing or stale file of full vectors is a damaged cache (RuntimeError: the gallery rebuilds it).
+    index.save(tmp_path / "v.faiss")
+    (tmp_path / "v.full.npz").unlink()
+    with pytest.raises(RuntimeError, match="missing"):
+        VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False).load(tmp_path / "v.faiss")
+
+
 def test_pq_bytes_must_divide_the_dimension():
     with pytest.raises(ValueError, match="divide"):
         VectorIndex(DIM, "ivf-pq", pq_bytes=7)
     assert VectorIndex(1280, "ivf-pq").pq_bytes == 80
+
+
+def test_the_command_line_offers_every_index_kind():
+    from landmarks.cli.index import INDEX_KINDS as offered
+    from landmarks.index import INDEX_KINDS
+
+    assert offered == INDEX_KINDS
