@@ -118,3 +118,23 @@ def test_the_command_line_offers_every_index_kind():
     from landmarks.index import INDEX_KINDS
 
     assert offered == INDEX_KINDS
+
+
+def test_full_vectors_keep_one_vector_per_id_through_adds_and_removals(tmp_path):
+    from landmarks.index.vectors import FullVectors
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((6, 4)).astype(np.float32)
+    full = FullVectors(4)
+    full.add(np.array([30, 10, 20]), vectors[:3])
+    full.add(np.array([20, 40]), vectors[3:5])  # 20 again: its new vector
+    full.remove(np.array([10, 99]))  # 99 was never there
+    assert sorted(full.ids.tolist()) == [20, 30, 40] and len(full) == 3
+    np.testing.assert_array_equal(full.vectors[full.rows(np.array([20, 30, 40]))], vectors[[3, 0, 4]])
+    with pytest.raises(KeyError):
+        full.rows(np.array([10]))
+    full.save(tmp_path / "full.npz")
+    loaded = FullVectors.load(tmp_path / "full.npz", 4)
+    np.testing.assert_array_equal(loaded.vectors[loaded.rows(np.array([40, 30]))], vectors[[4, 0]])
+    with pytest.raises(RuntimeError, match="shape"):
+        FullVectors.load(tmp_path / "full.npz", 8)
