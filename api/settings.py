@@ -14,7 +14,7 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = field(default_factory=lambda: Path(_env("INDEX_DIR", "data/index")))
-    model: str = field(default_factory=lambda: _env("MODEL", "efficientnet_lite0"))
+    model: str = field(default_factory=lambda: _env("MODEL", "efficientnet_lite_ensemble"))
     # Local pretrained weights for a named model (a timm state dict, or open_clip's checkpoint for
     # clip_vit_b16): the file the index was built with, so that no download is needed.
     weights_file: Path | None = field(default_factory=lambda: Path(os.environ["LANDMARKS_WEIGHTS_FILE"]) if os.environ.get("LANDMARKS_WEIGHTS_FILE") else None)

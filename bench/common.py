@@ -15,8 +15,11 @@ DEV_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
 WORK = REPO / "data" / "bench"
 
 
-def dev_index(model: str = "efficientnet_lite0") -> Path:
-    """Build (or update) an index of the protocol's gallery under data/bench/."""
+def dev_index(model: str | None = None) -> Path:
+    """Build (or update) an index of the protocol's gallery under data/bench/ (default: the service's model)."""
+    from landmarks.models import DEFAULT_MODEL
+
+    model = model or DEFAULT_MODEL
     protocol = dev_protocol(DEV_DATA)
     gallery = materialize_gallery(protocol.gallery, WORK / "gallery", DEV_DATA / "images" / "landmarks.csv")
     out = WORK / f"index-{Path(model).stem}"

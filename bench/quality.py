@@ -3,6 +3,7 @@
     uv run python bench/quality.py                      # every stage row, in process, Markdown table
     uv run python bench/quality.py --http               # + the default configuration through the real HTTP API
     uv run python bench/quality.py --stages baseline,default --json out.json
+    uv run python bench/quality.py --model efficientnet_lite0 --stages default   # another embedding model
 
 For each configuration (a row): the index of the protocol's gallery is built once (the real
 `build_index`, local features included), a calibration is fitted for that configuration exactly as
@@ -110,12 +111,12 @@ def score(name: str, description: str, answers: list[dict], protocol: Protocol, 
     )
 
 
-def build(protocol: Protocol, workdir: Path, extractor) -> Path:
+def build(protocol: Protocol, workdir: Path, extractor, model: str) -> Path:
     from landmarks.gallery import scan_gallery
     from landmarks.index import build_index
 
     gallery_dir = materialize_gallery(protocol.gallery, workdir / "gallery", protocol.root / "images" / "landmarks.csv")
-    index_dir = workdir / "index"
+    index_dir = workdir / f"index-{Path(model).stem}"
     report = build_index(scan_gallery(gallery_dir), extractor, index_dir, progress=False)
     print(f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks", file=sys.stderr)
     return index_dir
@@ -230,19 +231,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true", help="also run the default configuration through the real HTTP API")
     parser.add_argument("--threshold", type=float, default=None, help="operating threshold on confidence (default: the calibration's)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--model", default=None, help="embedding model name or file (default: the service's default model)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "eager", "onnx"],
+                        help="embedding runtime, as the service's LANDMARKS_RUNTIME (default: auto, ONNX Runtime on CPU)")
     args = parser.parse_args(argv)
 
     import torch
 
     from landmarks.logs import setup_logging
-    from landmarks.models import load_extractor
+    from landmarks.models import DEFAULT_MODEL, load_extractor
 
     setup_logging("warning")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     protocol = dev_protocol(args.data)
-    extractor = load_extractor(device="cpu")
+    model = args.model or DEFAULT_MODEL
+    extractor = load_extractor(model, device="cpu", runtime=args.runtime)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    index_dir = build(protocol, args.workdir, extractor)
+    index_dir = build(protocol, args.workdir, extractor, model)
     rows: list[Row] = []
     prepared_cache: dict = {}
     for name in [s.strip() for s in args.stages.split(",") if s.strip()]:
@@ -255,15 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.http:
         from landmarks.cli import main as cli_main
 
-        env = {} if args.threshold is None else {"LANDMARKS_THRESHOLD": str(args.threshold)}
-        cli_main(["calibrate", "--index", str(index_dir), "--no-progress"])
+        env = {"LANDMARKS_MODEL": model, "LANDMARKS_RUNTIME": args.runtime}
+        if args.threshold is not None:
+            env["LANDMARKS_THRESHOLD"] = str(args.threshold)
+        cli_main(["calibrate", "--index", str(index_dir), "--model", model, "--runtime", args.runtime, "--no-progress"])
         rows.append(run_http(protocol, index_dir, env))
         print("http: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], rows[-1].cells()[1:], strict=True)), file=sys.stderr, flush=True)
     first = rows[0] if rows else None
     print(markdown(rows), end="")
     if first:
-        print(f"\n{first.queries} landmark queries, {first.distractors} distractor queries; latency: decode + embed + search per photo, "
-              f"one at a time, {extractor.device.type}, {torch.get_num_threads()} threads.")
+        print(f"\n{first.queries} landmark queries, {first.distractors} distractor queries; model {extractor.describe()}; "
+              f"latency: decode + embed + search per photo, one at a time, {torch.get_num_threads()} threads.")
     if args.json:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2, default=str))
     return 0

@@ -176,6 +176,27 @@ class SearchResult:
     inliers: dict[int, int] = field(default_factory=dict)  # image_id -> verified inliers
 
 
+def rank_landmarks(scored: Sequence[tuple[str, float]], aggregate_top: int) -> list[LandmarkScore]:
+    """Landmarks of the candidate photos, best first. `scored`: (landmark_id, photo score), best first.
+
+    A landmark scores the mean of its best `aggregate_top` photo scores; one with fewer candidates
+    repeats its last, so a single very close photo is not diluted by a far one outside the candidates.
+    """
+    per_landmark: dict[str, list[float]] = {}
+    for landmark_id, score in scored:
+        per_landmark.setdefault(landmark_id, []).append(score)
+    m = max(1, aggregate_top)
+
+    def aggregate(scores: list[float]) -> float:
+        best = scores[:m]
+        return float(np.mean(best + [best[-1]] * (m - len(best))))
+
+    return sorted(
+        (LandmarkScore(lid, aggregate(scores), len(scores)) for lid, scores in per_landmark.items()),
+        key=lambda lm: -lm.score,
+    )
+
+
 def confidence_from_score(score: float, threshold: float = UNCALIBRATED_SCORE_AT_HALF) -> float:
     """The uncalibrated confidence in [0, 1]: 0.5 at `threshold` similarity, rising with the score."""
     if score >= threshold:
@@ -446,19 +467,7 @@ class Searcher:
             return candidate[2] + cfg.spatial_weight * min(verified, cfg.spatial_saturation) / cfg.spatial_saturation
 
         scored = sorted(((photo_score(c), c) for c in candidates), key=lambda pair: -pair[0])
-        per_landmark: dict[str, list[float]] = {}
-        for score, (_, landmark_id, _) in scored:
-            per_landmark.setdefault(landmark_id, []).append(score)
-        m = max(1, cfg.aggregate_top)
-
-        def aggregate(scores: list[float]) -> float:
-            best = scores[:m]
-            return float(np.mean(best + [best[-1]] * (m - len(best))))
-
-        landmarks = sorted(
-            (LandmarkScore(lid, aggregate(scores), len(scores)) for lid, scores in per_landmark.items()),
-            key=lambda lm: -lm.score,
-        )
+        landmarks = rank_landmarks([(c[1], score) for score, c in scored], cfg.aggregate_top)
         top = landmarks[0] if landmarks else None
         if top is None:
             return SearchResult([], [], None, 0.0, None, inliers)

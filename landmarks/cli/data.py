@@ -51,5 +51,5 @@ def run_gldv2(args) -> int:
         f"{report.landmarks} landmarks ({report.missing} photos of the chosen landmarks are in shards not downloaded)"
     )
     print(f"  index it:  landmarks index build {gallery_dir} --out data/index")
-    print(f"  evaluate:  landmarks eval --data {gallery_dir} --model efficientnet_lite0")
+    print(f"  evaluate:  landmarks eval --data {gallery_dir} --model efficientnet_lite_ensemble")
     return 0

@@ -84,6 +84,7 @@ def weights_origin(spec: str, weights_file: Path | None) -> str:
     """Where a named model's weights come from, for the table's model column.
 
     E.g. "ImageNet, offline package", "ImageNet efficientnet_lite0, offline package; untrained DOLG head",
+    "ImageNet efficientnet_lite0 + efficientnet_lite1 + efficientnet_lite2, offline packages",
     "CLIP laion2b_s34b_b88k, open_clip hub", "weights file open_clip_pytorch_model.bin".
     """
     from landmarks.models.registry import model_entry
@@ -93,6 +94,11 @@ def weights_origin(spec: str, weights_file: Path | None) -> str:
         origin = f"weights file {weights_file.name}"
     elif config.architecture == "clip":
         origin = f"CLIP {config.extra.get('open_clip_pretrained', '')}, open_clip hub"
+    elif config.architecture == "ensemble":
+        members = {member: weights_origin(member, None) for member in config.extra["members"]}
+        if set(members.values()) == {"ImageNet, offline package"}:
+            return f"ImageNet {' + '.join(members)}, offline packages"
+        return " + ".join(f"{member} ({origin})" for member, origin in members.items())
     else:
         # A model named otherwise than its backbone says which backbone it starts from.
         backbone = "ImageNet" if config.backbone == spec else f"ImageNet {config.backbone}"

