@@ -1,6 +1,6 @@
 """Service throughput and latency at concurrency 1, 8 and 32, micro-batching on vs off.
 
-    uv run python bench/service_throughput.py [--requests 96]
+    uv run python bench/service_throughput.py [--requests 96] [--model efficientnet_lite0]
 
 Starts the real API twice over the dev protocol's gallery (same machine, same run) and prints a
 Markdown table plus the batching speed-up at each concurrency: ratios, since the machines are noisy.
@@ -50,12 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--model", default=None, help="embedding model (default: the service's default)")
     args = parser.parse_args()
-    index = dev_index()
+    index = dev_index(args.model)
+    model_env = {"LANDMARKS_MODEL": args.model} if args.model else {}
     photos = [path.read_bytes() for path, _ in dev_protocol(DEV_DATA).queries]
     results: dict[tuple[str, int], dict] = {}
     for label, env in (("off", {"LANDMARKS_BATCHING": "0"}), ("on", {"LANDMARKS_BATCHING": "1"})):
-        with ApiServer(index, env={**env, "LANDMARKS_QUEUE_MAX": "256"}) as server:
+        with ApiServer(index, env={**env, **model_env, "LANDMARKS_QUEUE_MAX": "256"}) as server:
             asyncio.run(load(server.url, photos, 8, 2))  # warm-up
             for concurrency in args.concurrency:
                 results[(label, concurrency)] = asyncio.run(load(server.url, photos, args.requests, concurrency))
