@@ -43,7 +43,7 @@ CHUNK = 50_000
 
 # --- the vectors -----------------------------------------------------------------------------------
 def real_embeddings(data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The dev photos' embeddings with the default model (cached), and their landmark labels."""
+    """The dev photos' embeddings with efficientnet_lite0 (1280-d; cached), and their landmark labels."""
     cache = WORK / "dev-embeddings-efficientnet_lite0.npz"
     protocol = dev_protocol(data)
     photos = protocol.gallery + protocol.queries
@@ -51,7 +51,7 @@ def real_embeddings(data: Path) -> tuple[np.ndarray, np.ndarray]:
         from landmarks.evaluation.evaluate import embed_photos
         from landmarks.models import load_extractor
 
-        extractor = load_extractor(device="cpu", runtime="auto")
+        extractor = load_extractor("efficientnet_lite0", device="cpu", runtime="auto")
         embedded = embed_photos(extractor, [path for path, _ in photos], progress=False)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, vectors=embedded.vectors, labels=np.asarray([photos[i][1] for i in embedded.kept]))
