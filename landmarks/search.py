@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 # here (and as `SearchConfig.threshold`) means "the calibration's, else 0.5".
 DEFAULT_THRESHOLD: float | None = None
 # Without calibration, confidence is 0.5 at this cosine similarity of the best landmark: the measured
-# point below which distractors fall with the default model (the first, uncalibrated rule).
+# point below which the dev distractors fall, with Lite0 and with the ensemble alike (README, quality
+# table's first row: 100% refused).
 UNCALIBRATED_SCORE_AT_HALF = 0.63
 MULTISCALE_FILE = "multiscale_vectors.npz"
 LOCAL_CACHE_SIZE = 256  # query photos whose local features wait between `embed` and `search`

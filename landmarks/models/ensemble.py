@@ -3,8 +3,8 @@
 Each member's feature map is GeM-pooled and L2-normalised on its own, and the concatenation is
 scaled by 1/sqrt(members), so it is unit length and the cosine between two photos is the mean of
 the members' cosines. Members trained differently err on different photos: averaging their votes
-is the cheapest gain in accuracy there is when no better single network can be had (see the
-README's model table for the measured gain of the default ensemble).
+is the cheapest gain in accuracy there is when no better single network can be had (the
+README's "Why the ensemble is the default" gives the measured gain of the default ensemble).
 
 `config.extra["members"]` names the member backbones (timm names); the registry's backbone factory
 builds them with their pretrained weights, and `EnsembleNet(config)` alone builds them untrained for
