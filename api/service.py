@@ -19,9 +19,9 @@ from PIL import Image
 
 from landmarks.gallery import Landmark
 from landmarks.images import ImageError, decode_image, thumbnail_jpeg
-from landmarks.index import GalleryIndex
+from landmarks.index import GalleryIndex, recorded_model
 from landmarks.index.gallery_index import UPLOAD_PREFIX, UPLOADS_DIR
-from landmarks.models import Extractor, load_extractor
+from landmarks.models import Extractor, load_extractor, resolve_model
 from landmarks.search import SearchConfig, Searcher, SearchResult
 
 from api.settings import Settings
@@ -67,7 +67,8 @@ class SearchService:
 
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
-        extractor = load_extractor(settings.model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file)
+        model = resolve_model(settings.model, recorded_model(settings.index_dir))
+        extractor = load_extractor(model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file)
         index = GalleryIndex.open(
             settings.index_dir,
             fingerprint=extractor.fingerprint,

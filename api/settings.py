@@ -14,7 +14,9 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = field(default_factory=lambda: Path(_env("INDEX_DIR", "data/index")))
-    model: str = field(default_factory=lambda: _env("MODEL", "efficientnet_lite_ensemble"))
+    # None: the registered model that built the index (an index outlives a change of the default), else
+    # the default model (landmarks.models.resolve_model).
+    model: str | None = field(default_factory=lambda: os.environ.get("LANDMARKS_MODEL") or None)
     # Local pretrained weights for a named model (a timm state dict, or open_clip's checkpoint for
     # clip_vit_b16): the file the index was built with, so that no download is needed.
     weights_file: Path | None = field(default_factory=lambda: Path(os.environ["LANDMARKS_WEIGHTS_FILE"]) if os.environ.get("LANDMARKS_WEIGHTS_FILE") else None)

@@ -15,7 +15,7 @@ async def health(request: Request) -> Health:
     """Liveness, with what is loaded."""
     service = request.app.state.service
     if service is None:
-        return Health(status="ok", ready=False, gallery_size=0, landmark_count=0, model=request.app.state.settings.model, device="")
+        return Health(status="ok", ready=False, gallery_size=0, landmark_count=0, model=request.app.state.settings.model or "", device="")
     return Health(
         status="ok",
         ready=True,

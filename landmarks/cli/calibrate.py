@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 negatives.append(decode_image(path))
             except (ImageError, OSError) as exc:
                 print(f"  skipped {path}: {exc}")
-    extractor = load_model(args)
+    extractor = load_model(args, args.index)
     try:
         index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
     except (FingerprintMismatch, FileNotFoundError) as exc:

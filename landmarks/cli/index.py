@@ -52,10 +52,10 @@ def register(commands) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default="efficientnet_lite_ensemble",
+        default=None,
         help="a model name (efficientnet_lite_ensemble, efficientnet_lite0, deit_small_patch16_224, resnet50, clip_vit_b16, "
-        "any timm backbone), a TorchScript file or a checkpoint file (default: efficientnet_lite_ensemble, "
-        "EfficientNet-Lite0+1+2 with offline ImageNet weights)",
+        "any timm backbone), a TorchScript file or a checkpoint file (default: the registered model that built the "
+        "index, else efficientnet_lite_ensemble, EfficientNet-Lite0+1+2 with offline ImageNet weights)",
     )
     parser.add_argument(
         "--weights-file",
@@ -76,15 +76,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model(args):
-    """The extractor that --model, --weights-file and --device name; a load failure is a one-line error."""
+def load_model(args, index_dir: Path):
+    """The extractor that --model, --weights-file and --device name (without --model: the one that built
+    the index at INDEX_DIR, else the default); a load failure is a one-line error."""
     from landmarks.cli import CommandError
-    from landmarks.models import load_extractor
+    from landmarks.index import recorded_model
+    from landmarks.models import load_extractor, resolve_model
 
+    model = resolve_model(args.model, recorded_model(index_dir))
     try:
-        return load_extractor(args.model, device=args.device, weights_file=args.weights_file, runtime=args.runtime)
+        return load_extractor(model, device=args.device, weights_file=args.weights_file, runtime=args.runtime)
     except (OSError, ValueError) as exc:  # missing or foreign files, an unreachable hub
-        raise CommandError(f"cannot load model {args.model}: {exc}") from exc
+        raise CommandError(f"cannot load model {model}: {exc}") from exc
 
 
 def run_build(args) -> int:
@@ -98,7 +101,7 @@ def run_build(args) -> int:
         raise CommandError(str(exc)) from exc
     if not gallery.images:
         raise CommandError(f"no photos found in {args.gallery}: expected GALLERY_DIR/<landmark_id>/*.jpg or a GLDv2 train.csv")
-    extractor = load_model(args)
+    extractor = load_model(args, args.out)
     print(f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}")
     try:
         report = build_index(gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress)

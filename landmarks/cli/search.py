@@ -23,7 +23,7 @@ def run(args) -> int:
     from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.search import DEFAULT_THRESHOLD, Searcher
 
-    extractor = load_model(args)
+    extractor = load_model(args, args.index)
     try:
         index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
     except (FingerprintMismatch, FileNotFoundError) as exc:

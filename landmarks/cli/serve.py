@@ -10,7 +10,7 @@ def register(commands) -> None:
     serve.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: data/index (or LANDMARKS_INDEX_DIR)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", default=None, help="model name or file (default: efficientnet_lite_ensemble, or LANDMARKS_MODEL)")
+    serve.add_argument("--model", default=None, help="model name or file (default: LANDMARKS_MODEL, else the registered model that built the index, else efficientnet_lite_ensemble)")
     serve.add_argument(
         "--weights-file", type=Path, default=None, metavar="PATH",
         help="local pretrained weights for a named model, the file the index was built with (or LANDMARKS_WEIGHTS_FILE)",

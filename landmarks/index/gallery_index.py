@@ -8,6 +8,7 @@ INDEX_DIR/milvus.db        with the Milvus backend and no server URI: the Milvus
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable
@@ -33,6 +34,25 @@ UPLOAD_PREFIX = "upload/"  # their source keys, so folder rebuilds leave them al
 
 class FingerprintMismatch(RuntimeError):
     """The index was built by a different model than the one asked to use it."""
+
+
+def recorded_model(directory: Path) -> str | None:
+    """The model that built the index at DIRECTORY (its name, or its file's name), or None without one.
+
+    Read-only and cheap: no model, no FAISS, no writes; callers use it to pick the model to load.
+    """
+    path = Path(directory) / STORE_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None  # not ours or damaged: opening it for real says so
+    return row[0] if row else None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from landmarks.models.extractor import Extractor, export_torchscript, load_extractor
 from landmarks.models.network import EmbeddingNet, ModelConfig
-from landmarks.models.registry import DEFAULT_MODEL, create_model, list_models, register_model
+from landmarks.models.registry import DEFAULT_MODEL, create_model, list_models, register_model, resolve_model
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -14,4 +14,5 @@ __all__ = [
     "list_models",
     "load_extractor",
     "register_model",
+    "resolve_model",
 ]

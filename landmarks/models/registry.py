@@ -49,6 +49,17 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def resolve_model(requested: str | None, built_by: str | None) -> str:
+    """The model to load for an index: the one asked for; else the registered model that built the
+    index (so an index built by an earlier default keeps working after the default changes); else the
+    default. A file's name is not enough to find the file again: such an index needs --model."""
+    if requested:
+        return requested
+    if built_by in _REGISTRY:
+        return built_by
+    return DEFAULT_MODEL
+
+
 def model_entry(name: str) -> tuple[ModelConfig, WeightsLoader | None]:
     """(config, offline weights loader or None) of a model name; any unregistered name is a timm
     backbone with hub weights."""

@@ -16,7 +16,7 @@ from landmarks.images import decode_image
 from landmarks.models import create_model, export_torchscript, list_models, load_extractor
 from landmarks.models.extractor import Extractor, is_torchscript
 from landmarks.models.layers import GeM
-from landmarks.models.registry import DEFAULT_MODEL, ENSEMBLE_MODEL
+from landmarks.models.registry import DEFAULT_MODEL, ENSEMBLE_MODEL, resolve_model
 from tests.support import dev_protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -165,17 +165,30 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
         load_extractor(tmp_path / "nope.torchscript")
 
 
-def test_default_model_is_one_name_everywhere(monkeypatch):
-    """The CLI, the service and the compose files spell the default out (so that they start without
-    importing torch); they must all name the registry's default."""
+def test_compose_files_name_the_default_model():
+    """docker-compose spells the default out (the index job and the API must match)."""
+    for compose in ("docker-compose.yml", "api/docker-compose.yml"):
+        defaults = set(re.findall(r"\$\{LANDMARKS_MODEL:-([^}]+)\}", (REPO_ROOT / compose).read_text()))
+        assert defaults == {DEFAULT_MODEL}, compose
+
+
+def test_the_model_asked_for_wins_then_the_one_that_built_the_index_then_the_default():
+    assert resolve_model("resnet50", "efficientnet_lite0") == "resnet50"
+    assert resolve_model(None, "efficientnet_lite0") == "efficientnet_lite0"
+    assert resolve_model("", "efficientnet_lite1") == "efficientnet_lite1"
+    assert resolve_model(None, None) == DEFAULT_MODEL
+    # A file's name (an index built from a checkpoint) cannot be loaded again by name: the default.
+    assert resolve_model(None, "last.pt") == DEFAULT_MODEL
+
+
+def test_without_a_model_the_cli_and_the_service_follow_the_index(monkeypatch):
     from api.settings import Settings
     from landmarks.cli.index import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
-    assert parser.parse_args([]).model == DEFAULT_MODEL
+    assert parser.parse_args([]).model is None
     monkeypatch.delenv("LANDMARKS_MODEL", raising=False)
-    assert Settings().model == DEFAULT_MODEL
-    for compose in ("docker-compose.yml", "api/docker-compose.yml"):
-        defaults = set(re.findall(r"\$\{LANDMARKS_MODEL:-([^}]+)\}", (REPO_ROOT / compose).read_text()))
-        assert defaults == {DEFAULT_MODEL}, compose
+    assert Settings().model is None
+    monkeypatch.setenv("LANDMARKS_MODEL", "efficientnet_lite2")
+    assert Settings().model == "efficientnet_lite2"
