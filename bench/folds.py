@@ -27,17 +27,17 @@ from landmarks.evaluation.protocol import dev_protocol
 from landmarks.search import SearchConfig, rank_landmarks
 
 FOLDS = 5
+SERVICE = SearchConfig()  # the service's candidates and landmark aggregation
 
 
 def fold_hits(vectors: dict[Path, np.ndarray], gallery: list[tuple[Path, str]], queries: list[tuple[Path, str]]) -> int:
     """How many queries get their own landmark first under the service's landmark ranking."""
-    config = SearchConfig()
     gallery_vectors = np.stack([vectors[path] for path, _ in gallery])
     gallery_labels = np.array([label for _, label in gallery], dtype=object)
-    ranked, scores = metrics.top_k(np.stack([vectors[path] for path, _ in queries]), gallery_vectors, config.candidates)
+    ranked, scores = metrics.top_k(np.stack([vectors[path] for path, _ in queries]), gallery_vectors, SERVICE.candidates)
     hits = 0
     for row, (_, truth) in enumerate(queries):
-        landmarks = rank_landmarks(list(zip(gallery_labels[ranked[row]], scores[row].tolist(), strict=True)), config.aggregate_top)
+        landmarks = rank_landmarks(list(zip(gallery_labels[ranked[row]], scores[row].tolist(), strict=True)), SERVICE.aggregate_top)
         hits += landmarks[0].landmark_id == truth
     return hits
 

@@ -98,9 +98,9 @@ def _ensemble_backbones(config: ModelConfig, *, pretrained: bool = True, weights
     backbones = nn.ModuleList()
     for name in ensemble.members_of(config):
         member, offline_weights = model_entry(name)
-        if member.architecture != "gem":
-            raise ValueError(f"ensemble member {name!r} is a {member.architecture} network; members are plain backbones")
-        backbone = timm.create_model(member.backbone, pretrained=pretrained and offline_weights is None, num_classes=0, global_pool="")
+        if member.architecture != "gem" or member.backbone != name:
+            raise ValueError(f"ensemble member {name!r} must be a plain timm backbone, as EnsembleNet rebuilds it from a checkpoint")
+        backbone = timm.create_model(name, pretrained=pretrained and offline_weights is None, num_classes=0, global_pool="")
         if pretrained and offline_weights is not None:
             offline_weights(backbone)
         backbones.append(backbone)
