@@ -6,12 +6,12 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import KeyGuard
 from api.batching import MicroBatcher
-from api.errors import validation_error
+from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.memory import trim_memory_forever
 from api.ratelimit import RateLimit
@@ -29,9 +29,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         app.state.service = service or await run_in_threadpool(SearchService.load, settings)
         if settings.batching:
             app.state.batcher = MicroBatcher(
-                # Looked up per batch: a reloaded service takes over without a restart.
-                lambda images: app.state.service.embed(images),
-                max_batch=settings.batch_max_size or (16 if app.state.service.extractor.device.type == "cuda" else 4),
+                app.state.service.embed,
+                max_batch=settings.batch_max_size or (16 if app.state.service.device_type == "cuda" else 4),
                 max_wait=settings.batch_max_wait_ms / 1000,
                 max_queue=settings.queue_max,
             )
@@ -43,8 +42,6 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             trimmer.cancel()
             if app.state.batcher is not None:
                 await app.state.batcher.stop()
-            for retired in app.state.retired:
-                retired.index.close()
             app.state.service.close()
 
     app = FastAPI(
@@ -56,13 +53,15 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     app.state.settings = settings
     app.state.service = None
     app.state.batcher = None
-    app.state.retired = []
+    # Middleware added later wraps what came before: a request meets the size limit, CORS, the rate
+    # limit (key guessing counts too), then the key guard; all of them before its body is read.
+    app.add_middleware(KeyGuard, settings=settings)
     if settings.rate_limit:  # per client IP, e.g. "60/minute"; off when empty (inside CORS: a 429 keeps its CORS headers)
         app.add_middleware(RateLimit, rate=settings.rate_limit)
     if settings.cors_origins:  # closed by default: browsers may call only from listed origins
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    install_error_handlers(app)
     for router in (search.router, gallery.router, admin.router, operations.router):
         app.include_router(router)
     return app

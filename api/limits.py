@@ -21,28 +21,35 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(send)
         seen = 0
+        exceeded = False
         response_started = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message):
+        async def guarded_send(message):
+            # A body without Content-Length (chunked) is found too large only while the app reads it;
+            # whatever the app then answers (its form parser turns the error into a 400), it is a 413.
             nonlocal response_started
+            if exceeded:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
-            if not response_started:
-                await self._refuse(send)
+            pass
+        if exceeded and not response_started:
+            await self._refuse(send)
 
     async def _refuse(self, send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)

@@ -3,7 +3,13 @@ outside checks: change them only with a new API version."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from landmarks.gallery import Landmark
 
 
 class BestLandmark(BaseModel):
@@ -82,9 +88,27 @@ class ErrorBody(BaseModel):
 
 LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
+# Extra metadata of a landmark (like extra columns of landmarks.csv) travels beside the fields
+# below, so it may not take their names; and it is bounded, since every GET /landmarks carries it.
+RESERVED_FIELDS = frozenset({"landmark_id", "name", "city", "country", "lat", "lon", "image_count", "score", "images", "sample_image_url"})
+METADATA_KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+METADATA_MAX_KEYS = 32
+METADATA_MAX_VALUE_CHARS = 2000
+METADATA_MAX_TOTAL_BYTES = 16 * 1024
+
+
+def landmark_fields(landmark: Landmark) -> dict[str, Any]:
+    """A landmark's fields for an answer: its extra metadata never shadows a field of the contract
+    (an older index or a landmarks.csv column may hold such a name: it is left out)."""
+    extra = {key: value for key, value in landmark.extra.items() if key not in RESERVED_FIELDS}
+    return {**extra, "landmark_id": landmark.landmark_id, "name": landmark.name, "city": landmark.city,
+            "country": landmark.country, "lat": landmark.lat, "lon": landmark.lon}
+
 
 class LandmarkCreate(BaseModel):
-    """A new landmark. Extra fields are kept as metadata (like extra columns of landmarks.csv)."""
+    """A new landmark. Extra fields are kept as metadata (like extra columns of landmarks.csv): at most
+    32, named with letters, digits, '_', '-', '.' (not a field name of the answers), each a string,
+    number or boolean of at most 2,000 characters, 16 KB in all."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -94,6 +118,30 @@ class LandmarkCreate(BaseModel):
     country: str | None = Field(None, max_length=200)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _bounded_metadata(self) -> LandmarkCreate:
+        extra = self.model_extra or {}
+        if len(extra) > METADATA_MAX_KEYS:
+            raise ValueError(f"at most {METADATA_MAX_KEYS} extra metadata fields (got {len(extra)})")
+        for key, value in extra.items():
+            if key in RESERVED_FIELDS:
+                raise ValueError(f"{key!r} is a field of the answers and cannot be set as metadata")
+            if not METADATA_KEY_PATTERN.match(key):
+                raise ValueError(f"metadata field name {key[:80]!r} must be 1-64 letters, digits, '_', '-', '.', starting with a letter")
+            if isinstance(value, dict | list) or value is None:
+                raise ValueError(f"metadata field {key!r} must be a string, number or boolean")
+            if len(str(value)) > METADATA_MAX_VALUE_CHARS:
+                raise ValueError(f"metadata field {key!r} is longer than {METADATA_MAX_VALUE_CHARS} characters")
+        if len(json.dumps(self.metadata(), ensure_ascii=False).encode()) > METADATA_MAX_TOTAL_BYTES:
+            raise ValueError(f"extra metadata is larger than {METADATA_MAX_TOTAL_BYTES // 1024} KB in all")
+        return self
+
+    def metadata(self) -> dict[str, str]:
+        return {key: str(value) for key, value in (self.model_extra or {}).items()}
+
+    def to_landmark(self) -> Landmark:
+        return Landmark(self.landmark_id, self.name, self.city, self.country, self.lat, self.lon, extra=self.metadata())
 
 
 class RejectedPhoto(BaseModel):

@@ -45,3 +45,20 @@ class Settings:
     # Embedding runtime (landmarks/models/runtime.py). "auto": ONNX Runtime on CPU (the same vectors as
     # eager PyTorch, several times faster, after a one-off export cached on disk), eager on CUDA.
     runtime: str = field(default_factory=lambda: _env("RUNTIME", "auto"))
+    # The address clients reach the service at (e.g. https://landmarks.example.org): photo URLs in
+    # answers are built on it. Unset: from the request's Host header, which any client can set.
+    public_url: str | None = field(default_factory=lambda: (os.environ.get("LANDMARKS_PUBLIC_URL") or "").rstrip("/") or None)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or
+    # networks). Empty: none, so no client can pick its own address for the rate limit.
+    trusted_proxies: tuple[str, ...] = field(
+        default_factory=lambda: tuple(p.strip() for p in _env("TRUSTED_PROXIES", "").split(",") if p.strip())
+    )
+    # Decoded photos held at once (searches and uploads between decode and embedding, thumbnails),
+    # and the memory their decoding may take together (see api/decoding.py).
+    max_decodes: int = field(default_factory=lambda: int(_env("MAX_DECODES", str(max(8, 2 * (os.cpu_count() or 1))))))
+    decode_memory_mb: int = field(default_factory=lambda: int(_env("DECODE_MEMORY_MB", "1024")))
+    # Connection guards (api/server.py): open connections at most; seconds a client may take to send
+    # a request's headers; seconds a request body may stall between two chunks.
+    max_connections: int = field(default_factory=lambda: int(_env("MAX_CONNECTIONS", "1000")))
+    header_timeout: float = field(default_factory=lambda: float(_env("HEADER_TIMEOUT", "10")))
+    body_timeout: float = field(default_factory=lambda: float(_env("BODY_TIMEOUT", "30")))

@@ -6,14 +6,15 @@ fsynced, SQLite committed), and the next search sees it without a restart.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from landmarks.gallery import Landmark
+from landmarks.images import ImageError
 
 from api.auth import require_write_key
-from api.deps import get_service, image_url
-from api.errors import ERRORS
+from api.deps import ImageUrlsDep, ServiceDep
+from api.errors import WRITE_ERRORS
+from api.photos import embed_upload
 from api.schemas import (
     AddedPhotos,
     Deleted,
@@ -22,77 +23,73 @@ from api.schemas import (
     LandmarkInfo,
     RejectedPhoto,
     Reloaded,
+    landmark_fields,
 )
-from api.service import LandmarkExists, UnknownImage, UnknownLandmark
+from api.service import PreparedPhoto
 
-WRITE_ERRORS = {**ERRORS, 401: ERRORS[400], 403: ERRORS[400], 409: ERRORS[400]}
 router = APIRouter(tags=["gallery management"], dependencies=[Depends(require_write_key)], responses=WRITE_ERRORS)
 MAX_PHOTOS_PER_REQUEST = 20
 
 
 @router.post("/landmarks", status_code=201, response_model=LandmarkInfo)
-async def create_landmark(request: Request, body: LandmarkCreate) -> LandmarkInfo:
+async def create_landmark(service: ServiceDep, body: LandmarkCreate) -> LandmarkInfo:
     """Create a landmark with its metadata; add photos to it next."""
-    service = get_service(request)
-    core = body.model_dump(include={"landmark_id", "name", "city", "country", "lat", "lon"})
-    extra = {key: str(value) for key, value in (body.model_extra or {}).items()}
-    try:
-        landmark = await run_in_threadpool(service.create_landmark, Landmark(**core, extra=extra))
-    except LandmarkExists as exc:
-        raise HTTPException(409, f"Landmark {body.landmark_id!r} already exists; add photos to it instead.") from exc
-    return LandmarkInfo(**landmark.to_dict(), image_count=0)
+    landmark = await run_in_threadpool(service.create_landmark, body.to_landmark())
+    return LandmarkInfo(**landmark_fields(landmark), image_count=0)
 
 
 @router.post("/landmarks/{landmark_id}/images", status_code=201, response_model=AddedPhotos)
-async def add_photos(request: Request, landmark_id: str, images: list[UploadFile] = File(..., description="One or more photos.")) -> AddedPhotos:
-    """Add photos to a landmark. Unreadable photos are listed in `rejected`; the rest are indexed."""
-    service = get_service(request)
+async def add_photos(
+    service: ServiceDep,
+    image_urls: ImageUrlsDep,
+    landmark_id: str,
+    images: list[UploadFile] = File(..., description=f"One to {MAX_PHOTOS_PER_REQUEST} photos.", max_length=MAX_PHOTOS_PER_REQUEST),
+) -> AddedPhotos:
+    """Add photos to a landmark. Unreadable photos are listed in `rejected`; the rest are indexed.
+
+    Photos are decoded and embedded one at a time (a request of many large photos holds one decoded
+    photo, not all of them); the photo files are then stored and committed together.
+    """
     if len(images) > MAX_PHOTOS_PER_REQUEST:
         raise HTTPException(413, f"At most {MAX_PHOTOS_PER_REQUEST} photos per request.")
-    photos = [(upload.filename or f"photo-{number}", await upload.read()) for number, upload in enumerate(images)]
-    try:
-        ids, rejected = await run_in_threadpool(service.add_photos, landmark_id, photos)
-    except UnknownLandmark as exc:
-        raise HTTPException(404, f"No landmark with id {landmark_id!r}; create it first with POST /landmarks.") from exc
-    if not ids:
-        reasons = "; ".join(f"{name}: {why}" for name, why in rejected)
+    service.require_landmark(landmark_id)  # before the work of embedding
+    prepared, rejected = [], []
+    for number, upload in enumerate(images):
+        filename = upload.filename or f"photo-{number}"
+        data = await upload.read()
+        try:
+            prepared.append(PreparedPhoto(filename, data, await embed_upload(service, data)))
+        except ImageError as exc:
+            rejected.append(RejectedPhoto(filename=filename, detail=str(exc)))
+    if not prepared:
+        reasons = "; ".join(f"{photo.filename}: {photo.detail}" for photo in rejected)
         raise HTTPException(400, f"None of the photos could be used. {reasons}")
+    outcome = await run_in_threadpool(service.add_photos, landmark_id, prepared)
+    rejected += [RejectedPhoto(filename=name, detail=f"The same photo as {first!r} in this request.") for name, first in outcome.duplicates]
     return AddedPhotos(
         landmark_id=landmark_id,
-        added=[GalleryImageRef(image_id=image_id, image_url=image_url(request, image_id)) for image_id in ids],
-        rejected=[RejectedPhoto(filename=name, detail=why) for name, why in rejected],
+        added=[GalleryImageRef(image_id=image_id, image_url=image_urls(image_id)) for _, image_id in outcome.added],
+        rejected=rejected,
     )
 
 
 @router.delete("/landmarks/{landmark_id}", response_model=Deleted)
-async def delete_landmark(request: Request, landmark_id: str) -> Deleted:
+async def delete_landmark(service: ServiceDep, landmark_id: str) -> Deleted:
     """Delete a landmark and all its photos from the index."""
-    service = get_service(request)
-    try:
-        removed = await run_in_threadpool(service.delete_landmark, landmark_id)
-    except UnknownLandmark as exc:
-        raise HTTPException(404, f"No landmark with id {landmark_id!r}.") from exc
+    removed = await run_in_threadpool(service.delete_landmark, landmark_id)
     return Deleted(deleted=landmark_id, removed_images=removed)
 
 
 @router.delete("/gallery/{image_id}", response_model=Deleted)
-async def delete_photo(request: Request, image_id: int = Path(ge=0, le=2**63 - 1)) -> Deleted:
+async def delete_photo(service: ServiceDep, image_id: int = Path(ge=0, le=2**63 - 1)) -> Deleted:
     """Delete one gallery photo from the index."""
-    service = get_service(request)
-    try:
-        await run_in_threadpool(service.delete_image, image_id)
-    except UnknownImage as exc:
-        raise HTTPException(404, f"No gallery photo with id {image_id}.") from exc
+    await run_in_threadpool(service.delete_image, image_id)
     return Deleted(deleted=str(image_id), removed_images=1)
 
 
 @router.post("/index/reload", response_model=Reloaded)
-async def reload_index(request: Request) -> Reloaded:
+async def reload_index(service: ServiceDep) -> Reloaded:
     """Re-open the index from disk (after an offline `landmarks index build`), swapping it in
-    without dropping a request: searches in flight finish on the old one."""
-    current = get_service(request)
-    fresh = await run_in_threadpool(current.reloaded)
-    request.app.state.service = fresh
-    request.app.state.retired.append(current)  # closed at shutdown, once nothing can still use it
-    return Reloaded(gallery_size=len(fresh.index), landmark_count=len(fresh.landmarks))
-
+    without dropping a request: searches in flight finish on the old one, writes wait for the swap."""
+    await run_in_threadpool(service.reload)
+    return Reloaded(gallery_size=service.gallery_size, landmark_count=len(service.landmarks))

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from landmarks.images import ImageError
 
-from api.deps import get_service, image_url
+from api.auth import require_read_key
+from api.deps import ImageUrlsDep, ServiceDep
 from api.errors import ERRORS
-from api.schemas import GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary
-from api.service import UnknownImage
+from api.schemas import GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary, landmark_fields
+from api.service import UnknownLandmark
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["gallery"])
+router = APIRouter(tags=["gallery"], dependencies=[Depends(require_read_key)])
 
 
 @router.get("/gallery/{image_id}", name="gallery_image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **ERRORS})
-async def gallery_image(request: Request, image_id: int = Path(ge=0, le=2**63 - 1), size: int = Query(512, ge=64, le=1024)) -> Response:
+async def gallery_image(
+    service: ServiceDep,
+    image_id: int = Path(ge=0, le=2**63 - 1),
+    size: int = Query(512, ge=64, le=1024, description="Longest side at most this; served in sizes 64, 128, 256, 512, 1024 (rounded down)."),
+) -> Response:
     """A gallery photo as JPEG, longest side at most `size` pixels."""
-    service = get_service(request)
     try:
-        data = await run_in_threadpool(service.thumbnail, image_id, size)
-    except UnknownImage as exc:
-        raise HTTPException(404, f"No gallery photo with id {image_id}.") from exc
+        data = await run_in_threadpool(service.thumbnail, image_id, service.thumbnail_size(size))
     except (ImageError, OSError) as exc:
         log.warning("gallery photo unreadable", extra={"image_id": image_id, "error": str(exc)})
         raise HTTPException(404, f"Gallery photo {image_id} is no longer readable.") from exc
@@ -34,9 +36,12 @@ async def gallery_image(request: Request, image_id: int = Path(ge=0, le=2**63 - 
 
 
 @router.get("/landmarks", response_model=LandmarkList, responses=ERRORS)
-async def list_landmarks(request: Request, q: str | None = Query(None, max_length=200, description="Filter by name or id.")) -> LandmarkList:
+async def list_landmarks(
+    service: ServiceDep,
+    image_urls: ImageUrlsDep,
+    q: str | None = Query(None, max_length=200, description="Filter by name or id."),
+) -> LandmarkList:
     """The landmarks in the gallery, sorted by name."""
-    service = get_service(request)
     needle = (q or "").strip().casefold()
     chosen = [
         landmark
@@ -44,12 +49,13 @@ async def list_landmarks(request: Request, q: str | None = Query(None, max_lengt
         if not needle or needle in landmark.name.casefold() or needle in landmark.landmark_id.casefold()
     ]
     chosen.sort(key=lambda landmark: landmark.name.casefold())
-    samples = service.index.store.first_images()
+    samples = await run_in_threadpool(service.sample_images)
+    counts = service.counts
     items = [
         LandmarkSummary(
-            **landmark.to_dict(),
-            image_count=service.counts.get(landmark.landmark_id, 0),
-            sample_image_url=image_url(request, samples[landmark.landmark_id]) if landmark.landmark_id in samples else None,
+            **landmark_fields(landmark),
+            image_count=counts.get(landmark.landmark_id, 0),
+            sample_image_url=image_urls(samples[landmark.landmark_id]) if landmark.landmark_id in samples else None,
         )
         for landmark in chosen
     ]
@@ -57,12 +63,11 @@ async def list_landmarks(request: Request, q: str | None = Query(None, max_lengt
 
 
 @router.get("/landmarks/{landmark_id}", response_model=LandmarkDetail, responses=ERRORS)
-async def get_landmark(request: Request, landmark_id: str) -> LandmarkDetail:
+async def get_landmark(service: ServiceDep, image_urls: ImageUrlsDep, landmark_id: str) -> LandmarkDetail:
     """One landmark with all its gallery photos."""
-    service = get_service(request)
     landmark = service.landmark(landmark_id)
     if landmark is None:
-        raise HTTPException(404, f"No landmark with id {landmark_id!r}.")
-    images = service.index.store.images_of(landmark_id)
-    refs = [GalleryImageRef(image_id=record.image_id, image_url=image_url(request, record.image_id)) for record in images]
-    return LandmarkDetail(**landmark.to_dict(), image_count=len(refs), images=refs)
+        raise UnknownLandmark(landmark_id)
+    image_ids = await run_in_threadpool(service.images_of, landmark_id)
+    refs = [GalleryImageRef(image_id=image_id, image_url=image_urls(image_id)) for image_id in image_ids]
+    return LandmarkDetail(**landmark_fields(landmark), image_count=len(refs), images=refs)

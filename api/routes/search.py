@@ -2,47 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from landmarks.images import ImageError
-
-from api.batching import QueueFull
-from api.deps import get_service, image_url
-from api.errors import ERRORS, IMAGE_ERROR_STATUS
-from api.schemas import BestLandmark, LandmarkHit, Match, SearchResponse
+from api.auth import require_read_key
+from api.deps import BatcherDep, ImageUrls, ImageUrlsDep, ServiceDep
+from api.errors import ERRORS
+from api.photos import embed_upload
+from api.schemas import BestLandmark, LandmarkHit, Match, SearchResponse, landmark_fields
 from api.service import SearchOutcome
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[Depends(require_read_key)])
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
 async def search(
-    request: Request,
+    service: ServiceDep,
+    batcher: BatcherDep,
+    image_urls: ImageUrlsDep,
     image: UploadFile = File(..., description="The photo: JPEG, PNG, WebP or HEIC."),
     k: int = Query(5, ge=1, le=100, description="How many gallery photos to return."),
 ) -> SearchResponse:
     """Find the landmark in a photo, with the k closest gallery photos."""
-    service = get_service(request)
-    data = await image.read()
-    try:
-        # Decoding and resizing run on a worker thread, off the event loop and off the model's path.
-        photo = await run_in_threadpool(service.decode, data)
-    except ImageError as exc:
-        raise HTTPException(IMAGE_ERROR_STATUS[exc.kind], str(exc)) from exc
-    batcher = request.app.state.batcher
-    try:
-        if batcher is not None:
-            vector = await batcher.submit(photo)
-        else:
-            vector = (await run_in_threadpool(service.embed, [photo]))[0]
-    except QueueFull as exc:
-        raise HTTPException(503, "The service is busy; retry in a moment.", headers={"Retry-After": str(exc.retry_after)}) from exc
+    vector = await embed_upload(service, await image.read(), batcher)
     outcome = await run_in_threadpool(service.search_vector, vector, k)
-    return to_response(request, outcome, service.empty_notice)
+    return to_response(outcome, image_urls, service.empty_notice)
 
 
-def to_response(request: Request, outcome: SearchOutcome, notice: str | None) -> SearchResponse:
+def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None) -> SearchResponse:
     result, landmarks, counts = outcome.result, outcome.landmarks, outcome.counts
 
     def name_of(landmark_id: str) -> str:
@@ -52,7 +39,7 @@ def to_response(request: Request, outcome: SearchOutcome, notice: str | None) ->
     hits = []
     for scored in result.landmarks:
         landmark = landmarks.get(scored.landmark_id)
-        fields = landmark.to_dict() if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
+        fields = landmark_fields(landmark) if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
         hits.append(LandmarkHit(**fields, image_count=counts.get(scored.landmark_id, 0), score=round(scored.score, 4)))
     best = None
     if result.landmark is not None:
@@ -67,7 +54,7 @@ def to_response(request: Request, outcome: SearchOutcome, notice: str | None) ->
             landmark_id=match.landmark_id,
             name=name_of(match.landmark_id),
             score=round(match.score, 4),
-            image_url=image_url(request, match.image_id),
+            image_url=image_urls(match.image_id),
         )
         for match in result.matches
     ]

@@ -24,9 +24,8 @@ def run(args) -> int:
     import dataclasses
     import signal
 
-    import uvicorn
-
     from api.app import create_app
+    from api.server import serve
     from api.service import SearchService
     from api.settings import Settings
     from landmarks.cli import CommandError
@@ -43,14 +42,15 @@ def run(args) -> int:
         service = SearchService.load(settings)
     except (FingerprintMismatch, OSError, ValueError) as exc:  # OSError: a missing file, an unreachable hub
         raise CommandError(str(exc)) from exc
-    if len(service.index) == 0:
+    if service.gallery_size == 0:
         print(f"The gallery at {settings.index_dir} is empty: the service runs, but has nothing to match yet.")
         print("  Index a folder of photos:   landmarks index build GALLERY_DIR --out", settings.index_dir)
         print("  or fetch GLDv2:             landmarks data gldv2 --help")
-    print(f"Landmark Search API on http://{args.host}:{args.port} ({service.extractor.describe()}, {len(service.index)} gallery photos); docs at /docs")
+        print("  or add landmarks at run time: POST /landmarks, then POST /landmarks/{id}/images (needs LANDMARKS_API_KEY)")
+    print(f"Landmark Search API on http://{args.host}:{args.port} ({service.describe_model()}, {service.gallery_size} gallery photos); docs at /docs")
     app = create_app(settings, service=service)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal: handled here, the drained
     # shutdown ends with exit status 0 instead of death by signal (-15 / 143).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(app, settings, args.host, args.port)
     return 0

@@ -247,10 +247,13 @@ class GalleryIndex:
     # --- writing ----------------------------------------------------------------------------------
     def add(self, landmarks: Iterable[Landmark], rows: list[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
         """Add (landmark_id, source, path, size, mtime, vector) rows; durable once this returns."""
+        # One row per source key: the store keeps the last of several, so the index must too (two
+        # vectors for one row would leave a ghost that search returns and the store does not know).
+        rows = list({row[1]: row for row in rows}.values())
         with self._lock:
             self.store.upsert_landmarks(landmarks)
             # Re-adding a photo (same source key) replaces it: its old vector must leave the index.
-            replaced = self.store.image_ids_of_sources([row[1] for row in rows])
+            replaced = list(self.store.image_ids_by_source([row[1] for row in rows]).values())
             ids = self.store.add_images(rows)
             self._forget(replaced)
             if ids:

@@ -108,14 +108,21 @@ class GalleryStore:
             rows = self._db.execute("SELECT image_id, landmark_id, source, path, size, mtime FROM images").fetchall()
         return {row[2]: ImageRecord(*row) for row in rows}
 
-    def image_ids_of_sources(self, sources: list[str]) -> list[int]:
-        """The ids of the photos stored under these source keys (an indexed lookup, not a table scan)."""
+    def image_ids_by_source(self, sources: list[str]) -> dict[str, int]:
+        """The ids of the photos stored under these source keys (indexed lookups, not a table scan)."""
+        found = {}
         with self._lock:
-            return [
-                row[0]
-                for source in sources
-                for row in self._db.execute("SELECT image_id FROM images WHERE source = ?", (source,)).fetchall()
-            ]
+            for source in sources:
+                row = self._db.execute("SELECT image_id FROM images WHERE source = ?", (source,)).fetchone()
+                if row is not None:
+                    found[source] = int(row[0])
+        return found
+
+    def sources_with_prefix(self, prefix: str) -> list[str]:
+        """The source keys that start with PREFIX."""
+        with self._lock:
+            rows = self._db.execute("SELECT source FROM images WHERE substr(source, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+        return [row[0] for row in rows]
 
     def image(self, image_id: int) -> ImageRecord | None:
         with self._lock:
@@ -209,4 +216,14 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self.db.execute("ROLLBACK")
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open, and then every
+            # later write on this connection fails with "cannot start a transaction within a transaction".
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise

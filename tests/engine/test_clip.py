@@ -153,7 +153,7 @@ def test_index_build_and_serve_select_clip_with_a_weights_file(tmp_path, clip_ch
         found = service.search_vector(vector, k=1)
     finally:
         service.close()
-    assert len(service.index) == 4
+    assert service.gallery_size == 4
     assert found.result.matches[0].landmark_id == gallery[0][1]  # a gallery photo finds itself
 
     # `serve --weights-file` hands the file to the model loader: a missing one is a one-line error.
