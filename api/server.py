@@ -8,9 +8,10 @@ and logs a traceback for every connection it then fails to accept. `GuardedH11Pr
   connection opening (or of the previous response), however slowly they trickle;
 - a body stall limit: a request body that sends nothing for `body_timeout` seconds is dropped
   (only while the server is reading: a body the app is not yet reading does not count);
-- a connection cap: above `max_connections`, the connection idling longest before its request's
-  headers is dropped to make room, and when every connection is busy with a request, the new one gets
-  an immediate 503. So a flood of idle connections cannot lock out a real client.
+- a connection cap: above `max_connections` a new connection gets an immediate 503 and is closed,
+  so the process never runs out of file descriptors (whose failed accepts asyncio would log, one
+  traceback each, in a tight loop). The deadlines above keep idle connections from holding the
+  cap: a flood of them is shed within `header_timeout`.
 
 Proxy headers (X-Forwarded-For, X-Forwarded-Proto) are believed only from LANDMARKS_TRUSTED_PROXIES.
 """
@@ -37,7 +38,7 @@ FD_HEADROOM = 64  # descriptors kept free for the index, the model, logs and the
 
 
 class GuardedH11Protocol(H11Protocol):
-    max_connections = 1000
+    max_connections = 4096
     header_timeout = 10.0
     body_timeout = 30.0
     check_every = 1.0  # seconds between deadline checks of one connection
@@ -47,7 +48,7 @@ class GuardedH11Protocol(H11Protocol):
         self._waiting_since = time.monotonic()  # for headers; None while a request is being served
         self._last_body_data = self._waiting_since
         self._watchdog = self.loop.call_later(self.check_every, self._check_deadlines)
-        if len(self.connections) > self.max_connections and not self._evict_an_idle_connection():
+        if len(self.connections) > self.max_connections:
             transport.write(BUSY_RESPONSE)
             transport.close()
 
@@ -71,17 +72,6 @@ class GuardedH11Protocol(H11Protocol):
         if self._waiting_since is None or (self.cycle is not None and not self.cycle.response_complete):
             return None
         return now - self._waiting_since
-
-    def _evict_an_idle_connection(self) -> bool:
-        now = time.monotonic()
-        idle = [(waited, id(other), other) for other in self.connections
-                if other is not self and isinstance(other, GuardedH11Protocol)
-                and (waited := other._idle_for(now)) is not None and not other.transport.is_closing()]
-        if not idle:
-            return False
-        _, _, victim = max(idle)
-        victim.transport.close()
-        return True
 
     def _check_deadlines(self) -> None:
         if self.transport.is_closing():

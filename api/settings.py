@@ -59,6 +59,6 @@ class Settings:
     decode_memory_mb: int = field(default_factory=lambda: int(_env("DECODE_MEMORY_MB", "1024")))
     # Connection guards (api/server.py): open connections at most; seconds a client may take to send
     # a request's headers; seconds a request body may stall between two chunks.
-    max_connections: int = field(default_factory=lambda: int(_env("MAX_CONNECTIONS", "1000")))
+    max_connections: int = field(default_factory=lambda: int(_env("MAX_CONNECTIONS", "4096")))
     header_timeout: float = field(default_factory=lambda: float(_env("HEADER_TIMEOUT", "10")))
     body_timeout: float = field(default_factory=lambda: float(_env("BODY_TIMEOUT", "30")))

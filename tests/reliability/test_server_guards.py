@@ -108,6 +108,16 @@ def test_searches_count_against_the_rate_too(guarded_server):
         assert response.status_code == 429 and response.headers["retry-after"].isdigit()
 
 
+def test_a_forwarded_for_header_does_not_buy_a_fresh_bucket(guarded_server):
+    """Without LANDMARKS_TRUSTED_PROXIES no client may name its own address for the rate limit."""
+    with client_from("127.0.0.16") as client:
+        for _ in range(20):
+            client.get(f"{guarded_server.url}/landmarks?q=zz")
+        spoofed = [client.get(f"{guarded_server.url}/landmarks", headers={"X-Forwarded-For": f"10.1.0.{n}"}).status_code
+                   for n in range(10)]
+    assert spoofed == [429] * 10, spoofed
+
+
 # --- CORS: closed unless origins are configured ----------------------------------------------------
 def test_cors_is_closed_by_default(guarded_server):
     origin = {"Origin": "https://somewhere.example"}
