@@ -13,7 +13,7 @@ from api.auth import KeyGuard
 from api.batching import MicroBatcher
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.memory import trim_memory_forever
+from api.memory import map_large_buffers, trim_memory_forever
 from api.ratelimit import RateLimit
 from api.routes import admin, gallery, operations, search
 from api.service import SearchService
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        map_large_buffers()
         app.state.service = service or await run_in_threadpool(SearchService.load, settings)
         if settings.batching:
             app.state.batcher = MicroBatcher(

@@ -39,17 +39,6 @@ class Landmark:
     lon: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {
-            "landmark_id": self.landmark_id,
-            "name": self.name,
-            "city": self.city,
-            "country": self.country,
-            "lat": self.lat,
-            "lon": self.lon,
-            **self.extra,
-        }
-
 
 @dataclass
 class Gallery:

@@ -225,9 +225,6 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def landmark_of(self, image_id: int) -> str | None:
-        return self._labels.get(image_id)
-
     def search(self, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
         scores, ids = self.vectors.search(queries, k)
         labels = self._labels

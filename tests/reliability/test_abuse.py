@@ -198,6 +198,7 @@ def test_small_uploads_declaring_huge_images_share_one_decode_budget(abuse_serve
     answers = []
     growth = peak_growth_mb(abuse_server.process.pid, lambda: answers.extend(asyncio.run(eight_searches())))
     assert [answer.status_code for answer in answers] == [200] * 8, [answer.text[:200] for answer in answers]
+    print(f"8 WebP searches: peak RSS growth {growth:.0f} MiB")
     assert growth < 1024, f"8 concurrent 6000x6000 WebP searches grew peak RSS by {growth:.0f} MiB"
 
 
@@ -219,6 +220,7 @@ def test_a_batch_upload_decodes_one_photo_at_a_time(abuse_server):
     growth = peak_growth_mb(abuse_server.process.pid,
                             lambda: answers.append(httpx.post(f"{url}/landmarks/huge/images", headers=headers, files=files, timeout=300)))
     assert answers[0].status_code == 201 and len(answers[0].json()["added"]) == 10, answers[0].text[:300]
+    print(f"10-PNG upload: peak RSS growth {growth:.0f} MiB")
     assert growth < 1024, f"one upload of 10 x 6300x6300 PNGs grew peak RSS by {growth:.0f} MiB"
 
 
