@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,8 @@ from tests.support import ApiServer
 API_KEY = "client-test-key"
 # The Retry-After the scripted server advises with 429 and 503.
 RETRY_AFTER_S = 7
+# How long a scripted search takes: long enough for concurrent ones to overlap.
+SEARCH_S = 0.5
 
 
 class Blocking:
@@ -61,10 +64,26 @@ def write_api(dev_index, tmp_path_factory) -> Iterator[ApiServer]:
         yield server
 
 
+class ScriptedServer(ThreadingHTTPServer):
+    """Real HTTP on loopback, scripted by `_ScriptedHandler`; counts the searches in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.lock = threading.Lock()
+        self.searches_in_flight = 0
+        self.most_searches_at_once = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
 class _ScriptedHandler(BaseHTTPRequestHandler):
     """GET /<status> answers with that status and the API's documented error body (`?body=html`:
     a reverse proxy's HTML page instead); 429 and 503 advise a Retry-After. GET /health answers 200
-    with a body that is not JSON."""
+    with a body that is not JSON. POST /search takes SEARCH_S and answers an empty gallery's result."""
+
+    server: ScriptedServer
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?")[0].strip("/")
@@ -81,16 +100,31 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.searches_in_flight += 1
+            self.server.most_searches_at_once = max(self.server.most_searches_at_once, self.server.searches_in_flight)
+        time.sleep(SEARCH_S)
+        with self.server.lock:
+            self.server.searches_in_flight -= 1
+        body = json.dumps({"landmark": None, "landmarks": [], "matches": [], "gallery_size": 0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args: object) -> None:
         pass
 
 
 @pytest.fixture
-def scripted_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedHandler)
+def scripted() -> Iterator[ScriptedServer]:
+    server = ScriptedServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.shutdown()
     server.server_close()
 

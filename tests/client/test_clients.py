@@ -4,6 +4,7 @@ Retry-After) come from small local servers that speak real HTTP. Every test runs
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from client import (
     ApiServerError,
     ApiTimeout,
     ApiUnavailable,
+    AsyncLandmarksClient,
     Photo,
 )
 from client.errors import UNREADABLE_ANSWER
@@ -99,18 +101,18 @@ def test_silent_api_times_out(silent_url, connect) -> None:
     ("status", "kind", "retry_after"),
     [(500, ApiServerError, None), (503, ApiServerError, RETRY_AFTER_S), (429, ApiClientError, RETRY_AFTER_S)],
 )
-def test_error_statuses_map_to_errors_with_detail_and_retry_after(scripted_url, connect, status, kind, retry_after):
+def test_error_statuses_map_to_errors_with_detail_and_retry_after(scripted, connect, status, kind, retry_after):
     with pytest.raises(kind) as caught:
-        connect(scripted_url).image(f"{scripted_url}/{status}", MIN_IMAGE_SIZE)
+        connect(scripted.url).image(f"{scripted.url}/{status}", MIN_IMAGE_SIZE)
     assert type(caught.value) is kind
     assert (caught.value.status, caught.value.detail) == (status, f"Scripted failure {status}.")
     assert caught.value.retry_after == retry_after
 
 
-def test_answers_that_are_not_the_documented_json_still_read(scripted_url, connect) -> None:
-    api = connect(scripted_url)
+def test_answers_that_are_not_the_documented_json_still_read(scripted, connect) -> None:
+    api = connect(scripted.url)
     with pytest.raises(ApiServerError) as proxy_page:
-        api.image(f"{scripted_url}/502?body=html", MIN_IMAGE_SIZE)
+        api.image(f"{scripted.url}/502?body=html", MIN_IMAGE_SIZE)
     assert (proxy_page.value.status, proxy_page.value.detail) == (502, "Bad Gateway")
     with pytest.raises(ApiServerError) as not_json:
         api.health()  # 200, but an HTML body
@@ -147,3 +149,11 @@ def test_refused_gallery_changes_carry_the_servers_detail(write_api, connect, ch
     with pytest.raises(ApiClientError) as caught:
         change(connect(write_api.url))
     assert caught.value.status == status and words in caught.value.detail
+
+
+@pytest.mark.parametrize(("limit", "most_at_once"), [(2, 2), (None, 5)])
+async def test_async_client_bounds_the_searches_in_flight(scripted, limit, most_at_once) -> None:
+    async with AsyncLandmarksClient(scripted.url, max_concurrent_searches=limit) as api:
+        results = await asyncio.gather(*(api.search(b"photo", "q.jpg", "image/jpeg", k=1) for _ in range(5)))
+    assert all(result.gallery_size == 0 for result in results)
+    assert scripted.most_searches_at_once == most_at_once
