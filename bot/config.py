@@ -99,7 +99,9 @@ class Settings:
             max_image_bytes=int(max_image_mb * 2**20),
             api_timeout=number("BOT_API_TIMEOUT", default.api_timeout, float, 0.1, 600),
             api_concurrency=number("BOT_API_CONCURRENCY", default.api_concurrency, int, 1, 100),
-            gallery_image_size=number("BOT_GALLERY_IMAGE_SIZE", default.gallery_image_size, int, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+            gallery_image_size=number(
+                "BOT_GALLERY_IMAGE_SIZE", default.gallery_image_size, int, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
+            ),
             user_concurrency=number("BOT_USER_CONCURRENCY", default.user_concurrency, int, 1, 10),
             user_queue=number("BOT_USER_QUEUE", default.user_queue, int, 1, 1000),
             polling_timeout=number("BOT_POLLING_TIMEOUT", default.polling_timeout, int, 1, 50),
