@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from client import DEFAULT_API_URL, DEFAULT_TIMEOUT_S, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -18,16 +20,16 @@ class SettingsError(ValueError):
 class Settings:
     # repr=False keeps the token and the webhook secret out of logs and tracebacks.
     token: str = field(repr=False)
-    api_url: str = "http://127.0.0.1:8000"
+    api_url: str = DEFAULT_API_URL
     # Base URL of a self-hosted Bot API server; None means api.telegram.org.
     telegram_api_base: str | None = None
     db_path: Path = Path("data/bot/bot.sqlite3")
     default_k: int = 5
     max_image_bytes: int = 10 * 1024 * 1024
-    api_timeout: float = 30.0
+    api_timeout: float = DEFAULT_TIMEOUT_S
     # How many searches the bot runs against the API at once, over all users.
     api_concurrency: int = 4
-    # Longest side of the gallery photos the bot asks the API for (64..1024).
+    # Longest side of the gallery photos the bot asks the API for (within the API's 64..1024).
     gallery_image_size: int = 640
     # One user's photos are searched one after another (user_concurrency at a time) and at most
     # user_queue of them may wait, so a burst from one user cannot take every API slot.
@@ -97,7 +99,9 @@ class Settings:
             max_image_bytes=int(max_image_mb * 2**20),
             api_timeout=number("BOT_API_TIMEOUT", default.api_timeout, float, 0.1, 600),
             api_concurrency=number("BOT_API_CONCURRENCY", default.api_concurrency, int, 1, 100),
-            gallery_image_size=number("BOT_GALLERY_IMAGE_SIZE", default.gallery_image_size, int, 64, 1024),
+            gallery_image_size=number(
+                "BOT_GALLERY_IMAGE_SIZE", default.gallery_image_size, int, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
+            ),
             user_concurrency=number("BOT_USER_CONCURRENCY", default.user_concurrency, int, 1, 10),
             user_queue=number("BOT_USER_QUEUE", default.user_queue, int, 1, 1000),
             polling_timeout=number("BOT_POLLING_TIMEOUT", default.polling_timeout, int, 1, 50),

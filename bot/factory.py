@@ -13,12 +13,12 @@ from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
-from bot.api_client import LandmarksApi
 from bot.config import Settings
 from bot.middlewares import RetryAfterMiddleware, UserQueueMiddleware
 from bot.routers import callbacks, errors, fallback, search, settings as settings_router, start
 from bot.storage import Store
 from bot.texts import EN, RU, t
+from client import AsyncLandmarksClient
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,8 @@ def create_bot_and_dispatcher(settings: Settings) -> tuple[Bot, Dispatcher]:
     session.middleware(RetryAfterMiddleware(settings.retry_attempts, settings.retry_max_wait))
     bot = Bot(settings.token, session=session)
 
-    api = LandmarksApi(
-        settings.api_url, timeout=settings.api_timeout, concurrency=settings.api_concurrency,
-        gallery_image_size=settings.gallery_image_size,
+    api = AsyncLandmarksClient(
+        settings.api_url, settings.api_timeout, max_concurrent_searches=settings.api_concurrency
     )
     store = Store(settings.db_path, settings.default_k)
     # Workflow data: handlers receive these by parameter name.
@@ -51,7 +50,7 @@ def create_bot_and_dispatcher(settings: Settings) -> tuple[Bot, Dispatcher]:
         await _set_commands(bot)
 
     async def on_shutdown() -> None:
-        await api.close()
+        await api.aclose()
 
     dp.startup.register(on_startup)
     dp.shutdown.register(on_shutdown)

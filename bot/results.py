@@ -13,11 +13,11 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.text_decorations import html_decoration
 
-from bot.api_client import MAX_K, ApiRejected, ApiUnavailable, LandmarksApi, Match, SearchResult
 from bot.callback_data import MoreResults, OpenSettings, ShowOnMap
 from bot.config import Settings
 from bot.storage import Place, SearchRecord, Store
 from bot.texts import t
+from client import MAX_K, ApiError, ApiRejected, ApiUnavailable, AsyncLandmarksClient, Match, SearchResult
 
 log = logging.getLogger(__name__)
 quote = html_decoration.quote
@@ -93,15 +93,15 @@ def keyboard(record: SearchRecord, result: SearchResult, page: int, lang: str) -
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def _gallery_photos(api: LandmarksApi, matches: list[Match]) -> list[tuple[Match, bytes]]:
+async def _gallery_photos(api: AsyncLandmarksClient, matches: list[Match], size: int) -> list[tuple[Match, bytes]]:
     """Downloads the gallery photos, because Telegram cannot reach a private API to fetch a URL.
 
     A photo that fails is left out; if all fail the API is as good as down.
     """
-    results = await asyncio.gather(*(api.gallery_image(m) for m in matches), return_exceptions=True)
+    results = await asyncio.gather(*(api.image(m.image_url, size) for m in matches), return_exceptions=True)
     photos = []
     for match, data in zip(matches, results):
-        if isinstance(data, ApiUnavailable | ApiRejected):
+        if isinstance(data, ApiError):
             log.warning("gallery photo unavailable", extra={"image_id": match.image_id, "error": str(data)})
         elif isinstance(data, BaseException):
             raise data
@@ -126,7 +126,7 @@ async def _send_album(bot: Bot, chat_id: int, result: SearchResult, photos: list
 async def search_and_answer(
     *,
     bot: Bot,
-    api: LandmarksApi,
+    api: AsyncLandmarksClient,
     store: Store,
     settings: Settings,
     chat_id: int,
@@ -150,17 +150,18 @@ async def search_and_answer(
                 k=min((page + 1) * record.page_size, MAX_K),
             )
             matches = page_matches(result, page, record.page_size)
-            photos = await _gallery_photos(api, matches)
-        except ApiUnavailable as error:
-            log.warning("landmarks api unavailable", extra={"chat_id": chat_id, "error": str(error)})
-            await bot.send_message(chat_id, t("api_down", lang))
-            return
+            photos = await _gallery_photos(api, matches, settings.gallery_image_size)
         except ApiRejected as error:
             log.info("image rejected by the api", extra={"status": error.status, "detail": error.detail})
             key = "too_large" if error.status == 413 else "bad_image"
             await bot.send_message(
                 chat_id, t(key, lang, max_mb=settings.max_image_mb, detail=error.detail)
             )
+            return
+        except ApiError as error:
+            # Down, slow, still loading, busy or answering nonsense: to the user it is all "try later".
+            log.warning("landmarks api unavailable", extra={"chat_id": chat_id, "error": str(error)})
+            await bot.send_message(chat_id, t("api_down", lang))
             return
         if record.search_id is None:
             record = replace(record, place=place_of(result))

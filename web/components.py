@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
-from web.client import (
+from client import (
+    DEFAULT_API_URL,
+    DEFAULT_TIMEOUT_S,
     ApiClientError,
     ApiError,
     ApiServerError,
@@ -32,6 +36,16 @@ _THUMB_CSS = """
 }
 </style>
 """
+
+
+def api_client() -> LandmarksClient:
+    """The API client for one page run, from `LANDMARKS_API_URL` / `LANDMARKS_API_TIMEOUT` read at
+    call time, so a changed environment (tests, a redeploy) takes effect on the next run. Use it in
+    a `with` block: its connections close when the run ends."""
+    return LandmarksClient(
+        os.environ.get("LANDMARKS_API_URL") or DEFAULT_API_URL,
+        float(os.environ.get("LANDMARKS_API_TIMEOUT") or DEFAULT_TIMEOUT_S),
+    )
 
 
 def api_error_message(exc: ApiError, api_url: str) -> str:
@@ -80,7 +94,8 @@ def show_api_error(exc: ApiError, api_url: str) -> None:
 def _photo_bytes(url: str, size: int, api_url: str, timeout_s: float) -> bytes:
     # Cached across reruns and visitors: a gallery photo does not change while the index stands,
     # and the 10-minute TTL bounds staleness after a rebuild. Errors raise and are not cached.
-    return LandmarksClient(api_url, timeout_s).image(url, size)
+    with LandmarksClient(api_url, timeout_s) as client:
+        return client.image(url, size)
 
 
 def gallery_photo(url: str, client: LandmarksClient, alt: str, caption: str | None = None) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiogram import Bot, Router
 from aiogram.types import CallbackQuery
 
-from bot.api_client import LandmarksApi
 from bot.callback_data import MoreResults, ShowOnMap
 from bot.config import Settings
 from bot.middlewares import UserQueueMiddleware
 from bot.results import search_and_answer
 from bot.storage import SearchRecord, Store
 from bot.texts import language, t
+from client import AsyncLandmarksClient
 
 
 async def _own_search(callback: CallbackQuery, store: Store, search_id: int) -> SearchRecord | None:
@@ -28,7 +28,7 @@ async def _own_search(callback: CallbackQuery, store: Store, search_id: int) -> 
 
 async def on_more(
     callback: CallbackQuery, callback_data: MoreResults,
-    bot: Bot, api: LandmarksApi, store: Store, settings: Settings,
+    bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings,
 ) -> None:
     record = await _own_search(callback, store, callback_data.search_id)
     if record is None:

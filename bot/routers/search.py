@@ -7,12 +7,12 @@ from pathlib import PurePath
 from aiogram import Bot, F, Router
 from aiogram.types import Document, Message
 
-from bot.api_client import LandmarksApi
 from bot.config import Settings
 from bot.middlewares import UserQueueMiddleware
 from bot.results import search_and_answer
 from bot.storage import SearchRecord, Store
 from bot.texts import language, t
+from client import AsyncLandmarksClient
 
 # What the API accepts (docs/api.md); HEIC is what iPhones send when a photo goes as a file.
 IMAGE_TYPES = {
@@ -41,14 +41,14 @@ async def is_image_document(message: Message) -> bool:
     return message.document is not None and image_type(message.document) is not None
 
 
-async def on_photo(message: Message, bot: Bot, api: LandmarksApi, store: Store, settings: Settings) -> None:
+async def on_photo(message: Message, bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings) -> None:
     # Telegram lists the sizes of a photo smallest first.
     photo = message.photo[-1]
     await _search(message, bot, api, store, settings, photo.file_id, "photo.jpg", "image/jpeg")
 
 
 async def on_image_document(
-    message: Message, bot: Bot, api: LandmarksApi, store: Store, settings: Settings
+    message: Message, bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings
 ) -> None:
     document = message.document
     lang = language(message.from_user)
@@ -65,7 +65,7 @@ async def on_other_image(message: Message) -> None:
 
 
 async def _search(
-    message: Message, bot: Bot, api: LandmarksApi, store: Store, settings: Settings,
+    message: Message, bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings,
     file_id: str, filename: str, mime_type: str,
 ) -> None:
     record = SearchRecord(

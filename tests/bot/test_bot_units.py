@@ -12,7 +12,6 @@ from aiogram.methods import SendMessage
 from aiogram.types import Document, TelegramObject, User
 
 from bot import middlewares
-from bot.api_client import parse_search
 from bot.config import Settings, SettingsError
 from bot.logs import REDACTED, LogfmtFormatter
 from bot.middlewares import RetryAfterMiddleware, UserQueueMiddleware
@@ -20,6 +19,7 @@ from bot.results import caption, keyboard, page_matches, place_of, summary
 from bot.routers.search import image_type
 from bot.storage import SearchRecord, Store
 from bot.texts import EN, RU, TEXTS, language
+from client.contract import parse_search
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
 

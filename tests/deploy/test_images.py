@@ -29,6 +29,8 @@ from tests.support import REPO_ROOT
 GROUPS = {"api": "api-gpu", "web": "web", "bot": "bot"}
 HEAVY = re.compile(r"^(torch|torchvision|torchaudio|triton|timm|faiss(-.*)?|nvidia-.*|cuda-.*|opencv.*|efficientnet-.*)$")
 PYTHON = (REPO_ROOT / ".python-version").read_text().strip()
+# The top-level source folders the images copy.
+SOURCE_PACKAGES = {"landmarks", "api", "client", "bot", "web"}
 
 
 def pyproject() -> dict:
@@ -128,6 +130,8 @@ def test_copies_only_what_the_build_context_keeps(service):
     assert service in copied and "pyproject.toml" in copied and "uv.lock" in copied
     if service == "api":
         assert "landmarks" in copied
+    else:  # bot and web reach the API through the shared client package
+        assert "client" in copied
 
 
 def test_build_context_is_small_and_keeps_data_checkpoints_and_caches_out():
@@ -151,13 +155,13 @@ def test_build_context_is_small_and_keeps_data_checkpoints_and_caches_out():
     for path in must_stay_out:
         assert not in_build_context(path), f"{path} would be sent to the Docker daemon"
     for path in ("pyproject.toml", "uv.lock", ".python-version", "README.md", "landmarks/cli/up.py", "api/app.py",
-                 "web/app.py", "web/.streamlit/config.toml", "bot/__main__.py"):
+                 "client/sync.py", "web/app.py", "web/.streamlit/config.toml", "bot/__main__.py"):
         assert in_build_context(path), f"{path} is needed by an image but .dockerignore drops it"
     files = checkout_files()
-    dropped = [name for name in files if name.endswith(".py") and name.split("/")[0] in {"landmarks", "api", "bot", "web"}
+    dropped = [name for name in files if name.endswith(".py") and name.split("/")[0] in SOURCE_PACKAGES
                and not in_build_context(name)]
     assert not dropped, f".dockerignore drops source files the images need: {dropped}"
     kept = [name for name in files if in_build_context(name)]
     size = sum((REPO_ROOT / name).stat().st_size for name in kept)
     assert size < 5 * 2**20, f"build context of {size / 2**20:.1f} MiB: {sorted(kept)[:20]}..."
-    assert all(name.split("/")[0] in {"landmarks", "api", "bot", "web"} or "/" not in name for name in kept)
+    assert all(name.split("/")[0] in SOURCE_PACKAGES or "/" not in name for name in kept)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from web.client import ApiClientError, LandmarksClient, Photo, photo_batches
+from client import ApiClientError, LandmarksClient, Photo, photo_batches
 from web.components import admin_error_message
 
 from tests.support import ApiServer, dev_protocol, landmark_names

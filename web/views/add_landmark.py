@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from web.client import ApiClientError, ApiError, LandmarksClient, Photo, RejectedPhoto
-from web.components import admin_error_message
+from client import (
+    LANDMARK_ID_MAX_LENGTH,
+    LANDMARK_ID_PATTERN,
+    LANDMARK_TEXT_MAX_LENGTH,
+    ApiClientError,
+    ApiError,
+    LandmarksClient,
+    Photo,
+    RejectedPhoto,
+)
+from web.components import admin_error_message, api_client
 
-# The API's rule for landmark ids (api/schemas.py), checked here so a typo gets a sentence
-# instead of a round trip and a 422.
-LANDMARK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# The API's rule for landmark ids, checked here so a typo gets a sentence instead of a round trip
+# and a 422.
+LANDMARK_ID = re.compile(LANDMARK_ID_PATTERN)
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp"]
 
 # Session state. The key lives in the session only (server memory, this browser tab's session):
@@ -61,7 +70,7 @@ def suggested_id(name: str) -> str:
     """'Qutb Minar' -> 'qutb_minar': accents folded to ASCII, every other run of characters
     becomes one '_' ('' for a name with no Latin letters or digits)."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")[:128]
+    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")[:LANDMARK_ID_MAX_LENGTH]
 
 
 def plural(count: int, noun: str) -> str:
@@ -85,13 +94,13 @@ def details_form() -> Details:
     """The landmark's fields and photos; widget keys carry the form round so a bump empties them."""
     round_ = st.session_state.get(ROUND, 0)
     name = st.text_input(
-        "Name", key=f"add-name-{round_}", max_chars=200, placeholder="e.g. Qutb Minar"
+        "Name", key=f"add-name-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH, placeholder="e.g. Qutb Minar"
     )
     suggestion = suggested_id(name.strip())
     typed_id = st.text_input(
         "Landmark id",
         key=f"add-id-{round_}",
-        max_chars=128,
+        max_chars=LANDMARK_ID_MAX_LENGTH,
         placeholder=suggestion or "e.g. qutb_minar",
         help="Letters, digits, '_', '-' and '.', starting with a letter or digit. "
         "Leave it empty to use the one made from the name.",
@@ -99,8 +108,8 @@ def details_form() -> Details:
     if not typed_id and suggestion:
         st.caption(f"Id from the name: `{suggestion}`")
     city_column, country_column = st.columns(2)
-    city = city_column.text_input("City", key=f"add-city-{round_}", max_chars=200)
-    country = country_column.text_input("Country", key=f"add-country-{round_}", max_chars=200)
+    city = city_column.text_input("City", key=f"add-city-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH)
+    country = country_column.text_input("Country", key=f"add-country-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH)
     lat_column, lon_column = st.columns(2)
     lat = lat_column.number_input(
         "Latitude (optional)", min_value=-90.0, max_value=90.0, value=None, format="%.5f",
@@ -146,7 +155,7 @@ def problems(key: str, details: Details) -> list[str]:
     elif not LANDMARK_ID.fullmatch(details.landmark_id):
         found.append(
             f"“{details.landmark_id}” cannot be a landmark id: use letters, digits, '_', '-' and "
-            "'.', start with a letter or digit, at most 128 characters."
+            f"'.', start with a letter or digit, at most {LANDMARK_ID_MAX_LENGTH} characters."
         )
     if (details.lat is None) != (details.lon is None):
         found.append("Give both the latitude and the longitude, or neither.")
@@ -272,13 +281,12 @@ def show_report(report: Report) -> None:
         )
 
 
-def render() -> None:
+def render(client: LandmarksClient) -> None:
     st.title("Add a landmark", anchor=False)
     st.caption(
         "Adds a landmark and its photos to the gallery; searches recognise it right away. "
         "Needs the operator's API key."
     )
-    client = LandmarksClient.from_env()
     key = api_key_input()
     details = details_form()
     if st.button("Add landmark", type="primary", key="add-submit", icon=":material/add_location_alt:"):
@@ -292,4 +300,6 @@ def render() -> None:
         show_report(report)
 
 
-render()
+# One client per page run: its connections close when the run ends.
+with api_client() as page_client:
+    render(page_client)

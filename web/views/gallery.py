@@ -6,8 +6,8 @@ import math
 
 import streamlit as st
 
-from web.client import ApiError, Landmark, LandmarksClient
-from web.components import gallery_photo, show_api_error, thumbnail_style
+from client import ApiError, Landmark, LandmarksClient
+from web.components import api_client, gallery_photo, show_api_error, thumbnail_style
 
 # Cards per page: each card fetches a thumbnail, and a GLDv2 gallery has thousands of landmarks.
 PAGE_SIZE = 24
@@ -34,10 +34,9 @@ def landmark_card(landmark: Landmark, client: LandmarksClient) -> None:
         st.caption(" · ".join(part for part in details if part))
 
 
-def render() -> None:
+def render(client: LandmarksClient) -> None:
     thumbnail_style()
     st.title("Gallery", anchor=False)
-    client = LandmarksClient.from_env()
     try:
         health = client.health()
     except ApiError as exc:
@@ -84,4 +83,6 @@ def render() -> None:
                 landmark_card(landmark, client)
 
 
-render()
+# One client per page run: its connections close when the run ends.
+with api_client() as page_client:
+    render(page_client)

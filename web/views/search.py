@@ -6,8 +6,9 @@ import hashlib
 
 import streamlit as st
 
-from web.client import ApiError, LandmarksClient, SearchResult
+from client import ApiError, LandmarksClient, SearchResult
 from web.components import (
+    api_client,
     landmark_map,
     landmark_table,
     match_grid,
@@ -73,7 +74,7 @@ def verdict(result: SearchResult) -> None:
         st.info(result.notice, icon=":material/info:")
     best = result.landmark
     if best is not None:
-        info = next((lm for lm in result.landmarks if lm.landmark_id == best.landmark_id), None)
+        info = result.landmark_info(best.landmark_id)
         with st.container(border=True, key="verdict"):
             st.caption("This looks like")
             st.header(best.name, anchor=False)
@@ -103,14 +104,13 @@ def results(result: SearchResult, client: LandmarksClient) -> None:
     landmark_map(result.landmarks, result.landmark.landmark_id if result.landmark else None)
 
 
-def render() -> None:
+def render(client: LandmarksClient) -> None:
     thumbnail_style()
     st.title("Which landmark is this?", anchor=False)
     st.caption(
         "Send a photo of a monument or building: you get its name and the most similar "
         "gallery photos."
     )
-    client = LandmarksClient.from_env()
     photo = photo_input()
     k = st.slider("Matches to show", min_value=1, max_value=24, value=8)
     if photo is None:
@@ -135,4 +135,6 @@ def render() -> None:
     results(result, client)
 
 
-render()
+# One client per page run: its connections close when the run ends.
+with api_client() as page_client:
+    render(page_client)

@@ -1,0 +1,122 @@
+"""Each endpoint once: what its request carries and how its answer is read. The sync and the async
+client only send these, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from client.contract import (
+    API_KEY_HEADER,
+    AddedPhotos,
+    Deleted,
+    Health,
+    Landmark,
+    LandmarkList,
+    Photo,
+    SearchResult,
+    parse_added_photos,
+    parse_deleted,
+    parse_health,
+    parse_landmark,
+    parse_landmark_list,
+    parse_search,
+)
+from client.errors import UNREADABLE_ANSWER, ApiServerError, check_status
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request of the contract and the reader of its successful answer."""
+
+    method: str
+    # Relative to the client's base URL, or absolute (the gallery photo URLs the API hands out).
+    url: str
+    read: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    json: dict[str, Any] | None = None
+    files: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def answer(self, response: httpx.Response) -> T:
+        """The typed answer, or the ApiError that the status or an unreadable body means."""
+        check_status(response)
+        try:
+            return self.read(response)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ApiServerError(response.status_code, UNREADABLE_ANSWER) from exc
+
+
+def _json(parse: Callable[[dict[str, Any]], T]) -> Callable[[httpx.Response], T]:
+    return lambda response: parse(response.json())
+
+
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def _segment(value: str) -> str:
+    """A landmark id as one path segment: an id with '/' or '?' must not change the route."""
+    return quote(value, safe="")
+
+
+def _key(api_key: str) -> dict[str, str]:
+    return {API_KEY_HEADER: api_key}
+
+
+def search(image: bytes, filename: str, mime_type: str, k: int) -> Call[SearchResult]:
+    return Call("POST", "/search", _json(parse_search), params={"k": k}, files={"image": (filename, image, mime_type)})
+
+
+def landmarks(query: str = "") -> Call[LandmarkList]:
+    return Call("GET", "/landmarks", _json(parse_landmark_list), params={"q": query} if query else None)
+
+
+def landmark(landmark_id: str) -> Call[Landmark]:
+    return Call("GET", f"/landmarks/{_segment(landmark_id)}", _json(parse_landmark))
+
+
+def health() -> Call[Health]:
+    return Call("GET", "/health", _json(parse_health))
+
+
+def image(url: str, size: int) -> Call[bytes]:
+    # Merged into the URL rather than passed as `params`: httpx would replace a query the URL has.
+    return Call("GET", str(httpx.URL(url).copy_merge_params({"size": size})), _content)
+
+
+def create_landmark(
+    api_key: str,
+    landmark_id: str,
+    name: str,
+    *,
+    city: str | None = None,
+    country: str | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+) -> Call[Landmark]:
+    optional = {"city": city, "country": country, "lat": lat, "lon": lon}
+    body = {"landmark_id": landmark_id, "name": name, **{k: v for k, v in optional.items() if v is not None}}
+    return Call("POST", "/landmarks", _json(parse_landmark), json=body, headers=_key(api_key))
+
+
+def add_photos(api_key: str, landmark_id: str, photos: Sequence[Photo]) -> Call[AddedPhotos]:
+    files = [("images", (photo.filename, photo.data, photo.mime_type)) for photo in photos]
+    return Call(
+        "POST", f"/landmarks/{_segment(landmark_id)}/images", _json(parse_added_photos), files=files,
+        headers=_key(api_key),
+    )
+
+
+def delete_landmark(api_key: str, landmark_id: str) -> Call[Deleted]:
+    return Call("DELETE", f"/landmarks/{_segment(landmark_id)}", _json(parse_deleted), headers=_key(api_key))
+
+
+def delete_photo(api_key: str, image_id: int) -> Call[Deleted]:
+    return Call("DELETE", f"/gallery/{int(image_id)}", _json(parse_deleted), headers=_key(api_key))

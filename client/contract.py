@@ -1,0 +1,207 @@
+"""The HTTP contract of the Landmark Search API (docs/api.md) as the front ends see it: its limits,
+the answers as typed values, and how each answer is read from the API's JSON.
+
+The limits are the API's own; `tests/client/test_contract.py` checks them against the live
+`/openapi.json`, so a change on the server side fails there instead of in front of a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Where `landmarks serve` listens by default.
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+# The first search after the API starts may warm the model up on a CPU; 30 s leaves room for it
+# while still failing visibly when the service hangs.
+DEFAULT_TIMEOUT_S = 30.0
+
+# POST /search?k=: how many gallery photos one answer may hold.
+MIN_K = 1
+MAX_K = 100
+# GET /gallery/{image_id}?size=: the longest side of the returned JPEG, in pixels.
+MIN_IMAGE_SIZE = 64
+MAX_IMAGE_SIZE = 1024
+# POST /landmarks: the landmark id rule and the longest name, city or country.
+LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+LANDMARK_ID_MAX_LENGTH = 128
+LANDMARK_TEXT_MAX_LENGTH = 200
+# POST /landmarks/{landmark_id}/images: more photos in one request are refused whole (413).
+MAX_PHOTOS_PER_REQUEST = 20
+# The header that carries the operator's key on every gallery change.
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class BestGuess:
+    landmark_id: str
+    name: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Landmark:
+    """A landmark with its gallery metadata; any field but the id and name may be missing."""
+
+    landmark_id: str
+    name: str
+    city: str | None = None
+    country: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    image_count: int | None = None
+    # Set in search results (similarity of the best photo) and absent in the gallery listing.
+    score: float | None = None
+    sample_image_url: str | None = None
+
+    @property
+    def place(self) -> str:
+        """'City, Country' with whatever parts are known ('' when none)."""
+        return ", ".join(part for part in (self.city, self.country) if part)
+
+    @property
+    def has_coordinates(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+@dataclass(frozen=True)
+class Match:
+    image_id: int
+    landmark_id: str
+    name: str
+    score: float
+    image_url: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    landmark: BestGuess | None
+    landmarks: list[Landmark] = field(default_factory=list)
+    matches: list[Match] = field(default_factory=list)
+    gallery_size: int = 0
+    notice: str | None = None
+
+    def landmark_info(self, landmark_id: str) -> Landmark | None:
+        """The candidate landmark with this id, with its place and coordinates."""
+        return next((item for item in self.landmarks if item.landmark_id == landmark_id), None)
+
+
+@dataclass(frozen=True)
+class LandmarkList:
+    landmarks: list[Landmark]
+    total: int
+
+
+@dataclass(frozen=True)
+class Health:
+    ready: bool
+    gallery_size: int
+    landmark_count: int
+    model: str
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo to add to the gallery; the file name is how the API names it when rejecting it."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class GalleryImage:
+    image_id: int
+    image_url: str
+
+
+@dataclass(frozen=True)
+class RejectedPhoto:
+    filename: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class AddedPhotos:
+    landmark_id: str
+    added: list[GalleryImage]
+    rejected: list[RejectedPhoto]
+
+
+@dataclass(frozen=True)
+class Deleted:
+    deleted: str
+    removed_images: int
+
+
+# --- reading the API's JSON ---------------------------------------------------------------------
+# Lenient where the contract allows absence (optional fields, empty lists), strict on what an
+# answer cannot do without: a missing id raises KeyError, which the clients report as an
+# unreadable answer.
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def parse_landmark(data: dict[str, Any]) -> Landmark:
+    count = data.get("image_count")
+    return Landmark(
+        landmark_id=str(data["landmark_id"]),
+        name=str(data.get("name") or data["landmark_id"]),
+        city=data.get("city") or None,
+        country=data.get("country") or None,
+        lat=_float_or_none(data.get("lat")),
+        lon=_float_or_none(data.get("lon")),
+        image_count=None if count is None else int(count),
+        score=_float_or_none(data.get("score")),
+        sample_image_url=data.get("sample_image_url") or None,
+    )
+
+
+def parse_search(data: dict[str, Any]) -> SearchResult:
+    best = data.get("landmark")
+    return SearchResult(
+        landmark=None
+        if best is None
+        else BestGuess(str(best["landmark_id"]), str(best["name"]), float(best["confidence"])),
+        landmarks=[parse_landmark(item) for item in data.get("landmarks") or []],
+        matches=[
+            Match(
+                image_id=int(m["image_id"]),
+                landmark_id=str(m["landmark_id"]),
+                name=str(m.get("name") or m["landmark_id"]),
+                score=float(m["score"]),
+                image_url=str(m["image_url"]),
+            )
+            for m in data.get("matches") or []
+        ],
+        gallery_size=int(data.get("gallery_size") or 0),
+        notice=data.get("notice") or None,
+    )
+
+
+def parse_landmark_list(data: dict[str, Any]) -> LandmarkList:
+    items = [parse_landmark(item) for item in data.get("landmarks") or []]
+    return LandmarkList(landmarks=items, total=int(data.get("total", len(items))))
+
+
+def parse_health(data: dict[str, Any]) -> Health:
+    return Health(
+        ready=bool(data.get("ready")),
+        gallery_size=int(data.get("gallery_size") or 0),
+        landmark_count=int(data.get("landmark_count") or 0),
+        model=str(data.get("model") or ""),
+    )
+
+
+def parse_added_photos(data: dict[str, Any]) -> AddedPhotos:
+    return AddedPhotos(
+        landmark_id=str(data["landmark_id"]),
+        added=[GalleryImage(int(item["image_id"]), str(item["image_url"])) for item in data.get("added") or []],
+        rejected=[RejectedPhoto(str(item["filename"]), str(item["detail"])) for item in data.get("rejected") or []],
+    )
+
+
+def parse_deleted(data: dict[str, Any]) -> Deleted:
+    return Deleted(deleted=str(data["deleted"]), removed_images=int(data["removed_images"]))
