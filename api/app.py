@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import KeyGuard
+from api.auth import KeyGuard, require_read_key
 from api.batching import MicroBatcher
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
@@ -56,13 +56,17 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     app.state.batcher = None
     # Middleware added later wraps what came before: a request meets the size limit, CORS, the rate
     # limit (key guessing counts too), then the key guard; all of them before its body is read.
-    app.add_middleware(KeyGuard, settings=settings)
+    app.add_middleware(KeyGuard, settings=settings, write_routes=admin.router.routes, read_routes=[*search.router.routes, *gallery.router.routes])
     if settings.rate_limit:  # per client IP, e.g. "60/minute"; off when empty (inside CORS: a 429 keeps its CORS headers)
         app.add_middleware(RateLimit, rate=settings.rate_limit)
     if settings.cors_origins:  # closed by default: browsers may call only from listed origins
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
-    for router in (search.router, gallery.router, admin.router, operations.router):
+    # Reads declare the key in the schema only when they need it (KeyGuard enforces it either way).
+    reads = [Depends(require_read_key)] if settings.protect_reads else []
+    for router in (search.router, gallery.router):
+        app.include_router(router, dependencies=reads)
+    for router in (admin.router, operations.router):
         app.include_router(router)
     return app

@@ -13,15 +13,12 @@ import json
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.routing import BaseRoute, Match
 
 from api.settings import Settings
 
 KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="The operator's key (LANDMARKS_API_KEY).")
-# Routes a visitor may call without a key unless reads are protected; every other route is a write.
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-READ_POSTS = frozenset({"/search"})
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})  # probes and docs
 
 
 def key_problem(settings: Settings, supplied: str | None) -> tuple[int, str] | None:
@@ -50,21 +47,21 @@ def require_read_key(request: Request, supplied: str | None = Security(api_key_h
         _refuse(key_problem(request.app.state.settings, supplied))
 
 
-def is_write(method: str, path: str) -> bool:
-    return method not in READ_METHODS and path not in READ_POSTS
-
-
 class KeyGuard:
-    """Refuses a request that needs the key and lacks it, before its body is read."""
+    """Refuses a request to a guarded route that lacks the key, before its body is read.
 
-    def __init__(self, app, settings: Settings) -> None:
+    WRITE_ROUTES always need the key, READ_ROUTES only when reads are protected; a request that
+    matches no guarded route (another method, another path, the probes and the docs) goes on to
+    its route, 404 or 405.
+    """
+
+    def __init__(self, app, settings: Settings, write_routes: list[BaseRoute], read_routes: list[BaseRoute]) -> None:
         self.app = app
         self.settings = settings
+        self.guarded = [*write_routes, *(read_routes if settings.protect_reads else [])]
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
-            return await self.app(scope, receive, send)
-        if not (is_write(scope["method"], scope["path"]) or self.settings.protect_reads):
+        if scope["type"] != "http" or not self._guarded(scope):
             return await self.app(scope, receive, send)
         supplied = None
         for name, value in scope.get("headers") or []:
@@ -83,3 +80,6 @@ class KeyGuard:
         headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _guarded(self, scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.guarded)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from landmarks.images import ImageError
 
-from api.auth import require_read_key
 from api.deps import ImageUrlsDep, ServiceDep
 from api.errors import ERRORS
 from api.schemas import GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary, landmark_fields
 from api.service import UnknownLandmark
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["gallery"], dependencies=[Depends(require_read_key)])
+router = APIRouter(tags=["gallery"])
 
 
 @router.get("/gallery/{image_id}", name="gallery_image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **ERRORS})

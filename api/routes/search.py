@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import require_read_key
 from api.deps import BatcherDep, ImageUrls, ImageUrlsDep, ServiceDep
 from api.errors import ERRORS
 from api.photos import embed_upload
 from api.schemas import BestLandmark, LandmarkHit, Match, SearchResponse, landmark_fields
 from api.service import SearchOutcome
 
-router = APIRouter(tags=["search"], dependencies=[Depends(require_read_key)])
+router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
