@@ -8,8 +8,9 @@
    broken file fails in a second with the service's name instead of after a build.
 3. `docker compose -f docker-compose.yml -f docker-compose.cpu.yml build` (COMPOSE_PROFILES=jobs,bot),
    the host's CA bundle passed as the `ca_bundle` build secret.
-4. ./data: a temporary gallery of dev photos (6 landmarks x 6 photos, copied from
-   ../shared/data/landmarks-dev), created here and removed at the end; an existing ./data is refused.
+4. ./data: a temporary gallery of dev photos in ./data/gallery (6 landmarks x 8 photos, copied from
+   ../shared/data/landmarks-dev); ./data/gallery, ./data/index and ./data/cache are created by the check
+   and removed at the end (an existing ./data/gallery or ./data/index is refused, never overwritten).
    `docker compose run --rm index`, then `up -d`, waiting on the healthchecks.
 5. Checks: POST /search on the published port names the landmark of held-out photos; the web container
    answers on 8501; the slim API gives the full image's answers; the containers run as uid 1000; the
@@ -40,12 +41,13 @@ DEV = REPO.parent / "shared" / "data" / "landmarks-dev"
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cpu.yml")
 COMPOSE = ["docker", "compose", "-f", COMPOSE_FILES[0], "-f", COMPOSE_FILES[1]]
 GALLERY = ("taj_mahal", "charminar", "gateway_of_india", "ellora_caves", "fatehpur_sikri", "alai_minar")
-PER_LANDMARK = 6  # photos 000..005 in the gallery; 009 of each is a held-out query
+PER_LANDMARK = 8  # photos 000..007 in the gallery; 009 of each is a held-out query
 HELD_OUT = "009.jpg"
 API, WEB = "http://127.0.0.1:8000", "http://127.0.0.1:8501"
 FULL_PORT = 18000  # the full (torch) image, served beside the slim one to compare answers
 HEALTH_TIMEOUT = 300
 UID = "1000"
+RUN_DIRS = ("gallery", "index", "cache")  # what the check creates under ./data, and removes
 
 
 class CheckFailed(Exception):
@@ -173,7 +175,7 @@ def post_photo(base: str, path: Path) -> dict:
 
 def answers(base: str) -> dict[str, tuple[str | None, list]]:
     out = {}
-    for landmark in GALLERY[:3]:
+    for landmark in GALLERY:
         body = post_photo(base, DEV / "images" / landmark / HELD_OUT)
         top = (body.get("landmark") or {}).get("landmark_id")
         out[landmark] = (top, [(m["landmark_id"], round(m["score"], 4)) for m in body["matches"]])
@@ -182,7 +184,7 @@ def answers(base: str) -> dict[str, tuple[str | None, list]]:
 
 def check_search(base: str, service: str) -> dict:
     got = answers(base)
-    wrong = {photo: top for photo, (top, _) in got.items() if top != photo}
+    wrong = {photo: (top, matches[:2]) for photo, (top, matches) in got.items() if top != photo}
     if wrong:
         raise CheckFailed(f"service {service!r}: held-out photos named the wrong landmark: {wrong}")
     say(f"{service}: POST /search names {', '.join(got)} right for their held-out photos")
@@ -208,16 +210,19 @@ def make_gallery(data: Path) -> None:
     images = DEV / "images"
     if not images.is_dir():
         raise CheckFailed(f"dev photos missing at {images} (the check reads them from ../shared/data/landmarks-dev)")
-    if data.exists():
-        raise CheckFailed(f"{data} exists: the check builds its own temporary gallery there and will not overwrite yours; move it away")
+    for own in RUN_DIRS:
+        if (data / own).exists():
+            raise CheckFailed(f"{data / own} exists: the check builds its own temporary gallery and index and will not "
+                              "overwrite yours; move it away")
+    data.mkdir(exist_ok=True)
     for landmark in GALLERY:
         target = data / "gallery" / landmark
         target.mkdir(parents=True)
         for photo in sorted((images / landmark).glob("*.jpg"))[:PER_LANDMARK]:
             shutil.copy2(photo, target / photo.name)
     shutil.copy2(images / "landmarks.csv", data / "gallery" / "landmarks.csv")
-    # The containers run as uid 1000 and write data/index and data/cache.
-    for path in [data, *data.rglob("*")]:
+    # The containers run as uid 1000 and write data/index and data/cache (main() restores ./data's owner).
+    for path in [data, *(data / "gallery").rglob("*"), data / "gallery"]:
         os.chown(path, 1000, 1000)
 
 
@@ -229,6 +234,7 @@ def main() -> int:
     timings: dict[str, float] = {}
     data = REPO / "data"
     created = False
+    owner = (data.stat().st_uid, data.stat().st_gid) if data.exists() else None
     env = {"COMPOSE_PROFILES": "jobs,bot", "LANDMARKS_CA_BUNDLE": os.environ.get("SSL_CERT_FILE", "/dev/null"),
            "TELEGRAM_BOT_TOKEN": "123456:deploy-check"}
     os.environ.update(env)
@@ -318,7 +324,10 @@ def main() -> int:
         subprocess.run(["docker", "rm", "-f", "landmark-search-check-full"], cwd=REPO, capture_output=True, timeout=60, check=False)
         subprocess.run([*COMPOSE, "down", "--remove-orphans", "--timeout", "20"], cwd=REPO, capture_output=True, timeout=180, check=False)
         if created:
-            shutil.rmtree(data, ignore_errors=True)
+            for own in RUN_DIRS:
+                shutil.rmtree(data / own, ignore_errors=True)
+            if owner:
+                os.chown(data, *owner)
 
 
 if __name__ == "__main__":
