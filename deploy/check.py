@@ -227,7 +227,9 @@ def make_gallery(data: Path) -> None:
 
 
 def snapshot(data: Path) -> dict[str, int]:
-    return {str(p.relative_to(data)): p.stat().st_size for p in sorted(data.rglob("*")) if p.is_file()}
+    """The index's files; SQLite's -wal/-shm side files are left out: a clean shutdown folds them in."""
+    return {str(p.relative_to(data)): p.stat().st_size for p in sorted(data.rglob("*"))
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
 
 def main() -> int:
