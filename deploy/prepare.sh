@@ -89,12 +89,15 @@ fi
 if ! have "$UV_IMAGE" && ! pull "$UV_IMAGE"; then
     log "building a stand-in for $UV_IMAGE (the uv binary from PyPI's uv $UV_VERSION wheel)"
     work=$(mktemp -d)
-    python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
-        --python-version 3.11 -d "$work" "uv==$UV_VERSION"
-    python3 -m zipfile -e "$work"/uv-*.whl "$work/wheel"
+    # uv installs the wheel itself (a venv's python may have no pip); pip where uv is missing.
+    if command -v uv >/dev/null 2>&1; then
+        uv pip install -q --no-deps --target "$work/wheel" "uv==$UV_VERSION"
+    else
+        python3 -m pip install -q --no-deps --target "$work/wheel" "uv==$UV_VERSION"
+    fi
     mkdir -p "$work/root"
-    install -m 0755 "$(find "$work/wheel" -path '*/scripts/uv' | head -1)" "$work/root/uv"
-    install -m 0755 "$(find "$work/wheel" -path '*/scripts/uvx' | head -1)" "$work/root/uvx"
+    install -m 0755 "$work/wheel/bin/uv" "$work/root/uv"
+    install -m 0755 "$work/wheel/bin/uvx" "$work/root/uvx"
     tar -C "$work/root" -c . | docker import -c 'ENTRYPOINT ["/uv"]' - "$UV_IMAGE" >/dev/null
     rm -rf "$work"
 fi
