@@ -11,9 +11,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # imported where used: search.py reads DEFAULT_DELF_MODEL in the slim image, which has no torch
+    import torch
 
 DEFAULT_DELF_MODEL = "delf_efficientnet_lite0"
 # The paper's pyramid spans 0.25–2 on full-size photos; ours start from the `max_side` photo (480 px
@@ -42,18 +46,28 @@ def delf_model(spec: str) -> tuple[torch.nn.Module, str]:
 
 
 def _normalised(image: Image.Image, size: tuple[int, int], model: torch.nn.Module) -> torch.Tensor:
+    import torch
+
     resized = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     mean, std = np.asarray(model.config.mean, np.float32), np.asarray(model.config.std, np.float32)
     return torch.from_numpy(((resized - mean) / std).transpose(2, 0, 1).copy())[None]
 
 
-@torch.inference_mode()
 def extract_delf(image: Image.Image, *, model_spec: str, max_side: int, max_features: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(xy (n, 2) float32, descriptors (n, D) float16 unit vectors, (width, height)) of an RGB photo.
 
     Positions refer to the photo shrunk to `max_side` (never enlarged), like SIFT's; at most
     `max_features` are kept, the highest attention first.
     """
+    import torch
+
+    with torch.inference_mode():
+        return _extract_delf(image, model_spec=model_spec, max_side=max_side, max_features=max_features)
+
+
+def _extract_delf(image: Image.Image, *, model_spec: str, max_side: int, max_features: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    import torch
+
     model, _ = delf_model(model_spec)
     device = next(model.parameters()).device
     image = image.convert("RGB")

@@ -212,8 +212,8 @@ def exec_form(rest: str) -> list[str]:
 
 
 def healthcheck(path: Path) -> tuple[dict[str, str], list[str]]:
-    """(options, argv) of the Dockerfile's HEALTHCHECK."""
-    (check,) = instructions(path, "HEALTHCHECK")
+    """(options, argv) of the HEALTHCHECK of the Dockerfile's shipped (last) stage."""
+    (check,) = [i for i in final_stage(path) if i.keyword == "HEALTHCHECK"]
     options, _, command = check.rest.partition(" CMD ")
     opts = dict(token[2:].split("=", 1) for token in options.split())
     return opts, exec_form(command.strip())

@@ -27,6 +27,8 @@ from tests.support import REPO_ROOT
 
 # service -> the uv group its image installs (the api's default; the CPU build passes `api`)
 GROUPS = {"api": "api-gpu", "web": "web", "bot": "bot"}
+# The api Dockerfile's `slim` stage (the CPU API without torch) installs its own fixed group.
+SLIM_GROUP = "api-slim"
 HEAVY = re.compile(r"^(torch|torchvision|torchaudio|triton|timm|faiss(-.*)?|nvidia-.*|cuda-.*|opencv.*|efficientnet-.*)$")
 PYTHON = (REPO_ROOT / ".python-version").read_text().strip()
 # The top-level source folders the images copy.
@@ -54,7 +56,8 @@ def test_installs_only_its_own_group_from_the_lock(service):
         group = groups[0]
         if group.startswith("${"):
             group = args[group.strip("${}")]
-        assert group == GROUPS[service], f"{path}: installs group {group}, not {GROUPS[service]}"
+        allowed = {GROUPS[service], SLIM_GROUP} if service == "api" else {GROUPS[service]}
+        assert group in allowed, f"{path}: installs group {group}, not {GROUPS[service]}"
     # No other installer can slip packages past the lock.
     text = " ".join(i.rest for i in instructions(path, "RUN"))
     assert not re.search(r"\bpip3? install\b|\buv pip\b|\buv add\b|\bconda\b", text), f"{path}: installs packages outside uv.lock"
@@ -89,7 +92,12 @@ def test_bases_cuda_runtime_for_the_api_and_slim_python_for_bot_and_web():
         assert env_vars(DOCKERFILES[service]).get("UV_PYTHON_DOWNLOADS") == "never", f"{service} must use the base's Python"
     for service, path in DOCKERFILES.items():
         (final,) = [i for i in final_stage(path)[:1]]
-        assert final.rest in ("${BASE_IMAGE}", "${PYTHON_IMAGE}"), f"{service}: the shipped stage is FROM {final.rest}"
+        base = final.rest.split(" AS ")[0]
+        assert base in ("${BASE_IMAGE}", "${PYTHON_IMAGE}"), f"{service}: the shipped stage is FROM {final.rest}"
+    # The slim CPU API stage has no torch; the export stage that feeds it does.
+    slim = group_closure(SLIM_GROUP)
+    assert {"onnxruntime", "faiss-cpu", "fastapi", "uvicorn"} <= slim, slim
+    assert not sorted(name for name in slim if re.match(r"^(torch|torchvision|timm|nvidia-.*|faiss-gpu)$", name))
 
 
 @pytest.mark.parametrize("service", sorted(DOCKERFILES))

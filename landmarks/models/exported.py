@@ -1,0 +1,159 @@
+"""A model exported to ONNX, served without PyTorch: the slim CPU API image.
+
+The slim image ships ONNX Runtime and one exported model instead of torch (whose PyPI wheel carries
+gigabytes of CUDA libraries). The export runs where torch is, at image build time:
+
+    python -m landmarks.models.exported efficientnet_lite_ensemble /opt/landmarks/models
+
+It writes NAME/model.onnx, the very graph `runtime="onnx"` runs in the full image, and NAME/model.json
+with the preprocessing and the weights' fingerprint, so an index built by the full image (the `index`
+job) opens here unchanged and both images give the same answers. Models that need torch at run time
+(TorchScript files, checkpoints, DeiT, CLIP) need the full image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from landmarks.images import Preprocessor
+
+# Equal to landmarks.models.registry.DEFAULT_MODEL (which imports torch; tests/deploy keeps them equal).
+DEFAULT_MODEL = "efficientnet_lite_ensemble"
+EXPORTED_MODELS_ENV = "LANDMARKS_EXPORTED_MODELS"
+DEFAULT_EXPORTED_MODELS = "/app/models"
+GRAPH_FILE, META_FILE = "model.onnx", "model.json"
+
+
+def exported_models_dir() -> Path:
+    return Path(os.environ.get(EXPORTED_MODELS_ENV) or DEFAULT_EXPORTED_MODELS)
+
+
+def exported_models() -> list[str]:
+    root = exported_models_dir()
+    return sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
+
+
+def resolve_model(requested: str | None, built_by: str | None) -> str:
+    """As landmarks.models.registry.resolve_model, over the models exported into this image."""
+    if requested:
+        return requested
+    if built_by in exported_models():
+        return built_by
+    return DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class CpuDevice:
+    """Stands in for torch.device("cpu") where callers ask `extractor.device.type`."""
+
+    type: str = "cpu"
+
+
+class ExportedExtractor:
+    """The torch-free twin of landmarks.models.Extractor (runtime "onnx"): same fingerprint, same vectors."""
+
+    def __init__(self, directory: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        meta = json.loads((directory / META_FILE).read_text())
+        self.source = meta["source"]
+        self.fingerprint = meta["fingerprint"]
+        self.config = SimpleNamespace(**meta["config"])
+        self.device = CpuDevice()
+        self.half = False
+        self.runtime = "onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # PyTorch's default in the full image: OMP_NUM_THREADS, else one thread per core.
+        options.intra_op_num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
+        self.session = ort.InferenceSession(str(directory / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.preprocess = Preprocessor(self.config.image_size, self.config.mean, self.config.std, self.config.interpolation)
+        self.dim = int(meta["dim"])
+
+    def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        vectors = self.session.run(None, {self.input_name: np.ascontiguousarray(np.stack(arrays), dtype=np.float32)})[0]
+        # As torch.nn.functional.normalize in Extractor.embed_arrays.
+        norms = np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return (vectors / norms).astype(np.float32)
+
+    def embed_images(self, images: Iterable[Image.Image], batch_size: int = 16) -> np.ndarray:
+        out, pending = [], []
+        for image in images:
+            pending.append(self.preprocess(image))
+            if len(pending) == batch_size:
+                out.append(self.embed_arrays(pending))
+                pending = []
+        if pending:
+            out.append(self.embed_arrays(pending))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.config.backbone}@{self.config.image_size}, {self.dim}-d, cpu fp32 onnxruntime, exported)"
+
+
+def load_extractor(
+    spec: str | Path = DEFAULT_MODEL,
+    *,
+    device: str | None = None,
+    half: bool | None = None,
+    image_size: int | None = None,
+    weights_file: str | Path | None = None,
+    runtime: str = "auto",
+) -> ExportedExtractor:
+    """landmarks.models.load_extractor's signature, for the models exported into this image only."""
+    name = str(spec)
+    directory = exported_models_dir() / name
+    if not (directory / META_FILE).is_file():
+        raise FileNotFoundError(
+            f"model {name!r} is not exported into this image (exported: {', '.join(exported_models()) or 'none'} "
+            f"under {exported_models_dir()}); models that need PyTorch run in the full API image (build target `full`)"
+        )
+    if device not in (None, "cpu", "auto") or half or weights_file is not None or runtime not in ("auto", "onnx"):
+        raise ValueError("an exported model runs on the CPU with ONNX Runtime only (device cpu, runtime onnx, its own "
+                         "weights); for other settings use the full API image (build target `full`)")
+    extractor = ExportedExtractor(directory)
+    if image_size and image_size != extractor.config.image_size:
+        raise ValueError(f"{name} was exported at {extractor.config.image_size} px, not {image_size}")
+    return extractor
+
+
+def export(name: str, out: Path) -> Path:
+    """Export a registered model for the slim image (needs torch): OUT/NAME/model.onnx + model.json."""
+    from landmarks.models.extractor import load_extractor as load_torch_extractor
+
+    extractor = load_torch_extractor(name, device="cpu", runtime="onnx")
+    directory = out / name
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(extractor._onnx.path, directory / GRAPH_FILE)
+    meta = {"source": extractor.source, "fingerprint": extractor.fingerprint, "dim": extractor.dim,
+            "config": extractor.config.to_dict()}
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    # The exported graph must give the eager network's vectors (a wrong export fails the build, not a search).
+    check = ExportedExtractor(directory)
+    probe = np.random.default_rng(0).standard_normal((2, 3, check.config.image_size, check.config.image_size)).astype(np.float32)
+    extractor.runtime, onnx = "eager", extractor._onnx
+    extractor._onnx = None
+    eager = extractor.embed_arrays(list(probe))
+    extractor._onnx = onnx
+    gap = float(np.abs(check.embed_arrays(list(probe)) - eager).max())
+    if gap > 1e-3:
+        raise RuntimeError(f"the ONNX export of {name} differs from PyTorch by {gap:.2e}")
+    print(f"exported {name} ({extractor.fingerprint}, {extractor.dim}-d) to {directory}; max |onnx - eager| = {gap:.1e}")
+    return directory
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m landmarks.models.exported MODEL OUT_DIR")
+    export(sys.argv[1], Path(sys.argv[2]))
