@@ -25,7 +25,7 @@ def key_problem(settings: Settings, supplied: str | None) -> tuple[int, str] | N
     """None when SUPPLIED is the operator's key, else (status, detail)."""
     if settings.api_key is None:
         return 403, "Gallery changes are disabled: the operator has not set LANDMARKS_API_KEY."
-    if supplied is None:
+    if not supplied:  # absent or empty
         return 401, f"This needs the operator's API key in the {KEY_HEADER} header."
     if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
         return 403, "The API key is not valid."
