@@ -13,7 +13,10 @@
    and removed at the end (an existing ./data/gallery or ./data/index is refused, never overwritten).
    `docker compose run --rm index`, then `up -d`, waiting on the healthchecks.
 5. Checks: POST /search on the published port names the landmark of held-out photos; the web container
-   answers on 8501; the slim API gives the full image's answers; the containers run as uid 1000; the
+   answers on 8501 and a search from its page (Debian's Chromium, driven by Playwright) shows the
+   landmark; the bot container (`--profile bot`), pointed with TELEGRAM_API_BASE at a fake Bot API
+   server (deploy/fake_telegram.py) listening on the compose network's gateway only, answers a photo
+   with an album; the slim API gives the full image's answers; the containers run as uid 1000; the
    web and bot images have no torch; `restart api` keeps the index; `down` leaves ./data intact.
    Image sizes and build/start times are printed.
 
@@ -23,18 +26,26 @@ end (images and build cache stay, for a warm rerun).
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
+
+from deploy import browser
+from deploy.fake_telegram import TOKEN, FakeTelegram, TgUser
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO.parent / "shared" / "data" / "landmarks-dev"
@@ -48,6 +59,8 @@ FULL_PORT = 18000  # the full (torch) image, served beside the slim one to compa
 HEALTH_TIMEOUT = 300
 UID = "1000"
 RUN_DIRS = ("gallery", "index", "cache")  # what the check creates under ./data, and removes
+NETWORK = "landmark-search_default"  # the compose project's network (`name: landmark-search`)
+BOT_ANSWER_TIMEOUT = 180
 
 
 class CheckFailed(Exception):
@@ -206,6 +219,96 @@ def image_size(image: str) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
+def landmark_name(landmark_id: str) -> str:
+    with (DEV / "images" / "landmarks.csv").open(newline="") as handle:
+        return next(row["name"] for row in csv.DictReader(handle) if row["landmark_id"] == landmark_id)
+
+
+def check_web_page(landmark_id: str) -> int:
+    """A search from the web container's page in a real browser: upload a held-out photo, read the verdict."""
+    if not os.access(browser.CHROMIUM, os.X_OK):
+        raise CheckFailed(f"service 'web': {browser.CHROMIUM} is missing, so the page cannot be driven "
+                          "(apt-get install chromium)")
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    name = landmark_name(landmark_id)
+    with sync_playwright() as playwright:
+        chromium = browser.launch(playwright)
+        try:
+            page = chromium.new_page(viewport=browser.DESKTOP)
+            photos = browser.upload_and_read_verdict(page, WEB, DEV / "images" / landmark_id / HELD_OUT, name,
+                                                     timeout_ms=120_000)
+            return photos.count()
+        except (AssertionError, PlaywrightError) as error:
+            raise CheckFailed(f"service 'web': a search from the page did not show {name!r}: {error}") from None
+        finally:
+            chromium.close()
+
+
+class TelegramOnAThread:
+    """The fake Bot API server on its own event loop, driven from this synchronous check."""
+
+    def __init__(self, host: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="fake-telegram", daemon=True).start()
+        self.server: FakeTelegram = self.call(self._start(host), timeout=30)
+
+    async def _start(self, host: str) -> FakeTelegram:
+        server = FakeTelegram()
+        await server.start(host)
+        return server
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def send_photo(self, user: TgUser, data: bytes) -> None:
+        async def push() -> None:
+            self.server.send_photo(user, data)
+
+        self.call(push(), timeout=10)
+
+    def close(self) -> None:
+        self.call(self.server.stop(), timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def network_gateway() -> str:
+    out = run(["docker", "network", "inspect", NETWORK, "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+              f"docker network inspect {NETWORK}", timeout=30).split()
+    if not out:
+        raise CheckFailed(f"network {NETWORK}: no gateway address to serve the fake Bot API on")
+    return out[0]
+
+
+def check_bot(landmark_id: str, workdir: Path) -> int:
+    """The bot container against a fake Bot API on the host: a user sends a photo, an album comes back."""
+    telegram = TelegramOnAThread(network_gateway())
+    try:
+        override = workdir / "bot-fake-telegram.yml"
+        override.write_text(yaml.safe_dump({"services": {"bot": {"environment": {
+            "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": telegram.server.url}}}}))
+        run([*COMPOSE, "-f", str(override), "up", "-d", "bot"], "service 'bot': docker compose up -d bot", timeout=300)
+        # Its healthcheck only says the API answers; that it is up is its first Bot API call.
+        try:
+            telegram.call(telegram.server.wait_call("getMe", timeout=90), timeout=100)
+        except (AssertionError, TimeoutError):
+            raise CheckFailed(f"service 'bot': never called the fake Bot API at {telegram.server.url}") from None
+        user = TgUser(id=4242)
+        telegram.send_photo(user, (DEV / "images" / landmark_id / HELD_OUT).read_bytes())
+        try:
+            album = telegram.call(telegram.server.wait_call("sendMediaGroup", chat_id=user.id, timeout=BOT_ANSWER_TIMEOUT),
+                                  timeout=BOT_ANSWER_TIMEOUT + 10)
+        except (AssertionError, TimeoutError) as error:
+            raise CheckFailed(f"service 'bot': no album for the user's photo: {error}") from None
+        name = landmark_name(landmark_id)
+        if not album.captions[0].startswith(name) or len(album.photos) < 2 or not all(album.photos):
+            raise CheckFailed(f"service 'bot': the album does not lead with {name!r}: {album.captions}")
+        return len(album.photos)
+    finally:
+        telegram.close()
+
+
 def make_gallery(data: Path) -> None:
     images = DEV / "images"
     if not images.is_dir():
@@ -237,8 +340,8 @@ def main() -> int:
     data = REPO / "data"
     created = False
     owner = (data.stat().st_uid, data.stat().st_gid) if data.exists() else None
-    env = {"COMPOSE_PROFILES": "jobs,bot", "LANDMARKS_CA_BUNDLE": os.environ.get("SSL_CERT_FILE", "/dev/null"),
-           "TELEGRAM_BOT_TOKEN": "123456:deploy-check"}
+    env = {"COMPOSE_PROFILES": "jobs,bot", "LANDMARKS_CA_BUNDLE": os.environ.get("SSL_CERT_FILE", "/dev/null")}
+    workdir = Path(tempfile.mkdtemp(prefix="landmarks-deploy-check-"))
     os.environ.update(env)
     try:
         preflight([REPO / f for f in COMPOSE_FILES])
@@ -258,7 +361,7 @@ def main() -> int:
         timings["index"] = time.monotonic() - t
 
         t = time.monotonic()
-        # The bot needs Telegram; it is built and checked for torch, not started (it would poll api.telegram.org).
+        # The bot starts later, once the fake Bot API it is pointed at listens (it would poll api.telegram.org).
         run([*COMPOSE, "up", "-d", "api", "web"], "docker compose up -d", timeout=300, capture=False)
         wait_healthy(["api", "web"])
         timings["up until healthy"] = time.monotonic() - t
@@ -267,11 +370,17 @@ def main() -> int:
         if web.status_code != 200 or "streamlit" not in web.text.lower():
             raise CheckFailed(f"service 'web': {WEB} answered {web.status_code}")
         say("web: the page answers 200 on 8501")
-        for service in ("api", "web"):
+        shown = check_web_page(GALLERY[0])
+        say(f"web: a search from the page in Chromium names {landmark_name(GALLERY[0])} and shows {shown} match photos")
+        t = time.monotonic()
+        sent = check_bot(GALLERY[0], workdir)
+        timings["bot up and answered"] = time.monotonic() - t
+        say(f"bot: a photo sent through the fake Bot API got an album of {sent} photos led by {landmark_name(GALLERY[0])}")
+        for service in ("api", "web", "bot"):
             uid = container_user(service)
             if uid != UID:
                 raise CheckFailed(f"service {service!r} runs as uid {uid}, not {UID}")
-        say("api and web run as uid 1000")
+        say("api, web and bot run as uid 1000")
         for image in ("landmark-search-web", "landmark-search-bot", "landmark-search-api:cpu"):
             if has_torch(image):
                 raise CheckFailed(f"image {image} has torch")
@@ -326,6 +435,7 @@ def main() -> int:
     finally:
         subprocess.run(["docker", "rm", "-f", "landmark-search-check-full"], cwd=REPO, capture_output=True, timeout=60, check=False)
         subprocess.run([*COMPOSE, "down", "--remove-orphans", "--timeout", "20"], cwd=REPO, capture_output=True, timeout=180, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
         if created:
             for own in RUN_DIRS:
                 shutil.rmtree(data / own, ignore_errors=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from bot.callback_data import MoreResults
 from bot.texts import EN, RU, t
-from tests.bot.conftest import TOKEN, Call, FakeTelegram, TgUser
+from deploy.fake_telegram import TOKEN, Call, FakeTelegram, TgUser
 from tests.support import REPO_ROOT, ApiServer, free_port, landmark_names, require_dev_data
 
 

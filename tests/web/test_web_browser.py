@@ -15,22 +15,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from deploy.browser import ANSWER_TIMEOUT_MS, CHROMIUM, DESKTOP, launch, upload_and_read_verdict
 from tests.support import IN_CI, REPO_ROOT, free_port, landmark_names
 from tests.web.helpers import APP, ARTIFACTS, dev_query
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-ANSWER_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -97,24 +86,10 @@ def test_upload_in_a_browser_shows_the_landmark_and_matches(chromium_path, web_u
     path, landmark_id = dev_query()
     name = landmark_names()[landmark_id]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport=viewport)
-            page.goto(web_url)
-            page.locator('input[type="file"]').set_input_files(str(path))
-
-            verdict = page.locator(".st-key-verdict")
-            expect(verdict.get_by_role("heading", name=name)).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-            expect(verdict).to_contain_text("Confidence")
-
-            photos = page.locator(".st-key-match-grid img")
-            expect(photos).to_have_count(8, timeout=ANSWER_TIMEOUT_MS)
-            # Every match photo really arrived (fetched server-side from the API) and decoded.
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.st-key-match-grid img')]"
-                ".every(img => img.complete && img.naturalWidth > 0)",
-                timeout=ANSWER_TIMEOUT_MS,
-            )
+            upload_and_read_verdict(page, web_url, path, name)
             expect(page.locator(".st-key-match-grid")).to_contain_text(f"1. {name}")
             assert not page.locator('[data-testid="stAlertContentError"]').count()
 
