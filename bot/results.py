@@ -9,7 +9,13 @@ from dataclasses import replace
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    ReplyParameters,
+)
 from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.text_decorations import html_decoration
 
@@ -21,12 +27,27 @@ from client import MAX_K, ApiError, ApiRejected, ApiUnavailable, AsyncLandmarksC
 
 log = logging.getLogger(__name__)
 quote = html_decoration.quote
+OTHER_POSSIBILITIES = 3  # runner-up landmarks named under a verdict
+# The API's statuses for an image it will not read (docs/api.md), as the bot's own sentences: the
+# API's detail ("cannot identify image file", "N bytes not processed") is for the log, not the user.
+REJECTION_TEXT = {413: "too_large", 415: "unsupported_image"}
 
 
 def caption(match: Match, result: SearchResult) -> str:
-    text = f"{match.name} — {match.score:.2f}"
+    """A photo's caption: its landmark and place. The similarity stays out of sight: the one number a
+    person is shown is the verdict's confidence."""
     info = result.landmark_info(match.landmark_id)
-    return f"{text} · {info.place}" if info and info.place else text
+    return f"{match.name} · {info.place}" if info and info.place else match.name
+
+
+def percent(confidence: float, lang: str) -> str:
+    """A calibrated probability as a person reads it: never "100%", which would claim certainty."""
+    return t("over_99", lang) if confidence >= 0.995 else f"{round(confidence * 100)}%"
+
+
+def named(landmark_id: str, name: str, result: SearchResult) -> str:
+    info = result.landmark_info(landmark_id)
+    return f"{quote(name)} ({quote(info.place)})" if info and info.place else quote(name)
 
 
 def page_matches(result: SearchResult, page: int, page_size: int) -> list[Match]:
@@ -53,24 +74,33 @@ def place_of(result: SearchResult) -> Place | None:
 
 
 def summary(result: SearchResult, matches: list[Match], page: int, page_size: int, lang: str) -> str:
-    """HTML text under the album: the verdict (or the page range), then the results as a list."""
+    """HTML text under the album: the verdict and the runner-up landmarks, or the refusal; on later
+    pages, which landmarks the page's photos show."""
     if not matches:
         return quote(result.notice or t("no_more" if page else "nothing_found", lang))
     if page > 0:
         first = page * page_size + 1
-        head = t("page", lang, first=first, last=first + len(matches) - 1)
-    elif result.landmark is None:
-        head = t("not_a_landmark", lang)
+        counts: dict[str, int] = {}
+        for match in matches:
+            counts[match.name] = counts.get(match.name, 0) + 1
+        shown = ", ".join(quote(name) if n == 1 else f"{quote(name)} ×{n}" for name, n in counts.items())
+        return t("page", lang, first=first, last=first + len(matches) - 1, landmarks=shown)
+    if result.landmark is None:
+        lines = [t("not_a_landmark", lang)]
     else:
-        info = result.landmark_info(result.landmark.landmark_id)
-        head = t(
+        best = result.landmark
+        info = result.landmark_info(best.landmark_id)
+        lines = [t(
             "best_guess", lang,
-            name=f"<b>{quote(result.landmark.name)}</b>",
+            name=f"<b>{quote(best.name)}</b>",
             place=f" ({quote(info.place)})" if info and info.place else "",
-            confidence=round(result.landmark.confidence * 100),
-        )
-    lines = [head, *(f"{i}. {quote(caption(m, result))}" for i, m in enumerate(matches, page * page_size + 1))]
-    if page == 0 and result.notice:
+            confidence=percent(best.confidence, lang),
+        )]
+        others = [item for item in result.landmarks if item.landmark_id != best.landmark_id][:OTHER_POSSIBILITIES]
+        if others:
+            lines += ["", t("other_possibilities", lang),
+                      *(f"• {named(item.landmark_id, item.name, result)}" for item in others)]
+    if result.notice:
         lines.append(f"<i>{quote(result.notice)}</i>")
     return "\n".join(lines)
 
@@ -112,15 +142,17 @@ async def _gallery_photos(api: AsyncLandmarksClient, matches: list[Match], size:
     return photos
 
 
-async def _send_album(bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]]) -> None:
+async def _send_album(
+    bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]], reply: ReplyParameters | None
+) -> None:
     media = [
         InputMediaPhoto(media=BufferedInputFile(data, filename=f"{m.image_id}.jpg"), caption=caption(m, result))
         for m, data in photos
     ]
     if len(media) == 1:
-        await bot.send_photo(chat_id, photo=media[0].media, caption=media[0].caption)
+        await bot.send_photo(chat_id, photo=media[0].media, caption=media[0].caption, reply_parameters=reply)
     elif media:
-        await bot.send_media_group(chat_id, media=media)
+        await bot.send_media_group(chat_id, media=media, reply_parameters=reply)
 
 
 async def search_and_answer(
@@ -134,15 +166,22 @@ async def search_and_answer(
     record: SearchRecord,
     page: int,
 ) -> None:
-    """Answers one page of a search; a new search (no search_id yet) is stored for its buttons."""
+    """Answers one page of a search; a new search (no search_id yet) is stored for its buttons.
+
+    Every answer is a reply to the user's photo, so that after a burst each answer says which photo
+    it belongs to (and still arrives if the user deleted the photo meanwhile).
+    """
     started = time.monotonic()
+    reply = None
+    if record.message_id is not None:
+        reply = ReplyParameters(message_id=record.message_id, allow_sending_without_reply=True)
     async with ChatActionSender.upload_photo(bot=bot, chat_id=chat_id):
         try:
             image = await bot.download(record.file_id)
         except TelegramBadRequest as error:
             # Bot API serves files up to 20 MB; anything it refuses here is, in practice, too large.
             log.info("telegram refused the file", extra={"error": error.message})
-            await bot.send_message(chat_id, t("too_large", lang, max_mb=settings.max_image_mb))
+            await bot.send_message(chat_id, t("too_large", lang, max_mb=settings.max_image_mb), reply_parameters=reply)
             return
         try:
             result = await api.search(
@@ -153,25 +192,24 @@ async def search_and_answer(
             photos = await _gallery_photos(api, matches, settings.gallery_image_size)
         except ApiRejected as error:
             log.info("image rejected by the api", extra={"status": error.status, "detail": error.detail})
-            key = "too_large" if error.status == 413 else "bad_image"
-            await bot.send_message(
-                chat_id, t(key, lang, max_mb=settings.max_image_mb, detail=error.detail)
-            )
+            key = REJECTION_TEXT.get(error.status, "bad_image")
+            await bot.send_message(chat_id, t(key, lang, max_mb=settings.max_image_mb), reply_parameters=reply)
             return
         except ApiError as error:
             # Down, slow, still loading, busy or answering nonsense: to the user it is all "try later".
             log.warning("landmarks api unavailable", extra={"chat_id": chat_id, "error": str(error)})
-            await bot.send_message(chat_id, t("api_down", lang))
+            await bot.send_message(chat_id, t("api_down", lang), reply_parameters=reply)
             return
         if record.search_id is None:
             record = replace(record, place=place_of(result))
             record = replace(record, search_id=await store.add_search(record))
-        await _send_album(bot, chat_id, result, photos)
+        await _send_album(bot, chat_id, result, photos, reply)
     await bot.send_message(
         chat_id,
         summary(result, matches, page, record.page_size, lang),
         parse_mode="HTML",
         reply_markup=keyboard(record, result, page, lang),
+        reply_parameters=reply,
     )
     log.info(
         "search answered",

@@ -33,9 +33,12 @@ CREATE TABLE IF NOT EXISTS searches (
     place_address TEXT,
     lat REAL,
     lon REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    message_id INTEGER
 );
 """
+# Columns added after the first release, for databases created before them.
+ADDED_COLUMNS = {"searches": {"message_id": "INTEGER"}}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class SearchRecord:
     page_size: int
     place: Place | None
     search_id: int | None = None
+    message_id: int | None = None  # the user's photo, which every answer replies to
 
 
 class Store:
@@ -78,6 +82,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, kind in columns.items():
+                    if column not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     async def init(self) -> None:
         await asyncio.to_thread(self._init)
@@ -107,11 +116,11 @@ class Store:
             db.execute("DELETE FROM searches WHERE created_at < ?", (now - SEARCH_RETENTION_S,))
             cursor = db.execute(
                 "INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, place_name,"
-                " place_address, lat, lon, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " place_address, lat, lon, created_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.chat_id, record.file_id, record.filename, record.mime_type, record.page_size,
                     place and place.name, place and place.address, place and place.lat, place and place.lon,
-                    now,
+                    now, record.message_id,
                 ),
             )
             return cursor.lastrowid
@@ -133,6 +142,7 @@ class Store:
         return SearchRecord(
             chat_id=row["chat_id"], file_id=row["file_id"], filename=row["filename"],
             mime_type=row["mime_type"], page_size=row["page_size"], place=place, search_id=row["search_id"],
+            message_id=row["message_id"],
         )
 
     async def get_search(self, search_id: int) -> SearchRecord | None:

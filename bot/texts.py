@@ -19,7 +19,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Send me a photo of a landmark and I will tell you what it is.\n"
             "• Send it as a photo or as a file: JPG, PNG, WebP or HEIC, up to {max_mb} MB.\n"
             "• I answer with the most similar photos from my gallery, best guess first.\n"
-            "• Under the answer: “More results” and “Show on map”.\n"
+            "• Under the answer: “More results”, “Show on map” and “Results per photo”.\n"
             "• /k N sets how many results I show, 1 to 10 (now {k}).\n"
             "• /help shows this message."
         ),
@@ -27,7 +27,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Пришлите фото достопримечательности, и я скажу, что это.\n"
             "• Можно фото или файлом: JPG, PNG, WebP или HEIC, до {max_mb} МБ.\n"
             "• В ответ пришлю самые похожие фото из моей коллекции, лучшая догадка первой.\n"
-            "• Под ответом кнопки «Ещё результаты» и «Показать на карте».\n"
+            "• Под ответом кнопки «Ещё результаты», «Показать на карте» и «Результатов на фото».\n"
             "• /k N — сколько результатов показывать, от 1 до 10 (сейчас {k}).\n"
             "• /help — эта справка."
         ),
@@ -49,8 +49,9 @@ TEXTS: dict[str, dict[str, str]] = {
         RU: "Отличный стикер! Но мне нужна фотография достопримечательности.",
     },
     "bad_image": {
-        EN: "I could not read this image ({detail}). Please try another photo.",
-        RU: "Не получилось прочитать изображение ({detail}). Попробуйте другое фото.",
+        EN: "I could not read this image: the file may be damaged or incomplete. Please try another photo.",
+        RU: "Не получилось прочитать изображение: возможно, файл повреждён или загружен не полностью. "
+            "Попробуйте другое фото.",
     },
     "api_down": {
         EN: "Sorry, the landmark search is not answering right now. Please try again in a minute.",
@@ -65,16 +66,20 @@ TEXTS: dict[str, dict[str, str]] = {
         RU: "Я ещё обрабатываю ваши предыдущие фото; пришлите остальные чуть позже.",
     },
     "best_guess": {
-        EN: "This looks like {name}{place}, confidence {confidence}%.",
-        RU: "Похоже, это {name}{place}, уверенность {confidence}%.",
+        EN: "This looks like {name}{place}, confidence {confidence}.",
+        RU: "Похоже, это {name}{place}, уверенность {confidence}.",
     },
     "not_a_landmark": {
-        EN: "This does not look like a landmark I know, sorry. Here are the closest matches anyway:",
-        RU: "Кажется, это не та достопримечательность, которую я знаю, извините. Вот самые похожие фото:",
+        EN: "I don't recognise a landmark I know in this photo, sorry. Above are the closest photos in my "
+            "gallery: they are not a match.",
+        RU: "Не узнаю на этом фото ни одной знакомой мне достопримечательности, извините. Выше — самые похожие "
+            "фото из моей коллекции, но это не совпадение.",
     },
+    "over_99": {EN: "over 99%", RU: "более 99%"},
+    "other_possibilities": {EN: "Other possibilities:", RU: "Другие варианты:"},
     "page": {
-        EN: "Results {first}–{last}:",
-        RU: "Результаты {first}–{last}:",
+        EN: "Results {first}–{last}: {landmarks}.",
+        RU: "Результаты {first}–{last}: {landmarks}.",
     },
     "nothing_found": {
         EN: "I found nothing to compare with.",
@@ -94,6 +99,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "k_prompt": {
         EN: "How many results should I show per photo? Now {k}. Tap a number or send /k N (1 to 10).",
         RU: "Сколько результатов показывать на одно фото? Сейчас {k}. Нажмите число или отправьте /k N (от 1 до 10).",
+    },
+    "k_range": {
+        EN: "Results per photo must be a number from 1 to 10.",
+        RU: "Число результатов на фото должно быть от 1 до 10.",
     },
     "k_set": {
         EN: "Done: results per photo set to {k}.",

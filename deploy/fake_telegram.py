@@ -89,10 +89,12 @@ class FakeTelegram:
     """
 
     # Bot API parameters that travel as JSON inside the form.
-    JSON_PARAMS = {"media", "reply_markup", "allowed_updates", "commands", "entities", "caption_entities"}
+    JSON_PARAMS = {"media", "reply_markup", "reply_parameters", "allowed_updates", "commands", "entities",
+                   "caption_entities"}
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.pushed: dict[int, dict[str, Any]] = {}  # what the user sent, by update id
         self.files: dict[str, tuple[str, bytes]] = {}
         self.messages: dict[int, dict[str, Any]] = {}
         self.faults: dict[str, list[dict[str, Any]]] = {}
@@ -125,6 +127,7 @@ class FakeTelegram:
     def _push(self, kind: str, payload: dict[str, Any]) -> int:
         update_id = next(self._ids)
         self._updates.append({"update_id": update_id, kind: payload})
+        self.pushed[update_id] = payload
         self._new_updates.set()
         return update_id
 

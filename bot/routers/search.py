@@ -70,7 +70,7 @@ async def _search(
 ) -> None:
     record = SearchRecord(
         chat_id=message.chat.id, file_id=file_id, filename=filename, mime_type=mime_type,
-        page_size=await store.get_k(message.from_user.id), place=None,
+        page_size=await store.get_k(message.from_user.id), place=None, message_id=message.message_id,
     )
     await search_and_answer(
         bot=bot, api=api, store=store, settings=settings, chat_id=message.chat.id,

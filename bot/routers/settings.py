@@ -18,8 +18,9 @@ def k_keyboard() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[buttons[:5], buttons[5:]])
 
 
-async def _prompt(user: User, store: Store) -> dict:
-    return {"text": t("k_prompt", language(user), k=await store.get_k(user.id)), "reply_markup": k_keyboard()}
+async def _prompt(user: User, store: Store, first: str = "") -> dict:
+    text = t("k_prompt", language(user), k=await store.get_k(user.id))
+    return {"text": f"{first}\n\n{text}" if first else text, "reply_markup": k_keyboard()}
 
 
 async def on_k_command(message: Message, command: CommandObject, store: Store) -> None:
@@ -29,7 +30,8 @@ async def on_k_command(message: Message, command: CommandObject, store: Store) -
         await store.set_k(user.id, int(argument))
         await message.answer(t("k_set", language(user), k=int(argument)))
     else:
-        await message.answer(**await _prompt(user, store))
+        # `/k` alone asks; `/k 99` or `/k five` also says why it was not taken.
+        await message.answer(**await _prompt(user, store, t("k_range", language(user)) if argument else ""))
 
 
 async def on_open_settings(callback: CallbackQuery, store: Store) -> None:

@@ -42,6 +42,11 @@ async def answer_since(telegram: FakeTelegram, user: TgUser, mark: int) -> tuple
     return (albums[-1] if albums else None), summary
 
 
+def replied_to(call: Call) -> int | None:
+    """The message a bot call answers (reply_parameters), if any."""
+    return (call.params.get("reply_parameters") or {}).get("message_id")
+
+
 async def photo_answer(telegram: FakeTelegram, user: TgUser, send) -> tuple[Call | None, Call]:
     """Sends a photo (via `send`) and returns the album and the summary the bot answers with."""
     mark = telegram.mark()
@@ -79,18 +84,27 @@ async def test_photo_yields_album_with_the_landmark_first(telegram, start_bot, a
     right = 0
     for path, landmark_id in landmark_queries:
         mark = telegram.mark()
-        album, summary = await photo_answer(telegram, ALICE, lambda: telegram.send_photo(ALICE, path.read_bytes()))
+        sent = []
+        album, summary = await photo_answer(telegram, ALICE, lambda: sent.append(telegram.send_photo(ALICE, path.read_bytes())))
         # The user's photo went Telegram -> bot -> API; the answer is an album of gallery JPEGs.
         assert telegram.find("getFile", since=mark) and telegram.find("download", since=mark)
         action = telegram.find("sendChatAction", chat_id=ALICE.id, since=mark)[0]
         assert action.params["action"] == "upload_photo" and action.at <= album.at
         assert album.method == "sendMediaGroup" and len(album.captions) == 5
         assert all(photo[:2] == b"\xff\xd8" for photo in album.photos)
-        assert all(" — 0." in caption or " — 1.00" in caption for caption in album.captions)
-        if album.captions[0].startswith(f"{names[landmark_id]} — "):
+        # Album and text both reply to the user's photo; captions carry names and places, no similarity.
+        photo_id = telegram.pushed[sent[0]]["message_id"]
+        assert replied_to(album) == replied_to(summary) == photo_id
+        assert album.params["reply_parameters"]["allow_sending_without_reply"] is True
+        assert all(" — " not in caption and " · " in caption and "India" in caption for caption in album.captions)
+        if album.captions[0].startswith(f"{names[landmark_id]} · "):
             right += 1
             assert summary.text.startswith(f"This looks like <b>{names[landmark_id]}</b> (")
-            assert "India" in album.captions[0]  # city and country are known for every dev landmark
+            # One number: the confidence, never "100%"; then the runner-up landmarks by name.
+            assert "100%" not in summary.text and summary.text.count("%") == 1
+            lines = summary.text.splitlines()
+            assert lines[2] == "Other possibilities:" and 1 <= len(lines[3:]) <= 3
+            assert all(line.startswith("• ") and names[landmark_id] not in line for line in lines[3:])
     assert right >= 3, f"only {right} of {len(landmark_queries)} queries named the right landmark first"
 
 
@@ -104,13 +118,14 @@ async def test_image_sent_as_a_document(telegram, start_bot, api_server, clear_q
     path, landmark_id = clear_query
     data = as_format(path, fmt)
     album, _ = await photo_answer(telegram, ALICE, lambda: telegram.send_document(ALICE, data, file_name, mime_type))
-    assert album.captions[0].startswith(f"{landmark_names()[landmark_id]} — ")
+    assert album.captions[0].startswith(f"{landmark_names()[landmark_id]} · ")
 
 
 async def test_distractor_is_not_a_landmark_but_still_gets_matches(telegram, start_bot, api_server, distractor):
     await start_bot(api_server.url)
     album, summary = await photo_answer(telegram, BORIS, lambda: telegram.send_photo(BORIS, distractor.read_bytes()))
-    assert summary.text.startswith(t("not_a_landmark", RU))
+    # A refusal is a refusal: no landmark named, no confidence, no runner-ups; the photos are "not a match".
+    assert summary.text == t("not_a_landmark", RU)
     assert len(album.captions) == 5
     assert "📍" not in " ".join(summary.buttons())  # no landmark, so nothing to show on a map
 
@@ -129,6 +144,11 @@ async def test_wrong_input_gets_a_short_helpful_reply(telegram, start_bot, api_s
     assert await reply_to(lambda: telegram.send_sticker(ALICE)) == t("sticker", EN)
     gif = await reply_to(lambda: telegram.send_document(ALICE, b"GIF89a", "cat.gif", "image/gif"))
     assert gif == t("unsupported_image", EN)
+    # A cut-off photo: the API's detail stays in the log, the user reads the bot's own sentence.
+    cut = await reply_to(lambda: telegram.send_photo(ALICE, clear_query[0].read_bytes()[:3000]))
+    assert cut == t("bad_image", EN)
+    fake = await reply_to(lambda: telegram.send_document(ALICE, b"\x00" * 64, "fake.jpg", "image/jpeg"))
+    assert fake == t("unsupported_image", EN)
     mark = telegram.mark()
     big = await reply_to(lambda: telegram.send_document(
         ALICE, clear_query[0].read_bytes(), "huge.jpg", "image/jpeg", file_size=11 * 2**20))
@@ -225,14 +245,17 @@ async def test_more_results_and_show_on_map(telegram, start_bot, api_server, cle
     answered = await telegram.wait_call("answerCallbackQuery", since=mark)
     second_page, page_summary = await answer_since(telegram, ALICE, mark)
     assert answered.at < second_page.at  # the button stops spinning before the search runs
-    expected = [f"{m['name']} — {m['score']:.2f}" for m in reference["matches"][5:10]]
-    assert [c.split(" · ")[0] for c in second_page.captions] == expected
-    assert page_summary.text.startswith("Results 6–10:")
     rows = landmark_rows()
-    assert sorted(first_page.captions + second_page.captions) == sorted(
-        f"{m['name']} — {m['score']:.2f} · {rows[m['landmark_id']]['city']}, {rows[m['landmark_id']]['country']}"
-        for m in reference["matches"]
-    )
+
+    def place_caption(match: dict) -> str:
+        row = rows[match["landmark_id"]]
+        return f"{match['name']} · {row['city']}, {row['country']}"
+
+    assert second_page.captions == [place_caption(m) for m in reference["matches"][5:10]]
+    assert page_summary.text.startswith("Results 6–10: ")
+    assert sorted(first_page.captions + second_page.captions) == sorted(map(place_caption, reference["matches"]))
+    # The next page still answers the user's photo, not the button's message.
+    assert replied_to(second_page) == replied_to(page_summary) == replied_to(first_page) != summary.result["message_id"]
     assert MoreResults.unpack(page_summary.button("More results")).page == 2
 
     row = rows[landmark_id]
@@ -274,7 +297,7 @@ async def test_settings_button_changes_the_album_size(telegram, start_bot, api_s
     mark = telegram.mark()
     telegram.send_text(ALICE, "/k 11")
     prompt = await telegram.wait_call("sendMessage", chat_id=ALICE.id, since=mark)
-    assert prompt.text == t("k_prompt", EN, k=2) and len(prompt.buttons()) == 10
+    assert prompt.text == f"{t('k_range', EN)}\n\n{t('k_prompt', EN, k=2)}" and len(prompt.buttons()) == 10
     telegram.send_text(ALICE, "/k 1")
     await telegram.wait_call("sendMessage", chat_id=ALICE.id, since=mark, where=lambda c: c.text == t("k_set", EN, k=1))
     album, _ = await photo_answer(telegram, ALICE, lambda: telegram.send_photo(ALICE, photo))
@@ -295,7 +318,11 @@ async def test_one_users_burst_does_not_starve_others(telegram, start_bot, api_s
     await asyncio.sleep(0.5)
     to_alice = telegram.find("sendMessage", chat_id=ALICE.id, since=mark)
     assert [c.text for c in to_alice].count(t("busy", EN)) == 1
-    assert len(telegram.find("sendMediaGroup", chat_id=ALICE.id, since=mark)) == 4
+    albums = telegram.find("sendMediaGroup", chat_id=ALICE.id, since=mark)
+    assert len(albums) == 4
+    # After a burst each answer says which photo it belongs to: four different photos, each answered once.
+    answered = [replied_to(c) for c in to_alice if c.params.get("reply_markup")]
+    assert sorted(answered) == sorted(replied_to(c) for c in albums) and len(set(answered)) == 4
     assert boris.params.get("reply_markup"), boris.text  # Boris got his answer, not an apology
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,8 @@ from bot.logs import REDACTED, LogfmtFormatter
 from bot.middlewares import RetryAfterMiddleware, UserQueueMiddleware
 from bot.results import caption, keyboard, page_matches, place_of, summary
 from bot.routers.search import image_type
-from bot.storage import SearchRecord, Store
-from bot.texts import EN, RU, TEXTS, language
+from bot.storage import SCHEMA, SearchRecord, Store
+from bot.texts import EN, RU, TEXTS, language, t
 from client.contract import parse_search
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
@@ -115,21 +117,42 @@ def test_first_page_puts_the_best_guess_first_and_later_pages_follow_the_ranking
 def test_captions_summary_and_buttons():
     result = parse_search(contract_answer())
     taj, humayun = result.matches[1], result.matches[0]
-    assert caption(taj, result) == "Taj Mahal — 0.89 · Agra, India"
-    assert caption(humayun, result) == "Humayun's Tomb — 0.90"
+    assert caption(taj, result) == "Taj Mahal · Agra, India"
+    assert caption(humayun, result) == "Humayun's Tomb"
     text = summary(result, page_matches(result, 0, 2), 0, 2, EN)
     assert text.splitlines() == [
         "This looks like <b>Taj Mahal</b> (Agra, India), confidence 93%.",
-        "1. Taj Mahal — 0.89 · Agra, India",
-        "2. Humayun's Tomb — 0.90",
+        "",
+        "Other possibilities:",
+        "• Humayun's Tomb",
     ]
     # Names are text, not markup: the summary is sent as HTML.
     answer = contract_answer()
-    answer["landmark"]["name"] = answer["matches"][1]["name"] = "<A & B>"
+    answer["landmark"]["name"] = answer["landmarks"][1]["name"] = "<A & B>"
     text = summary(parse_search(answer), page_matches(parse_search(answer), 0, 2), 0, 2, EN)
-    assert "<b>&lt;A &amp; B&gt;</b>" in text and "1. &lt;A &amp; B&gt; — 0.89" in text
-    assert summary(result, page_matches(result, 1, 2), 1, 2, RU).startswith("Результаты 3–4:")
+    assert "<b>&lt;A &amp; B&gt;</b>" in text and "• &lt;A &amp; B&gt;" in text
+    page = summary(result, page_matches(result, 1, 3), 1, 3, RU)
+    assert page == "Результаты 4–6: Taj Mahal ×2, Humayun's Tomb."
 
+
+@pytest.mark.parametrize(("confidence", "shown"), [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"),
+                                                   (0.004, "0%")])
+def test_confidence_is_never_shown_as_certainty(confidence, shown):
+    answer = contract_answer()
+    answer["landmark"]["confidence"] = confidence
+    result = parse_search(answer)
+    assert summary(result, page_matches(result, 0, 2), 0, 2, EN).splitlines()[0].endswith(f"confidence {shown}.")
+
+
+def test_a_refusal_names_no_landmark_and_offers_no_map():
+    result = parse_search(contract_answer(best=None))
+    text = summary(result, page_matches(result, 0, 2), 0, 2, RU)
+    assert text == t("not_a_landmark", RU) and "%" not in text
+    assert place_of(result) is None
+
+
+def test_buttons():
+    result = parse_search(contract_answer())
     place = place_of(result)
     assert (place.name, place.address, place.lat, place.lon) == ("Taj Mahal", "Agra, India", 27.1751, 78.0421)
     record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=2, place=place, search_id=7)
@@ -181,10 +204,30 @@ async def test_store_keeps_k_and_searches(tmp_path):
     await store.set_k(1, 4)
     again = Store(tmp_path / "nested" / "bot.sqlite3", default_k=5)
     assert await again.get_k(1) == 4 and await again.get_k(2) == 5
-    record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=4, place=None)
+    record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=4, place=None,
+                          message_id=77)
     search_id = await again.add_search(record)
     assert await again.get_search(search_id) == SearchRecord(**{**record.__dict__, "search_id": search_id})
     assert await again.get_search(search_id + 1) is None
+
+
+async def test_store_made_by_an_older_bot_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "bot.sqlite3"
+    old_schema = SCHEMA.replace(",\n    message_id INTEGER", "")
+    assert "message_id" not in old_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO users (user_id, k) VALUES (1, 7)")
+        db.execute("INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, created_at)"
+                   " VALUES (1, 'f', 'p.jpg', 'image/jpeg', 7, ?)", (time.time(),))
+    store = Store(path, default_k=5)
+    await store.init()
+    await store.init()  # idempotent
+    assert await store.get_k(1) == 7
+    assert (await store.get_search(1)).message_id is None
+    search_id = await store.add_search(SearchRecord(chat_id=1, file_id="g", filename="p.jpg", mime_type="image/jpeg",
+                                                    page_size=7, place=None, message_id=9))
+    assert (await store.get_search(search_id)).message_id == 9
 
 
 # --- middlewares ------------------------------------------------------------------------------
