@@ -33,11 +33,12 @@ OTHER_POSSIBILITIES = 3  # runner-up landmarks named under a verdict
 REJECTION_TEXT = {413: "too_large", 415: "unsupported_image"}
 
 
-def caption(match: Match, result: SearchResult) -> str:
-    """A photo's caption: its landmark and place. The similarity stays out of sight: the one number a
-    person is shown is the verdict's confidence."""
+def caption(match: Match, result: SearchResult, lang: str) -> str:
+    """A photo's caption: its landmark and place, in the user's language where the gallery has them.
+    The similarity stays out of sight: the one number a person is shown is the verdict's confidence."""
+    name = result.name_in(match.landmark_id, match.name, lang)
     info = result.landmark_info(match.landmark_id)
-    return f"{match.name} · {info.place}" if info and info.place else match.name
+    return f"{name} · {info.place_in(lang)}" if info and info.place_in(lang) else name
 
 
 def percent(confidence: float, lang: str) -> str:
@@ -45,9 +46,12 @@ def percent(confidence: float, lang: str) -> str:
     return t("over_99", lang) if confidence >= 0.995 else f"{round(confidence * 100)}%"
 
 
-def named(landmark_id: str, name: str, result: SearchResult) -> str:
+def named(landmark_id: str, name: str, result: SearchResult, lang: str, bold: bool = False) -> str:
+    """HTML: a landmark's name (bold for the verdict) and, in brackets, its place."""
+    shown = quote(result.name_in(landmark_id, name, lang))
+    shown = f"<b>{shown}</b>" if bold else shown
     info = result.landmark_info(landmark_id)
-    return f"{quote(name)} ({quote(info.place)})" if info and info.place else quote(name)
+    return f"{shown} ({quote(info.place_in(lang))})" if info and info.place_in(lang) else shown
 
 
 def page_matches(result: SearchResult, page: int, page_size: int) -> list[Match]:
@@ -63,14 +67,14 @@ def page_matches(result: SearchResult, page: int, page_size: int) -> list[Match]
     return matches
 
 
-def place_of(result: SearchResult) -> Place | None:
-    """Where the best guess is, when the gallery knows its coordinates."""
+def place_of(result: SearchResult, lang: str) -> Place | None:
+    """Where the best guess is, when the gallery knows its coordinates (named in the user's language)."""
     if result.landmark is None:
         return None
     info = result.landmark_info(result.landmark.landmark_id)
     if info is None or info.lat is None or info.lon is None:
         return None
-    return Place(info.name, info.place, info.lat, info.lon)
+    return Place(info.name_in(lang), info.place_in(lang), info.lat, info.lon)
 
 
 def summary(result: SearchResult, matches: list[Match], page: int, page_size: int, lang: str) -> str:
@@ -82,24 +86,20 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
         first = page * page_size + 1
         counts: dict[str, int] = {}
         for match in matches:
-            counts[match.name] = counts.get(match.name, 0) + 1
+            name = result.name_in(match.landmark_id, match.name, lang)
+            counts[name] = counts.get(name, 0) + 1
         shown = ", ".join(quote(name) if n == 1 else f"{quote(name)} ×{n}" for name, n in counts.items())
         return t("page", lang, first=first, last=first + len(matches) - 1, landmarks=shown)
     if result.landmark is None:
         lines = [t("not_a_landmark", lang)]
     else:
         best = result.landmark
-        info = result.landmark_info(best.landmark_id)
-        lines = [t(
-            "best_guess", lang,
-            name=f"<b>{quote(best.name)}</b>",
-            place=f" ({quote(info.place)})" if info and info.place else "",
-            confidence=percent(best.confidence, lang),
-        )]
+        lines = [t("best_guess", lang, landmark=named(best.landmark_id, best.name, result, lang, bold=True),
+                   confidence=percent(best.confidence, lang))]
         others = [item for item in result.landmarks if item.landmark_id != best.landmark_id][:OTHER_POSSIBILITIES]
         if others:
             lines += ["", t("other_possibilities", lang),
-                      *(f"• {named(item.landmark_id, item.name, result)}" for item in others)]
+                      *(f"• {named(item.landmark_id, item.name, result, lang)}" for item in others)]
     if result.notice:
         lines.append(f"<i>{quote(result.notice)}</i>")
     return "\n".join(lines)
@@ -143,10 +143,11 @@ async def _gallery_photos(api: AsyncLandmarksClient, matches: list[Match], size:
 
 
 async def _send_album(
-    bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]], reply: ReplyParameters | None
+    bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]], lang: str,
+    reply: ReplyParameters | None,
 ) -> None:
     media = [
-        InputMediaPhoto(media=BufferedInputFile(data, filename=f"{m.image_id}.jpg"), caption=caption(m, result))
+        InputMediaPhoto(media=BufferedInputFile(data, filename=f"{m.image_id}.jpg"), caption=caption(m, result, lang))
         for m, data in photos
     ]
     if len(media) == 1:
@@ -201,9 +202,9 @@ async def search_and_answer(
             await bot.send_message(chat_id, t("api_down", lang), reply_parameters=reply)
             return
         if record.search_id is None:
-            record = replace(record, place=place_of(result))
+            record = replace(record, place=place_of(result, lang))
             record = replace(record, search_id=await store.add_search(record))
-        await _send_album(bot, chat_id, result, photos, reply)
+        await _send_album(bot, chat_id, result, photos, lang, reply)
     await bot.send_message(
         chat_id,
         summary(result, matches, page, record.page_size, lang),

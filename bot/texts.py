@@ -66,8 +66,8 @@ TEXTS: dict[str, dict[str, str]] = {
         RU: "Я ещё обрабатываю ваши предыдущие фото; пришлите остальные чуть позже.",
     },
     "best_guess": {
-        EN: "This looks like {name}{place}, confidence {confidence}.",
-        RU: "Похоже, это {name}{place}, уверенность {confidence}.",
+        EN: "This looks like {landmark}, confidence {confidence}.",
+        RU: "Похоже, это {landmark}, уверенность {confidence}.",
     },
     "not_a_landmark": {
         EN: "I don't recognise a landmark I know in this photo, sorry. Above are the closest photos in my "

@@ -7,6 +7,7 @@ The limits are the API's own; `tests/client/test_contract.py` checks them agains
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,10 @@ LANDMARK_TEXT_MAX_LENGTH = 200
 MAX_PHOTOS_PER_REQUEST = 20
 # The header that carries the operator's key on every gallery change.
 API_KEY_HEADER = "X-API-Key"
+# A landmark's names in other languages travel as extra metadata (landmarks.csv columns, or fields
+# of POST /landmarks): name_ru, city_ru, country_ru, ... A front end shows them to users of that
+# language and falls back to the plain fields.
+TRANSLATION_KEY = re.compile(r"^(name|city|country)_([a-z]{2,3})$")
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,21 @@ class Landmark:
     # Set in search results (similarity of the best photo) and absent in the gallery listing.
     score: float | None = None
     sample_image_url: str | None = None
+    # language -> {"name"|"city"|"country": text}, from the name_ru-style metadata fields
+    translations: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
 
     @property
     def place(self) -> str:
         """'City, Country' with whatever parts are known ('' when none)."""
-        return ", ".join(part for part in (self.city, self.country) if part)
+        return self.place_in("")
+
+    def name_in(self, language: str) -> str:
+        return self.translations.get(language, {}).get("name") or self.name
+
+    def place_in(self, language: str) -> str:
+        """'City, Country' in that language where the gallery has it, else as stored."""
+        own = self.translations.get(language, {})
+        return ", ".join(part for part in (own.get("city") or self.city, own.get("country") or self.country) if part)
 
     @property
     def has_coordinates(self) -> bool:
@@ -84,6 +99,11 @@ class SearchResult:
     def landmark_info(self, landmark_id: str) -> Landmark | None:
         """The candidate landmark with this id, with its place and coordinates."""
         return next((item for item in self.landmarks if item.landmark_id == landmark_id), None)
+
+    def name_in(self, landmark_id: str, name: str, language: str) -> str:
+        """A landmark's name (of a match or the best guess) in the user's language, where known."""
+        info = self.landmark_info(landmark_id)
+        return info.name_in(language) if info else name
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,17 @@ def parse_landmark(data: dict[str, Any]) -> Landmark:
         image_count=None if count is None else int(count),
         score=_float_or_none(data.get("score")),
         sample_image_url=data.get("sample_image_url") or None,
+        translations=_translations(data),
     )
+
+
+def _translations(data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for key, value in data.items():
+        match = TRANSLATION_KEY.match(key)
+        if match and isinstance(value, str) and value.strip():
+            found.setdefault(match[2], {})[match[1]] = value.strip()
+    return found
 
 
 def parse_search(data: dict[str, Any]) -> SearchResult:

@@ -117,8 +117,8 @@ def test_first_page_puts_the_best_guess_first_and_later_pages_follow_the_ranking
 def test_captions_summary_and_buttons():
     result = parse_search(contract_answer())
     taj, humayun = result.matches[1], result.matches[0]
-    assert caption(taj, result) == "Taj Mahal · Agra, India"
-    assert caption(humayun, result) == "Humayun's Tomb"
+    assert caption(taj, result, EN) == "Taj Mahal · Agra, India"
+    assert caption(humayun, result, EN) == "Humayun's Tomb"
     text = summary(result, page_matches(result, 0, 2), 0, 2, EN)
     assert text.splitlines() == [
         "This looks like <b>Taj Mahal</b> (Agra, India), confidence 93%.",
@@ -128,9 +128,10 @@ def test_captions_summary_and_buttons():
     ]
     # Names are text, not markup: the summary is sent as HTML.
     answer = contract_answer()
-    answer["landmark"]["name"] = answer["landmarks"][1]["name"] = "<A & B>"
+    answer["landmark"]["name"] = answer["landmarks"][0]["name"] = "<A & B>"
+    answer["landmarks"][1]["name"] = "<C & D>"
     text = summary(parse_search(answer), page_matches(parse_search(answer), 0, 2), 0, 2, EN)
-    assert "<b>&lt;A &amp; B&gt;</b>" in text and "• &lt;A &amp; B&gt;" in text
+    assert "<b>&lt;A &amp; B&gt;</b>" in text and "• &lt;C &amp; D&gt;" in text
     page = summary(result, page_matches(result, 1, 3), 1, 3, RU)
     assert page == "Результаты 4–6: Taj Mahal ×2, Humayun's Tomb."
 
@@ -148,19 +149,36 @@ def test_a_refusal_names_no_landmark_and_offers_no_map():
     result = parse_search(contract_answer(best=None))
     text = summary(result, page_matches(result, 0, 2), 0, 2, RU)
     assert text == t("not_a_landmark", RU) and "%" not in text
-    assert place_of(result) is None
+    assert place_of(result, RU) is None
 
 
 def test_buttons():
     result = parse_search(contract_answer())
-    place = place_of(result)
+    place = place_of(result, EN)
     assert (place.name, place.address, place.lat, place.lon) == ("Taj Mahal", "Agra, India", 27.1751, 78.0421)
     record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=2, place=place, search_id=7)
     assert [row[0].callback_data for row in keyboard(record, result, 0, EN).inline_keyboard] == ["more:7:1", "map:7", "settings"]
     # The last page offers no "more"; a landmark without coordinates offers no map.
     last = keyboard(record, parse_search(contract_answer(n=4, gallery_size=4)), 1, EN)
     assert [row[0].callback_data for row in last.inline_keyboard] == ["map:7", "settings"]
-    assert place_of(parse_search(contract_answer(best="humayuns_tomb"))) is None
+    assert place_of(parse_search(contract_answer(best="humayuns_tomb")), EN) is None
+
+
+def test_russian_users_get_the_galleries_russian_names_where_it_has_them():
+    # name_ru / city_ru / country_ru: extra metadata (landmarks.csv columns), as the API passes it on.
+    answer = contract_answer()
+    answer["landmarks"][0].update(name_ru="Тадж-Махал", city_ru="Агра", country_ru="Индия")
+    result = parse_search(answer)
+    taj, humayun = result.matches[1], result.matches[0]
+    assert caption(taj, result, RU) == "Тадж-Махал · Агра, Индия"
+    assert caption(taj, result, EN) == "Taj Mahal · Agra, India"
+    assert caption(humayun, result, RU) == "Humayun's Tomb"  # no Russian name: the gallery's own
+    assert summary(result, page_matches(result, 0, 2), 0, 2, RU).splitlines()[0] == (
+        "Похоже, это <b>Тадж-Махал</b> (Агра, Индия), уверенность 93%.")
+    assert summary(result, page_matches(result, 1, 3), 1, 3, RU) == "Результаты 4–6: Тадж-Махал ×2, Humayun's Tomb."
+    place = place_of(result, RU)
+    assert (place.name, place.address) == ("Тадж-Махал", "Агра, Индия")
+    assert place_of(result, EN).name == "Taj Mahal"
 
 
 def test_empty_gallery_answer_shows_the_notice():
