@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent searches are embedded together.
+"""Micro-batching: concurrent searches are embedded together (each gets back its own `Query`).
 
 A model call on 8 photos costs far less than 8 calls on one (better use of the cores and of the GPU),
 so requests that arrive within `max_wait` of each other share a batch. The queue is bounded: when it

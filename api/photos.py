@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
+
+from landmarks.search import Query
 
 from api.batching import MicroBatcher
 from api.service import SearchService
@@ -24,8 +25,8 @@ async def decoded_photo(service: SearchService, data: bytes) -> AsyncIterator[Im
         service.decode_budget.release(reserved)
 
 
-async def embed_upload(service: SearchService, data: bytes, batcher: MicroBatcher | None = None) -> np.ndarray:
-    """Decode and embed one upload, holding its decoded pixels no longer than the model needs them."""
+async def embed_upload(service: SearchService, data: bytes, batcher: MicroBatcher | None = None) -> Query:
+    """Decode and embed one upload (its `Query`: the vector and any local features), holding its decoded pixels no longer than the model needs them."""
     async with decoded_photo(service, data) as photo:
         if batcher is not None:
             return await batcher.submit(photo)

@@ -33,7 +33,7 @@ from landmarks.images import ImageError, decode_image, decoded_size_estimate, th
 from landmarks.index import GalleryIndex, recorded_model
 from landmarks.index.gallery_index import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.models import Extractor, load_extractor, resolve_model
-from landmarks.search import SearchConfig, Searcher, SearchResult
+from landmarks.search import Query, SearchConfig, Searcher, SearchResult
 
 from api.decoding import DecodeBudget
 from api.settings import Settings
@@ -215,14 +215,15 @@ class SearchService:
     def decode(self, data: bytes) -> Image.Image:
         return decode_image(data, max_pixels=self.settings.max_pixels)
 
-    def embed(self, images: list[Image.Image]) -> list[np.ndarray]:
-        """One model call for a batch of photos (the micro-batcher groups concurrent searches)."""
+    def embed(self, images: list[Image.Image]) -> list[Query]:
+        """One model call for a batch of photos (the micro-batcher groups concurrent searches): a query
+        per photo, its vector and, with spatial verification on, its local features."""
         with self._using() as generation:
-            return list(generation.searcher.embed(images))
+            return generation.searcher.embed(images)
 
-    def search_vector(self, vector: np.ndarray, k: int) -> SearchOutcome:
+    def search_query(self, query: Query, k: int) -> SearchOutcome:
         with self._using() as generation:
-            result = generation.searcher.search(vector[None, :], k)[0]
+            result = generation.searcher.search([query], k)[0]
             size = len(generation.index)
         return SearchOutcome(result, self.landmarks, self.counts, size)
 

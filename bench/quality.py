@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from landmarks.evaluation import metrics  # noqa: E402
 from landmarks.evaluation.protocol import Protocol, dev_protocol, materialize_gallery  # noqa: E402
-from landmarks.search import SearchConfig  # noqa: E402
+from landmarks.search import Query, SearchConfig  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
 MAP_K = 100
@@ -126,8 +126,7 @@ def build(protocol: Protocol, workdir: Path, extractor, model: str) -> Path:
 class Prepared:
     """A query photo embedded (and its local features extracted) once per scale set, with the times."""
 
-    vector: np.ndarray
-    local: object | None
+    query: Query
     embed_seconds: float  # decode + embedding (all scales)
     local_seconds: float  # local feature extraction
 
@@ -148,7 +147,7 @@ def prepare(protocol: Protocol, extractor, config: SearchConfig, spatial: bool) 
         t1 = time.perf_counter()
         local = extract(image, config.local_params) if spatial else None
         t2 = time.perf_counter()
-        out.append(Prepared(vector, local, t1 - t0, t2 - t1))
+        out.append(Prepared(Query(vector[0], local), t1 - t0, t2 - t1))
     return out
 
 
@@ -176,11 +175,11 @@ def run_in_process(name: str, description: str, config: SearchConfig, protocol: 
     if key not in prepared_cache:
         prepared_cache[key] = prepare(protocol, extractor, config, searcher.spatial_active)
     prepared = prepared_cache[key]
-    searcher.search(prepared[0].vector, MAP_K, local=[prepared[0].local])  # warm-up: lazy state
+    searcher.search([prepared[0].query], MAP_K)  # warm-up: lazy state
     answers, latencies = [], []
     for item in prepared:
         t0 = time.perf_counter()
-        result = searcher.search(item.vector, MAP_K, local=[item.local])[0]
+        result = searcher.search([item.query], MAP_K)[0]
         latencies.append(item.embed_seconds + item.local_seconds + time.perf_counter() - t0)
         answers.append({
             "matches": [m.landmark_id for m in result.matches],

@@ -23,8 +23,8 @@ async def search(
     k: int = Query(5, ge=1, le=100, description="How many gallery photos to return."),
 ) -> SearchResponse:
     """Find the landmark in a photo, with the k closest gallery photos."""
-    vector = await embed_upload(service, await image.read(), batcher)
-    outcome = await run_in_threadpool(service.search_vector, vector, k)
+    query = await embed_upload(service, await image.read(), batcher)
+    outcome = await run_in_threadpool(service.search_query, query, k)
     return to_response(outcome, image_urls, service.empty_notice)
 
 

@@ -40,7 +40,7 @@ def run(args) -> int:
             print(f"{photo}: {exc}")
             failures += 1
             continue
-        result = searcher.search(searcher.embed([image]), args.k)[0]
+        result = searcher.search_images([image], args.k)[0]
         verdict = (
             f"{names.get(result.landmark.landmark_id, result.landmark.landmark_id)} (confidence {result.confidence:.2f})"
             if result.landmark

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:  # imported where used: search.py reads DEFAULT_DELF_MODEL in the slim image, which has no torch
+if TYPE_CHECKING:  # imported where used: landmarks/search/config.py reads DEFAULT_DELF_MODEL in the slim image, which has no torch
     import torch
 
 DEFAULT_DELF_MODEL = "delf_efficientnet_lite0"

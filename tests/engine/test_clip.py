@@ -149,8 +149,8 @@ def test_index_build_and_serve_select_clip_with_a_weights_file(tmp_path, clip_ch
     settings = Settings(index_dir=index_dir, model="clip_vit_b16", weights_file=clip_checkpoint, device="cpu", runtime="eager")
     service = SearchService.load(settings)
     try:
-        [vector] = service.embed([decode_image(gallery[0][0])])
-        found = service.search_vector(vector, k=1)
+        [query] = service.embed([decode_image(gallery[0][0])])
+        found = service.search_query(query, k=1)
     finally:
         service.close()
     assert service.gallery_size == 4

@@ -10,7 +10,7 @@ from landmarks.images import decode_image
 from landmarks.index import GalleryIndex
 from landmarks.models import load_extractor
 from landmarks.quality.expansion import alpha_query_expansion, database_augment
-from landmarks.search import SearchConfig, Searcher
+from landmarks.search import Query, SearchConfig, Searcher
 from tests.support import dev_protocol
 
 
@@ -37,7 +37,7 @@ def embedded_queries(dev_index):
 
 
 def map100(searcher: Searcher, vectors: np.ndarray, labels: list[str], counts: dict[str, int]) -> tuple[float, float]:
-    results = searcher.search(vectors, 100)
+    results = searcher.search([Query(vector) for vector in vectors], 100)
     ranked = np.array([[m.landmark_id for m in r.matches] + [None] * (100 - len(r.matches)) for r in results], dtype=object)
     relevance = metrics.relevance_matrix(ranked, labels)
     return metrics.recall_at_k(relevance, 1), metrics.map_at_k(relevance, [counts[label] for label in labels], 100)

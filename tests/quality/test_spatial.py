@@ -1,20 +1,17 @@
-"""Spatial verification on real dev photos: local features, RANSAC inliers, and the re-ranking they drive."""
+"""Spatial verification on real dev photos: local features and RANSAC inliers (the re-ranking they drive: tests/search/test_searcher.py)."""
 
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from landmarks.images import decode_image
-from landmarks.index import GalleryIndex
 from landmarks.models import load_extractor
 from landmarks.quality.local_features import LOCAL_FEATURES_FILE, LocalFeatureParams, LocalFeatureStore, extract
 from landmarks.quality.spatial import count_inliers
-from landmarks.search import SearchConfig, Searcher
+from landmarks.search import SearchConfig
 from tests.support import require_dev_data
 
 # A Taj Mahal query, another Taj Mahal photo from a similar viewpoint, and a photo of the Victoria
@@ -62,48 +59,6 @@ def test_orb_features_are_binary_and_verify_too():
     query, true_match = extract(photo(QUERY), params), extract(photo(TRUE_MATCH), params)
     assert query.descriptors.shape[1] == 32 and query.kind == "orb"
     assert count_inliers(query, true_match) >= 0  # runs end to end on binary descriptors
-
-
-def image_id(index: GalleryIndex, relative: str) -> int:
-    return index.store.images()[relative].image_id
-
-
-def test_searcher_reranks_the_true_match_above_the_lookalike(dev_index, extractor):
-    """Through the index build's local features (INDEX_DIR/local_features.sqlite)."""
-    assert (dev_index / LOCAL_FEATURES_FILE).exists()
-    index = GalleryIndex.open(dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
-    try:
-        right, wrong = image_id(index, TRUE_MATCH), image_id(index, LOOKALIKE)
-        plain = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
-        results = {}
-        for name, config in {"plain": plain, "verified": SearchConfig(spatial=True, aggregate_top=1, group_matches=False, calibrated=False)}.items():
-            searcher = Searcher(extractor, index, config)
-            result = searcher.search_images([photo(QUERY)], 20)[0]
-            order = [m.image_id for m in result.matches]
-            assert right in order and wrong in order
-            results[name] = (order.index(right), order.index(wrong), result)
-            searcher.close()
-        assert results["plain"][0] > results["plain"][1]  # cosine: lookalike first
-        assert results["verified"][0] < results["verified"][1]  # verified: true match first
-        assert results["verified"][2].inliers[right] >= 15
-        assert results["verified"][2].features[2] > 0  # the inliers feature reaches the calibration
-    finally:
-        index.close()
-
-
-def test_index_without_local_features_falls_back_and_says_so_once(dev_index, extractor, tmp_path, caplog):
-    copy = tmp_path / "index"
-    shutil.copytree(dev_index, copy, ignore=shutil.ignore_patterns("local_features*", "calibration.json"))
-    index = GalleryIndex.open(copy, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
-    try:
-        with caplog.at_level(logging.WARNING, logger="landmarks.search"):
-            searcher = Searcher(extractor, index, SearchConfig(spatial=True))
-            results = [searcher.search_images([photo(QUERY)], 5)[0] for _ in range(2)]
-        assert not searcher.spatial_active
-        assert all(r.matches and not r.inliers for r in results)
-        assert len([r for r in caplog.records if "local features" in r.getMessage()]) == 1
-    finally:
-        index.close()
 
 
 def test_feature_store_round_trip(tmp_path):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from landmarks.search import SearchConfig, rank_landmarks
+from landmarks.search import SearchConfig
 
 
 def test_from_env_reads_every_stage_switch():
@@ -43,15 +43,3 @@ def test_service_threshold_default_means_the_calibrations(monkeypatch):
     assert SearchConfig.from_settings(SimpleNamespace(threshold=0.8)).threshold == 0.8
     monkeypatch.setenv("LANDMARKS_THRESHOLD", "0.63")
     assert SearchConfig.from_settings(SimpleNamespace(threshold=0.63)).threshold == 0.63
-
-
-def test_landmarks_rank_by_the_mean_of_their_best_photos():
-    scored = [("taj_mahal", 0.90), ("humayuns_tomb", 0.85), ("humayuns_tomb", 0.84), ("taj_mahal", 0.70), ("lotus_temple", 0.80)]
-    by_best_photo = rank_landmarks(scored, aggregate_top=1)
-    assert [(lm.landmark_id, lm.score, lm.votes) for lm in by_best_photo] == [
-        ("taj_mahal", 0.90, 2), ("humayuns_tomb", 0.85, 2), ("lotus_temple", 0.80, 1)]
-    by_two = rank_landmarks(scored, aggregate_top=2)
-    assert [lm.landmark_id for lm in by_two] == ["humayuns_tomb", "taj_mahal", "lotus_temple"]
-    assert by_two[0].score == pytest.approx(0.845) and by_two[1].score == pytest.approx(0.80)
-    assert by_two[2].score == pytest.approx(0.80)  # one candidate photo: its score, not diluted
-    assert rank_landmarks([], aggregate_top=2) == []

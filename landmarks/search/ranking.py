@@ -1,0 +1,51 @@
+"""Landmark ranking: a landmark's score from its candidate photos' scores, and the uncalibrated confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Without calibration, confidence is 0.5 at this cosine similarity of the best landmark: the measured
+# point below which the dev distractors fall, with Lite0 and with the ensemble alike (README, quality
+# table's first row: 100% refused).
+UNCALIBRATED_SCORE_AT_HALF = 0.63
+# A landmark's score: the mean of its best this-many photo scores (1: its best photo). The service's
+# default (`SearchConfig.aggregate_top`).
+DEFAULT_AGGREGATE_TOP = 2
+
+
+@dataclass(frozen=True)
+class LandmarkScore:
+    landmark_id: str
+    score: float  # the aggregated score of its best photos (with verification bonus)
+    votes: int  # how many of the candidates belong to it
+
+
+def rank_landmarks(scored: Sequence[tuple[str, float]], aggregate_top: int = DEFAULT_AGGREGATE_TOP) -> list[LandmarkScore]:
+    """Landmarks of the candidate photos, best first. `scored`: (landmark_id, photo score), best first.
+
+    A landmark scores the mean of its best `aggregate_top` photo scores; one with fewer candidates
+    repeats its last, so a single very close photo is not diluted by a far one outside the candidates.
+    """
+    per_landmark: dict[str, list[float]] = {}
+    for landmark_id, score in scored:
+        per_landmark.setdefault(landmark_id, []).append(score)
+    m = max(1, aggregate_top)
+
+    def aggregate(scores: list[float]) -> float:
+        best = scores[:m]
+        return float(np.mean(best + [best[-1]] * (m - len(best))))
+
+    return sorted(
+        (LandmarkScore(lid, aggregate(scores), len(scores)) for lid, scores in per_landmark.items()),
+        key=lambda lm: -lm.score,
+    )
+
+
+def confidence_from_score(score: float, threshold: float = UNCALIBRATED_SCORE_AT_HALF) -> float:
+    """The uncalibrated confidence in [0, 1]: 0.5 at `threshold` similarity, rising with the score."""
+    if score >= threshold:
+        return float(np.clip(0.5 + (score - threshold) / (2 * max(1e-6, 1 - threshold)), 0.0, 1.0))
+    return float(np.clip(0.5 * score / max(threshold, 1e-6), 0.0, 0.5))

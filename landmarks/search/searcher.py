@@ -1,0 +1,232 @@
+"""Searcher: embed query photos, find their nearest gallery photos, rank landmarks, decide if it is one.
+
+`embed` turns photos into `Query` objects (the vector, and the local features when spatial
+verification is on); `search` answers them. The stages are described in `landmarks.search`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from PIL import Image
+
+from landmarks.index import GalleryIndex, Neighbour
+from landmarks.models import Extractor
+from landmarks.quality.calibration import DEFAULT_OPERATING_THRESHOLD, Calibration, CalibrationModel, feature_vector
+from landmarks.quality.expansion import alpha_query_expansion
+from landmarks.quality.local_features import LocalFeatures, LocalFeatureStore, extract
+from landmarks.quality.multiscale import MultiScaleEmbedder
+from landmarks.quality.spatial import count_inliers
+from landmarks.search.config import SearchConfig
+from landmarks.search.gallery_cache import GalleryCache
+from landmarks.search.ranking import LandmarkScore, confidence_from_score, rank_landmarks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """One query photo as `Searcher.search` takes it: its unit vector (D,), multi-scale when configured,
+    and its local features when spatial verification is on (else None)."""
+
+    vector: np.ndarray
+    local: LocalFeatures | None = None
+
+    def __post_init__(self) -> None:
+        vector = np.ascontiguousarray(self.vector, dtype=np.float32)
+        if vector.ndim != 1:
+            raise ValueError(f"a query vector is one row, not an array of shape {vector.shape}")
+        object.__setattr__(self, "vector", vector)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    matches: list[Neighbour]
+    landmarks: list[LandmarkScore]
+    landmark: LandmarkScore | None
+    confidence: float
+    features: np.ndarray | None = None  # the calibration's inputs (score, margin, inliers)
+    inliers: dict[int, int] = field(default_factory=dict)  # image_id -> verified inliers
+
+
+class Searcher:
+    """Thread-safe: the service calls `embed` and `search` from several threads at once."""
+
+    def __init__(
+        self,
+        extractor: Extractor,
+        index: GalleryIndex,
+        config: SearchConfig | None = None,
+        *,
+        threshold: float | None = None,
+        candidates: int | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        config = config if config is not None else SearchConfig.from_env()
+        if threshold is not None:
+            config = replace(config, threshold=threshold)
+        if candidates is not None:
+            config = replace(config, candidates=candidates)
+        self.extractor = extractor
+        self.index = index
+        self.config = config
+        self._warned: set[str] = set()
+        self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
+        self.gallery = GalleryCache(extractor, index, config, self.multiscale)
+        directory = getattr(index, "directory", None)
+        self.local_store = LocalFeatureStore.open_existing(directory) if config.spatial and directory is not None else None
+        if config.spatial and self.local_store is None:
+            self._warn_once("spatial", "spatial verification is on, but the index has no local features (%s): "
+                            "searching without it; rebuild the index with `landmarks index build` to add them", directory)
+        elif self.local_store is not None and config.local_params.key not in self.local_store.params_keys():
+            self._warn_once("spatial", "the index's local features were extracted with other parameters than %s: "
+                            "searching without spatial verification", config.local_params.key)
+            self.local_store = None
+        if calibration is None and config.calibrated and directory is not None:
+            calibration = Calibration.load_if_present(directory)
+        self.calibration = calibration
+        self.model: CalibrationModel | None = calibration.model_for(config.signature()) if calibration and config.calibrated else None
+        if calibration is not None and self.model is None and config.calibrated:
+            self._warn_once("calibration", "%s has no model for this search configuration; confidence stays uncalibrated "
+                            "(run `landmarks calibrate` with the same LANDMARKS_* settings)", directory)
+
+    # --- public ------------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """The operating threshold on confidence in force."""
+        if self.config.threshold is not None:
+            return float(self.config.threshold)
+        return self.model.threshold if self.model is not None else DEFAULT_OPERATING_THRESHOLD
+
+    @property
+    def candidates(self) -> int:
+        return self.config.candidates
+
+    @property
+    def spatial_active(self) -> bool:
+        return self.local_store is not None
+
+    def embed(self, images: Sequence[Image.Image]) -> list[Query]:
+        """One `Query` per photo: its unit vector (multi-scale when configured) and, with spatial
+        verification on, its local features."""
+        images = list(images)
+        vectors = self.multiscale.embed_images(images) if self.multiscale else self.extractor.embed_images(images)
+        if not self.spatial_active:
+            return [Query(vector) for vector in vectors]
+        return [Query(vector, extract(image, self.config.local_params)) for vector, image in zip(vectors, images, strict=True)]
+
+    def search(self, queries: Sequence[Query], k: int) -> list[SearchResult]:
+        """One result per query. Its local features, when it has them, enable verification."""
+        return [self._search_one(query.vector, query.local, k) for query in queries]
+
+    def search_images(self, images: Sequence[Image.Image], k: int) -> list[SearchResult]:
+        return self.search(self.embed(images), k)
+
+    def gallery_probe(self, image_id: int, *, leave_landmark_out: bool = False, k: int = 1) -> SearchResult | None:
+        """Search with a gallery photo as the query, itself (or its whole landmark) left out.
+
+        What `landmarks calibrate` learns from: nothing the evaluation queries is used.
+        """
+        gallery = self.gallery.get()
+        row = gallery.rows.get(int(image_id))
+        if row is None:
+            return None
+        label = gallery.labels[row]
+        local = None
+        if self.spatial_active:
+            local = self.local_store.get_many([image_id], self.config.local_params.key).get(int(image_id))
+        exclude_landmark = label if leave_landmark_out else None
+        return self._search_one(gallery.raw[row], local, k, exclude_ids={int(image_id)}, exclude_landmark=exclude_landmark)
+
+    def gallery_ids(self) -> list[tuple[int, str]]:
+        gallery = self.gallery.get()
+        return list(zip(gallery.ids.tolist(), gallery.labels.tolist(), strict=True))
+
+    def close(self) -> None:
+        if self.local_store is not None:
+            self.local_store.close()
+
+    # --- stages ------------------------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str, *args) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    def _needs_memory(self) -> bool:
+        return bool(self.config.multiscale or self.config.dba_k > 1 or self.config.qe_k > 0)
+
+    def _nearest(self, query: np.ndarray, n: int) -> list[tuple[int, str, float]]:
+        if self._needs_memory():
+            gallery = self.gallery.get()
+            if len(gallery.ids) == 0:
+                return []
+            sims = gallery.searched @ query
+            n = min(n, len(sims))
+            top = np.argpartition(-sims, n - 1)[:n] if n < len(sims) else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            return [(int(gallery.ids[r]), gallery.labels[r], float(sims[r])) for r in top]
+        return [(nb.image_id, nb.landmark_id, nb.score) for nb in self.index.search(query[None, :], n)[0]]
+
+    def _search_one(
+        self,
+        query: np.ndarray,
+        local: LocalFeatures | None,
+        k: int,
+        *,
+        exclude_ids: set[int] | frozenset[int] = frozenset(),
+        exclude_landmark: str | None = None,
+    ) -> SearchResult:
+        cfg = self.config
+        extra = len(exclude_ids)
+        if exclude_landmark is not None:
+            extra += self.gallery.get().counts.get(exclude_landmark, 0)
+        wanted = max(k, cfg.candidates)
+
+        def nearest(vector: np.ndarray) -> list[tuple[int, str, float]]:
+            found = self._nearest(vector, wanted + extra)
+            return [c for c in found if c[0] not in exclude_ids and c[1] != exclude_landmark][:wanted]
+
+        candidates = nearest(query)
+        if cfg.qe_k > 0 and candidates:
+            gallery = self.gallery.get()
+            top = candidates[: cfg.qe_k]
+            rows = [gallery.rows[c[0]] for c in top]
+            expanded = alpha_query_expansion(query, gallery.searched[rows], np.array([c[2] for c in top]), cfg.qe_alpha)
+            candidates = nearest(expanded)
+
+        inliers: dict[int, int] = {}
+        if local is not None and self.local_store is not None and candidates:
+            top_ids = [c[0] for c in candidates[: cfg.spatial_top]]
+            stored = self.local_store.get_many(top_ids, cfg.local_params.key)
+            if len(stored) < len(top_ids):
+                self._warn_once("spatial-missing", "%d of the top gallery photos have no local features; they go unverified "
+                                "(rebuild the index to add them)", len(top_ids) - len(stored))
+            inliers = {image_id: count_inliers(local, stored[image_id]) for image_id in top_ids if image_id in stored}
+
+        def photo_score(candidate: tuple[int, str, float]) -> float:
+            verified = inliers.get(candidate[0], 0)
+            if verified < cfg.spatial_min_inliers:
+                return candidate[2]
+            return candidate[2] + cfg.spatial_weight * min(verified, cfg.spatial_saturation) / cfg.spatial_saturation
+
+        scored = sorted(((photo_score(c), c) for c in candidates), key=lambda pair: -pair[0])
+        landmarks = rank_landmarks([(c[1], score) for score, c in scored], cfg.aggregate_top)
+        top = landmarks[0] if landmarks else None
+        if top is None:
+            return SearchResult([], [], None, 0.0, None, inliers)
+        runner_up = landmarks[1].score if len(landmarks) > 1 else (scored[-1][0] if scored else 0.0)
+        top_inliers = max((inliers.get(c[0], 0) for _, c in scored if c[1] == top.landmark_id), default=0)
+        features = feature_vector(top.score, top.score - runner_up, top_inliers if self.spatial_active else 0)
+        confidence = self.model.confidence(features) if self.model is not None else confidence_from_score(top.score)
+        landmark = top if confidence >= self.threshold else None
+
+        if cfg.group_matches:
+            rank = {lm.landmark_id: position for position, lm in enumerate(landmarks)}
+            ordered = sorted(scored, key=lambda pair: (rank[pair[1][1]], -pair[0]))
+        else:
+            ordered = scored
+        matches = [Neighbour(c[0], c[1], float(c[2])) for _, c in ordered[:k]]
+        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers)
