@@ -25,6 +25,7 @@ from common import DEV_DATA  # bench/common.py also puts the repository on sys.p
 from landmarks.evaluation import metrics
 from landmarks.evaluation.evaluate import SERVICE, top_landmarks
 from landmarks.evaluation.protocol import dev_protocol
+from landmarks.evaluation.table import markdown_grid
 
 FOLDS = 5
 
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                      *(f"{h}/{n}" for h, n in zip(hits, sizes, strict=True)), f"{sum(hits) / sum(sizes):.3f}", f"{ms_per_photo:.0f}"])
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     header = ["model", *(f"fold {f}" for f in range(FOLDS)), "R@1, all folds", "ms/photo"]
-    print("| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1))
-    print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+    print("\n".join(markdown_grid(header, rows)))
     return 0
 
 

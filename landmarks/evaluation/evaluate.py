@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from landmarks.evaluation import metrics
 from landmarks.evaluation.protocol import Protocol
-from landmarks.images import ImageError, decode_image
+from landmarks.images import ImageError, decode_image, loaded_ahead
 from landmarks.models import Extractor
 from landmarks.search import SearchConfig, rank_landmarks
 
@@ -76,16 +75,9 @@ def _preprocessed_batches(extractor: Extractor, paths: Sequence[Path], batch_siz
             log.warning("left out unreadable photo %s: %s", paths[position], exc)
             return position, None
 
-    chunks = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # One batch is decoded ahead while the model embeds the current one.
-        pending = pool.map(load, chunks[0]) if chunks else iter(())
-        for position in range(len(chunks)):
-            loaded = list(pending)
-            if position + 1 < len(chunks):
-                pending = pool.map(load, chunks[position + 1])
-            good = [(index, array) for index, array in loaded if array is not None]
-            yield len(loaded), [index for index, _ in good], [array for _, array in good]
+    for loaded in loaded_ahead(load, range(len(paths)), batch_size):
+        good = [(index, array) for index, array in loaded if array is not None]
+        yield len(loaded), [index for index, _ in good], [array for _, array in good]
 
 
 def top_landmarks(ranked_labels: np.ndarray, scores: np.ndarray) -> tuple[list[str], np.ndarray]:
