@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmarks.index.vectors import FaissIndex
+from landmarks.index.vectors import FaissIndex, index_ids, search_index
 
 MIN_CANDIDATES = 256  # scored exactly at least, even for k=1
 RESCORE_CHUNK = 16  # queries re-scored together: their candidates' full vectors are copied out
@@ -40,10 +40,11 @@ class RerankIndex:
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = self.inner.build(ids, vectors)  # trained and filled while searches go on
         exact = FullVectors(self.dim)
         exact.add(np.asarray(ids, dtype=np.int64), vectors)
         with self._lock:
-            self.inner.rebuild(ids, vectors)
+            self.inner.swap(index)
             self._exact, self._stale = exact, set()
 
     def tune(self, *, rerank: int | None = None, **options) -> None:
@@ -75,13 +76,12 @@ class RerankIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (Q, k); missing neighbours have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        with self._lock:
-            exact, stale = self._exact, np.fromiter(self._stale, np.int64, len(self._stale))
-            coded = len(self.inner)
-            if len(exact) == 0:
-                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-            k = min(k, len(exact))
-            _, candidates = self.inner.search(queries, min(max(k * self.rerank, MIN_CANDIDATES), coded))
+        with self._lock:  # codes and full vectors of the same write
+            index, exact, stale = self.inner.snapshot(), self._exact, np.fromiter(self._stale, np.int64, len(self._stale))
+        if len(exact) == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        k = min(k, len(exact))
+        _, candidates = search_index(index, queries, min(max(k * self.rerank, MIN_CANDIDATES), index.ntotal))
         if len(stale):
             candidates[np.isin(candidates, stale)] = -1
         parts = [rescore(exact, queries[i : i + RESCORE_CHUNK], candidates[i : i + RESCORE_CHUNK], k) for i in range(0, len(queries), RESCORE_CHUNK)]
@@ -89,20 +89,22 @@ class RerankIndex:
 
     def save(self, path: Path) -> None:
         with self._lock:
-            self._exact.save(full_vectors_path(path))
-            self.inner.save(path)
+            index, exact = self.inner.snapshot(), self._exact
+        exact.save(full_vectors_path(path))
+        self.inner.save(path, index)
 
     def load(self, path: Path) -> None:
         """Raises RuntimeError when the file or its full vectors cannot be read, or do not match."""
         companion = full_vectors_path(path)
         if not companion.is_file():
             raise RuntimeError(f"{companion} is missing")
+        index = self.inner.read(path)
         exact = FullVectors.load(companion, self.dim)
+        coded, live = index_ids(index), exact.ids
+        if np.setdiff1d(live, coded).size:  # the two files come from different writes
+            raise RuntimeError(f"{companion} holds vectors that {path} does not index")
         with self._lock:
-            self.inner.load(path)
-            coded, live = self.inner.ids(), exact.ids
-            if np.setdiff1d(live, coded).size:  # the two files come from different writes
-                raise RuntimeError(f"{companion} holds vectors that {path} does not index")
+            self.inner.swap(index)
             self._exact, self._stale = exact, set(np.setdiff1d(coded, live).tolist())
 
 

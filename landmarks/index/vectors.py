@@ -151,14 +151,12 @@ class FaissIndex:
         """Whether the index is exact flat (its kind, or a gallery too small to train on)."""
         return isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
 
-    def ids(self) -> np.ndarray:
-        """Every id the index holds codes for."""
-        with self._lock:
-            index = self._index
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the whole content (training IVF cells on the new vectors)."""
+        self.swap(self.build(ids, vectors))
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+        """A new FAISS index of these vectors (IVF cells trained on them), not yet live: see swap."""
         index = self._empty(len(ids))
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(ids):
@@ -170,9 +168,16 @@ class FaissIndex:
                     sample = vectors[rows]
                 base.train(sample)
             index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-        index = self._to_device(index)
+        return self._to_device(index)
+
+    def swap(self, index: faiss.Index) -> None:
         with self._lock:
             self._index = index
+
+    def snapshot(self) -> faiss.Index:
+        """The live FAISS index, for search_index (a later write may change it, a rebuild replaces it)."""
+        with self._lock:
+            return self._index
 
     def refill(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the whole content, keeping the trained cells and codebooks (no training)."""
@@ -211,35 +216,45 @@ class FaissIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (Q, k); missing neighbours have id -1."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        with self._lock:
-            index = self._index
-        if index.ntotal == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        k = min(k, int(index.ntotal))
-        if len(queries) >= SMALL_BATCH:
-            return index.search(queries, k)
-        # FAISS shares work out by query, so a few queries gain nothing from OpenMP's threads and, on
-        # busy cores, wait for them to wake: one IVF query at 10k vectors took 15 ms with 2 threads and
-        # under 1 ms with one (bench/index_scale.py). The setting is the calling thread's own.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            return index.search(queries, k)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        return search_index(self.snapshot(), queries, k)
 
-    def save(self, path: Path) -> None:
-        with self._lock:
-            index = self._index
+    def save(self, path: Path, index: faiss.Index | None = None) -> None:
+        """Write the live index (or a snapshot of it) to path, atomically."""
+        index = self.snapshot() if index is None else index
         if self.use_gpu and hasattr(faiss, "index_gpu_to_cpu") and self.spec.gpu:
             index = faiss.index_gpu_to_cpu(index)
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(index, str(tmp))
         tmp.replace(path)  # atomic: a crash never leaves a half-written index
 
+    def read(self, path: Path) -> faiss.Index:
+        """The index in the file, not yet live (see swap). Raises RuntimeError when it cannot be read."""
+        return self._to_device(faiss.read_index(str(path)))
+
     def load(self, path: Path) -> None:
         """Raises RuntimeError when the file cannot be read."""
-        index = self._to_device(faiss.read_index(str(path)))
-        with self._lock:
-            self._index = index
+        self.swap(self.read(path))
+
+
+def index_ids(index: faiss.Index) -> np.ndarray:
+    """Every id an id-mapped FAISS index holds codes for."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the k nearest of each query, each (Q, min(k, ntotal)); missing neighbours have id -1."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if index.ntotal == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    k = min(k, int(index.ntotal))
+    if len(queries) >= SMALL_BATCH:
+        return index.search(queries, k)
+    # FAISS shares work out by query, so a few queries gain nothing from OpenMP's threads and, on
+    # busy cores, wait for them to wake: one IVF query at 10k vectors took 15 ms with 2 threads and
+    # under 1 ms with one (bench/index_scale.py). The setting is the calling thread's own.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(threads)
