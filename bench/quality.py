@@ -195,10 +195,10 @@ def run_in_process(name: str, description: str, config: SearchConfig, protocol: 
 def run_http(protocol: Protocol, index_dir: Path, env: dict[str, str]) -> Row:
     """The default configuration through `landmarks serve` on loopback: POST /search?k=100 per photo."""
     import httpx
+    from server import ApiServer
 
     from landmarks.index.gallery_index import STORE_FILE
     from landmarks.index.store import GalleryStore
-    from server import ApiServer
 
     store = GalleryStore(index_dir / STORE_FILE)
     counts = store.image_counts()

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.server import ApiServer, free_port  # noqa: F401  (the tests' server and ports come from bench/)
 from landmarks.evaluation.protocol import Protocol
 from landmarks.evaluation.protocol import dev_protocol as _dev_protocol
-
-from bench.server import ApiServer, free_port  # noqa: F401  (the tests' server and ports come from bench/)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_DATA = (REPO_ROOT.parent / "shared" / "data" / "landmarks-dev").resolve()
