@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from landmarks.evaluation.evaluate import evaluate  # noqa: E402
 from landmarks.evaluation.protocol import dev_protocol  # noqa: E402
-from landmarks.evaluation.table import TableRow, format_duration, markdown_table  # noqa: E402
+from landmarks.evaluation.table import TableRow, format_duration, markdown_grid, markdown_table  # noqa: E402
 from landmarks.models import load_extractor  # noqa: E402
 from landmarks.training import load_config, train  # noqa: E402
 from landmarks.training.checkpoints import read_checkpoint  # noqa: E402
@@ -71,12 +71,11 @@ def main() -> int:
         rows.append(TableRow(label, extractor.config.image_size, result, None if spec == "efficientnet_lite0" else training_seconds / len(epoch_seconds)))
 
     before, after = rows[0].result, rows[1].result
-    summary = [
-        "| model (12 unseen landmarks) | R@1 | mAP@100 | GAP |",
-        "|---|---:|---:|---:|",
-        *(f"| {row.model} | {row.result.recall[1]:.3f} | {row.result.map_at_100:.3f} | {row.result.gap:.3f} |" for row in rows),
-        f"| change | {after.recall[1] - before.recall[1]:+.3f} | {after.map_at_100 - before.map_at_100:+.3f} | {after.gap - before.gap:+.3f} |",
-    ]
+    summary = markdown_grid(
+        ["model (12 unseen landmarks)", "R@1", "mAP@100", "GAP"],
+        [*([row.model, f"{row.result.recall[1]:.3f}", f"{row.result.map_at_100:.3f}", f"{row.result.gap:.3f}"] for row in rows),
+         ["change", f"{after.recall[1] - before.recall[1]:+.3f}", f"{after.map_at_100 - before.map_at_100:+.3f}", f"{after.gap - before.gap:+.3f}"]],
+    )
     report = "\n".join(
         [
             f"Fine-tuning: {len(epoch_seconds)} epochs in {format_duration(training_seconds)} on CPU "

@@ -23,11 +23,11 @@ import numpy as np
 from common import DEV_DATA  # bench/common.py also puts the repository on sys.path
 
 from landmarks.evaluation import metrics
+from landmarks.evaluation.evaluate import SERVICE, top_landmarks
 from landmarks.evaluation.protocol import dev_protocol
-from landmarks.search import SearchConfig, rank_landmarks
+from landmarks.evaluation.table import markdown_grid
 
 FOLDS = 5
-SERVICE = SearchConfig()  # the service's candidates and landmark aggregation
 
 
 def fold_hits(vectors: dict[Path, np.ndarray], gallery: list[tuple[Path, str]], queries: list[tuple[Path, str]]) -> int:
@@ -35,11 +35,8 @@ def fold_hits(vectors: dict[Path, np.ndarray], gallery: list[tuple[Path, str]], 
     gallery_vectors = np.stack([vectors[path] for path, _ in gallery])
     gallery_labels = np.array([label for _, label in gallery], dtype=object)
     ranked, scores = metrics.top_k(np.stack([vectors[path] for path, _ in queries]), gallery_vectors, SERVICE.candidates)
-    hits = 0
-    for row, (_, truth) in enumerate(queries):
-        landmarks = rank_landmarks(list(zip(gallery_labels[ranked[row]], scores[row].tolist(), strict=True)), SERVICE.aggregate_top)
-        hits += landmarks[0].landmark_id == truth
-    return hits
+    predicted, _ = top_landmarks(gallery_labels[ranked], scores)
+    return sum(found == truth for found, (_, truth) in zip(predicted, queries, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                      *(f"{h}/{n}" for h, n in zip(hits, sizes, strict=True)), f"{sum(hits) / sum(sizes):.3f}", f"{ms_per_photo:.0f}"])
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     header = ["model", *(f"fold {f}" for f in range(FOLDS)), "R@1, all folds", "ms/photo"]
-    print("| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1))
-    print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+    print("\n".join(markdown_grid(header, rows)))
     return 0
 
 

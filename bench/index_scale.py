@@ -4,7 +4,7 @@ exact re-ranking pass) at 10k, 100k, 1M vectors.
     uv run python bench/index_scale.py                      # 10k, 100k and 1M; about an hour on 2 busy cores
     uv run python bench/index_scale.py --sizes 10000 100000
 
-For each size and kind, through `VectorIndex` (the product's code): build time, the index's memory, single-
+For each size and kind, through `vector_index` (the product's code): build time, the index's memory, single-
 query latency (p50/p95, k=10, one query at a time as the service searches) and the CPU time of that query
 (on a shared machine wall time also counts the waits for a core; CPU time does not), batch QPS (all
 queries in one call) and recall@10 against exact search on the same vectors.
@@ -35,7 +35,8 @@ import numpy as np
 
 from common import DEV_DATA, WORK  # also puts the repository on sys.path
 from landmarks.evaluation.protocol import dev_protocol
-from landmarks.index.vectors import VectorIndex
+from landmarks.index.rerank import RerankIndex
+from landmarks.index.vectors import FaissIndex, vector_index
 
 PHOTOS_PER_LANDMARK = 50
 CHUNK = 50_000
@@ -146,17 +147,17 @@ def anonymous_memory() -> int:
     return 0
 
 
-def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[VectorIndex, float, int]:
+def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[FaissIndex | RerankIndex, float, int]:
     gc.collect()
     before = anonymous_memory()
     started = time.perf_counter()
-    index = VectorIndex(gallery.shape[1], kind, use_gpu=False, **options)
+    index = vector_index(gallery.shape[1], kind, use_gpu=False, **options)
     # The memory map goes in whole: FAISS reads it as it adds, so the vectors never sit in memory twice.
     index.rebuild(np.arange(len(gallery)), gallery)
     return index, time.perf_counter() - started, anonymous_memory() - before
 
 
-def measure(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, single: int, k: int = 10) -> dict:
+def measure(index: FaissIndex | RerankIndex, queries: np.ndarray, truth: np.ndarray, single: int, k: int = 10) -> dict:
     latencies, cpu = [], []
     for query in queries[:single]:
         started, cpu_started = time.perf_counter(), time.thread_time()

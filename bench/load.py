@@ -194,8 +194,7 @@ def main() -> int:
         report = measure(args.url.rstrip("/"), args.pid)
     else:
         from common import dev_index  # noqa: PLC0415
-
-        from tests.support import ApiServer
+        from server import ApiServer  # noqa: PLC0415
 
         server = ApiServer(dev_index())
         server.start(timeout=300)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from landmarks.evaluation import metrics  # noqa: E402
 from landmarks.evaluation.protocol import Protocol, dev_protocol, materialize_gallery  # noqa: E402
+from landmarks.evaluation.table import markdown_grid  # noqa: E402
 from landmarks.search import Query, SearchConfig  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
@@ -79,9 +80,7 @@ HEADER = ["configuration", "R@1", "mAP@100", "GAP", "ACC", "REFUSED", "p50 ms", 
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|---|" + "---:|" * (len(HEADER) - 1)]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(markdown_grid(HEADER, [row.cells() for row in rows])) + "\n"
 
 
 def score(name: str, description: str, answers: list[dict], protocol: Protocol, gallery_counts: dict[str, int], latencies: list[float], fit: dict) -> Row:
@@ -195,10 +194,10 @@ def run_in_process(name: str, description: str, config: SearchConfig, protocol: 
 def run_http(protocol: Protocol, index_dir: Path, env: dict[str, str]) -> Row:
     """The default configuration through `landmarks serve` on loopback: POST /search?k=100 per photo."""
     import httpx
+    from server import ApiServer
 
     from landmarks.index.gallery_index import STORE_FILE
     from landmarks.index.store import GalleryStore
-    from tests.support import ApiServer
 
     store = GalleryStore(index_dir / STORE_FILE)
     counts = store.image_counts()

@@ -17,7 +17,7 @@ import httpx
 
 from common import REPO, DEV_DATA, dev_index  # noqa: F401  (sets sys.path)
 from landmarks.evaluation.protocol import dev_protocol
-from tests.support import ApiServer
+from server import ApiServer
 
 
 async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -> dict:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
 
 try:  # HEIC support is optional: phones send it, but the decoder is a native extra.
     from pillow_heif import register_heif_opener
@@ -157,3 +163,17 @@ def thumbnail_jpeg(data: bytes | Path, size: int, quality: int = 85, *, max_pixe
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def loaded_ahead(load: Callable[[Item], Loaded], items: Sequence[Item], batch_size: int) -> Iterator[list[Loaded]]:
+    """load(item) for every item, in batches, on two worker threads: one batch is loaded (decoded,
+    preprocessed) ahead while the caller works on the current one, and no more, so memory stays flat
+    on huge galleries."""
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = pool.map(load, chunks[0]) if chunks else iter(())
+        for position in range(len(chunks)):
+            loaded = list(pending)
+            if position + 1 < len(chunks):
+                pending = pool.map(load, chunks[position + 1])
+            yield loaded

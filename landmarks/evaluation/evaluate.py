@@ -1,9 +1,11 @@
 """Evaluate one embedding model on a gallery/query split: retrieval, recognition and throughput.
 
 Retrieval (R@k, mAP@100) is measured on the queries that show a landmark. Recognition (ACC, GAP)
-takes, for every query, the top landmark by best similarity with that similarity as confidence;
-distractor queries have no right answer, so their predictions count as wrong in GAP. ACC is the share
-of landmark queries whose top landmark is right, which under this rule is the same number as R@1.
+takes, for every query, the top landmark as the service ranks landmarks (`landmarks.search.rank_landmarks`
+over the best `candidates` photos: a landmark scores the mean of its best `aggregate_top` photo scores),
+with that score as confidence; distractor queries have no right answer, so their predictions count as
+wrong in GAP. ACC is the share of landmark queries whose top landmark is right; R@1 is the share whose
+nearest photo shows it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +21,15 @@ from tqdm import tqdm
 
 from landmarks.evaluation import metrics
 from landmarks.evaluation.protocol import Protocol
-from landmarks.images import ImageError, decode_image
+from landmarks.images import ImageError, decode_image, loaded_ahead
 from landmarks.models import Extractor
+from landmarks.search import SearchConfig, rank_landmarks
 
 log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 2, 10)
 MAP_K = 100
+SERVICE = SearchConfig()  # the service's defaults: its candidate photos and landmark aggregation
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,17 @@ def _preprocessed_batches(extractor: Extractor, paths: Sequence[Path], batch_siz
             log.warning("left out unreadable photo %s: %s", paths[position], exc)
             return position, None
 
-    chunks = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # One batch is decoded ahead while the model embeds the current one.
-        pending = pool.map(load, chunks[0]) if chunks else iter(())
-        for position in range(len(chunks)):
-            loaded = list(pending)
-            if position + 1 < len(chunks):
-                pending = pool.map(load, chunks[position + 1])
-            good = [(index, array) for index, array in loaded if array is not None]
-            yield len(loaded), [index for index, _ in good], [array for _, array in good]
+    for loaded in loaded_ahead(load, range(len(paths)), batch_size):
+        good = [(index, array) for index, array in loaded if array is not None]
+        yield len(loaded), [index for index, _ in good], [array for _, array in good]
+
+
+def top_landmarks(ranked_labels: np.ndarray, scores: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each query's top landmark and its score, as the service ranks them. ranked_labels, scores: (Q, K)
+    landmarks and similarities of each query's nearest gallery photos, best first."""
+    best = [rank_landmarks(list(zip(labels[: SERVICE.candidates], row[: SERVICE.candidates].tolist(), strict=True)), SERVICE.aggregate_top)[0]
+            for labels, row in zip(ranked_labels, scores, strict=True)]  # fmt: skip
+    return [landmark.landmark_id for landmark in best], np.asarray([landmark.score for landmark in best], dtype=np.float32)
 
 
 def measure_fps(extractor: Extractor, arrays: Sequence[np.ndarray], *, min_calls: int = 3, min_seconds: float = 1.0) -> float:
@@ -113,9 +117,7 @@ def evaluate(extractor: Extractor, protocol: Protocol, *, batch_size: int = 16, 
     ranked, scores = metrics.top_k(queries.vectors, gallery.vectors, max(MAP_K, *RECALL_KS))
     ranked_labels = gallery_labels[ranked]
 
-    # Recognition: the nearest photo's landmark is the landmark with the best similarity.
-    predicted = list(ranked_labels[:, 0])
-    confidence = scores[:, 0]
+    predicted, confidence = top_landmarks(ranked_labels, scores)
     landmark_rows = [row for row, label in enumerate(query_labels) if label is not None]
     landmark_truth = [query_labels[row] for row in landmark_rows]
 

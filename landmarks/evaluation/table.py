@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from landmarks.evaluation.evaluate import Evaluation
+from landmarks.evaluation.evaluate import SERVICE, Evaluation
 
 COLUMNS = ("Model-backbone", "SIZE", "ACC", "GAP", "R@1", "R@2", "R@10", "mAP@100", "epoch time", "FPS")
 
@@ -33,8 +34,14 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def markdown_grid(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: the first column left-aligned, the others (numbers) right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+    lines = markdown_grid(COLUMNS, [])
     for row in rows:
         r = row.result
         if r is None:
@@ -60,7 +67,8 @@ def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
         first = evaluated[0]
         note = (
             f"\n{first.queries} landmark queries, {first.distractors} distractor queries, {first.gallery} gallery photos. "
-            "SIZE: input side in pixels. ACC and GAP: top landmark by best similarity (ACC over landmark queries; "
+            f"SIZE: input side in pixels. ACC and GAP: top landmark as the service ranks it, by the mean of its best {SERVICE.aggregate_top} "
+            "photo scores (ACC over landmark queries; "
             "GAP counts distractor predictions as wrong). FPS: photos per second through the model alone (full batches, steady state)"
         )
         lines.append(note + (f" on {device}." if device else "."))

@@ -2,18 +2,19 @@
 
 from landmarks.index.gallery_index import BACKENDS, FingerprintMismatch, GalleryIndex, IndexInfo, Neighbour, recorded_model
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
-from landmarks.index.vectors import INDEX_KINDS, VectorIndex
+from landmarks.index.vectors import INDEX_KINDS, FaissIndex, vector_index
 
 __all__ = [
     "BACKENDS",
     "INDEX_KINDS",
     "BuildReport",
+    "FaissIndex",
     "FingerprintMismatch",
     "GalleryIndex",
     "IndexInfo",
     "MilvusVectorIndex",
     "Neighbour",
-    "VectorIndex",
+    "vector_index",
     "VectorStore",
     "build_index",
     "recorded_model",

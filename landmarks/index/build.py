@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from landmarks.gallery import Gallery, GalleryImage
-from landmarks.images import ImageError, decode_image
+from landmarks.images import ImageError, decode_image, loaded_ahead
 from landmarks.index.gallery_index import UPLOAD_PREFIX, GalleryIndex
 from landmarks.models import Extractor
 
@@ -112,19 +111,12 @@ def _decoded_batches(
         except (ImageError, OSError) as exc:
             return image, None, str(exc)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # One batch is decoded ahead of the model at most: memory stays flat on huge galleries.
-        chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
-        pending = pool.map(load, chunks[0]) if chunks else iter(())
-        for position in range(len(chunks)):
-            loaded = list(pending)
-            if position + 1 < len(chunks):
-                pending = pool.map(load, chunks[position + 1])
-            batch = []
-            for image, array, error in loaded:
-                if array is None:
-                    report.skipped.append((image.key, error or "unreadable"))
-                else:
-                    batch.append((image, array))
-            if batch:
-                yield batch
+    for loaded in loaded_ahead(load, images, batch_size):  # one batch decoded ahead of the model at most
+        batch = []
+        for image, array, error in loaded:
+            if array is None:
+                report.skipped.append((image.key, error or "unreadable"))
+            else:
+                batch.append((image, array))
+        if batch:
+            yield batch

@@ -20,7 +20,7 @@ import numpy as np
 from landmarks.gallery import Landmark
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
 from landmarks.index.store import GalleryStore, ImageRecord
-from landmarks.index.vectors import VectorIndex
+from landmarks.index.vectors import vector_index
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class GalleryIndex:
             if backend == "milvus":
                 vectors: VectorStore = milvus_vectors(directory, store, milvus_uri)
             else:
-                vectors = VectorIndex(int(store.get_meta("dim")), store.get_meta("kind") or "flat")
+                vectors = vector_index(int(store.get_meta("dim")), store.get_meta("kind") or "flat")
         except Exception:
             store.close()
             raise

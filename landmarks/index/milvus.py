@@ -1,6 +1,6 @@
 """The vector-store interface of an index, and its Milvus backend.
 
-`VectorStore` is what `GalleryIndex` needs from its vectors; FAISS's `VectorIndex` (in-process, the
+`VectorStore` is what `GalleryIndex` needs from its vectors; FAISS's `vector_index` (in-process, the
 default) and `MilvusVectorIndex` (here) implement it. Both hold unit vectors keyed by gallery image id
 and rank by inner product, so they return the same neighbours with the same scores.
 

@@ -3,8 +3,11 @@
 Exact search by default; IVF and HNSW for large galleries, IVF with compressed codes (8-bit scalar
 quantisation, or product quantisation) when the vectors outgrow memory, and "ivf-pq-rerank" for speed at
 a million photos: 4-bit PQ codes scanned with SIMD pick candidates, which are then scored exactly on the
-full vectors. bench/index_scale.py compares them at 10k to 1M vectors. On a GPU when FAISS has GPU
-support and a device is present; CPU otherwise.
+full vectors (landmarks/index/rerank.py). bench/index_scale.py compares them at 10k to 1M vectors. On a GPU
+when FAISS has GPU support and a device is present; CPU otherwise.
+
+Each kind is one row of KINDS: its FAISS factory string, what it needs to be trained, where it may run,
+and an optional wrapper that re-scores its results. A new kind is a new row.
 """
 
 from __future__ import annotations
@@ -12,25 +15,92 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
+if TYPE_CHECKING:
+    from landmarks.index.rerank import RerankIndex
+
 log = logging.getLogger(__name__)
 
-INDEX_KINDS = ("flat", "ivf", "hnsw", "ivf-sq8", "ivf-pq", "ivf-pq-rerank")
-CPU_ONLY_KINDS = ("hnsw", "ivf-pq", "ivf-pq-rerank")
 SMALL_BATCH = 4  # fewer queries than this search on the calling thread alone
-MIN_CANDIDATES = 256  # "ivf-pq-rerank" scores at least this many candidates exactly, even for k=1
-RESCORE_CHUNK = 16  # queries re-scored together: their candidates' full vectors are copied out
+
+
+@dataclass(frozen=True)
+class IndexKind:
+    """factory: FAISS index_factory string; {nlist} (IVF cells), {pq_bytes} and {fast_scan_m} (4-bit
+    sub-quantisers, one per 4 dimensions) are filled in. min_vectors: below this many vectors the index
+    is exact flat (IVF needs enough points to train its cells; small galleries are exact anyway).
+    nprobe: default IVF cells probed, given the cell count. gpu: whether FAISS can run it on a GPU.
+    configure: sets what the factory string cannot say. wrapper: wraps the FAISS index to re-score
+    its results (called with the index and the options)."""
+
+    factory: str
+    min_vectors: int = 1000
+    nprobe: Callable[[int], int] = lambda nlist: 16
+    gpu: bool = True
+    configure: Callable[[faiss.Index, FaissIndex], None] | None = None
+    wrapper: Callable[..., RerankIndex] | None = None
+
+
+def _hnsw(base: faiss.Index, owner: FaissIndex) -> None:
+    base.hnsw.efConstruction = 80
+    base.hnsw.efSearch = owner.ef_search
+
+
+def _by_residual(base: faiss.Index, owner: FaissIndex) -> None:
+    # Codes of the offset from the cell's centre rank candidates better than codes of the vector: at
+    # 100k, 16 candidates per neighbour then reached the recall 32 did without.
+    base.by_residual = True
+
+
+def _rerank(index: FaissIndex, **options) -> RerankIndex:
+    from landmarks.index.rerank import RerankIndex
+
+    return RerankIndex(index, **options)
+
+
+KINDS: dict[str, IndexKind] = {
+    "flat": IndexKind("Flat", min_vectors=0),
+    "ivf": IndexKind("IVF{nlist},Flat"),
+    "hnsw": IndexKind("HNSW32,Flat", gpu=False, configure=_hnsw),  # FAISS has no GPU HNSW
+    # A quarter of the memory; unit vectors lose little at 8 bits a dimension.
+    "ivf-sq8": IndexKind("IVF{nlist},SQ8"),
+    # IVF-PQ at this width would need float16 lookup tables on a GPU, untested.
+    "ivf-pq": IndexKind("IVF{nlist},PQ{pq_bytes}", gpu=False),
+    # 4-bit codes, one per 4 dimensions: coarse alone, but the fast-scan kernel reads them from SIMD
+    # registers, so thousands of candidates cost less than the exact scoring of a few hundred; its
+    # probes are cheap, so an eighth of the cells (bench/index_scale.py). FAISS has no GPU fast scan.
+    "ivf-pq-rerank": IndexKind(
+        "IVF{nlist},PQ{fast_scan_m}x4fs", nprobe=lambda nlist: max(16, nlist // 8), gpu=False, configure=_by_residual, wrapper=_rerank
+    ),
+}
+INDEX_KINDS = tuple(KINDS)
+CPU_ONLY_KINDS = tuple(name for name, kind in KINDS.items() if not kind.gpu)
 
 
 def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-class VectorIndex:
+def vector_index(dim: int, kind: str = "flat", *, rerank: int | None = None, **options) -> FaissIndex | RerankIndex:
+    """The index of a kind, wrapped as its row says. options: those of FaissIndex; rerank: the
+    wrapper's (for "ivf-pq-rerank", candidates scored exactly per neighbour asked for)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+    index = FaissIndex(dim, kind, **options)
+    wrapper = KINDS[kind].wrapper
+    if wrapper is None:
+        return index
+    return wrapper(index, **({} if rerank is None else {"rerank": rerank}))
+
+
+class FaissIndex:
     """An id-mapped FAISS index. Thread-safe for concurrent searches and replacement."""
 
     def __init__(
@@ -44,65 +114,49 @@ class VectorIndex:
         nlist: int | None = None,
         train_size: int | None = None,
         pq_bytes: int | None = None,
-        rerank: int = 32,
     ) -> None:
-        """nprobe: IVF cells searched (default 16; for "ivf-pq-rerank", whose probes are cheap, an
-        eighth of the cells: bench/index_scale.py); nlist: IVF cells (default 4·√n); train_size: train
-        IVF on at most this many vectors, drawn at random (k-means on every vector of a million-photo gallery takes hours on a few cores);
-        pq_bytes: bytes per vector of "ivf-pq" (a divisor of dim; default about dim/16); rerank: for
-        "ivf-pq-rerank", candidates scored exactly per neighbour asked for (at least MIN_CANDIDATES)."""
-        if kind not in INDEX_KINDS:
+        """nprobe: IVF cells searched (default: the kind's); nlist: IVF cells (default 4·√n); train_size:
+        train IVF on at most this many vectors, drawn at random (k-means on every vector of a
+        million-photo gallery takes hours on a few cores); pq_bytes: bytes per vector of "ivf-pq" (a
+        divisor of dim; default about dim/16)."""
+        if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
-        self.dim, self.kind = dim, kind
-        self.nprobe, self.ef_search, self.rerank = nprobe, ef_search, rerank
+        self.dim, self.kind, self.spec = dim, kind, KINDS[kind]
+        self.nprobe, self.ef_search = nprobe, ef_search
         self.nlist, self.train_size = nlist, train_size
         self.pq_bytes = pq_bytes or next(m for m in range(max(1, dim // 16), 0, -1) if dim % m == 0)
-        if kind == "ivf-pq" and dim % self.pq_bytes:
+        if "{pq_bytes}" in self.spec.factory and dim % self.pq_bytes:
             raise ValueError(f"pq_bytes={self.pq_bytes} must divide the dimension {dim}")
         self.use_gpu = gpu_available() if use_gpu is None else use_gpu
         self._lock = threading.RLock()
         self._index = self._empty(0)
-        # "ivf-pq-rerank" keeps the full vectors beside the codes, by id, for the exact second pass.
-        self._exact = FullVectors(dim) if kind == "ivf-pq-rerank" else None
-        # FAISS's fast-scan lists corrupt their packed codes when an id is removed from them, so a
-        # removal there only leaves the codes stale (skipped when searching) until a compaction.
-        self._stale: set[int] = set()
 
     def _empty(self, expected: int) -> faiss.Index:
-        if self.kind == "flat" or expected < 1000:
-            # IVF needs enough points to train its cells; small galleries are exact anyway.
-            base = faiss.IndexFlatIP(self.dim)
-        elif self.kind.startswith("ivf"):
-            nlist = self.nlist or max(16, int(4 * math.sqrt(expected)))
-            quantizer = faiss.IndexFlatIP(self.dim)
-            if self.kind == "ivf":
-                base = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            elif self.kind == "ivf-sq8":  # a quarter of the memory; unit vectors lose little at 8 bits a dimension
-                base = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-            elif self.kind == "ivf-pq":
-                base = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
-            else:
-                # 4-bit codes, one per 4 dimensions: coarse alone, but the fast-scan kernel reads them from SIMD registers, so thousands of candidates cost less
-                # than the exact scoring of a few hundred.
-                base = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, max(2, self.dim // 4), 4, faiss.METRIC_INNER_PRODUCT)
-                # Codes of the offset from the cell's centre rank candidates better than codes of the
-                # vector: at 100k, 16 candidates per neighbour then reached the recall 32 did without.
-                base.by_residual = True
-            base.nprobe = self.nprobe or (max(16, nlist // 8) if self.kind == "ivf-pq-rerank" else 16)
-        else:
-            base = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-            base.hnsw.efConstruction = 80
-            base.hnsw.efSearch = self.ef_search
+        if expected < self.spec.min_vectors or self.spec.factory == "Flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        nlist = self.nlist or max(16, int(4 * math.sqrt(expected)))
+        factory = self.spec.factory.format(nlist=nlist, pq_bytes=self.pq_bytes, fast_scan_m=max(2, self.dim // 4))
+        base = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)  # already of its own class
+        if hasattr(base, "nprobe"):
+            base.nprobe = self.nprobe or self.spec.nprobe(nlist)
+        if self.spec.configure is not None:
+            self.spec.configure(base, self)
         return faiss.IndexIDMap2(base)
 
     def __len__(self) -> int:
-        return len(self._exact) if self._exact is not None else int(self._index.ntotal)
+        return int(self._index.ntotal)
 
-    def _has_fast_scan_codes(self) -> bool:
-        return self._exact is not None and isinstance(faiss.downcast_index(self._index.index), faiss.IndexIVF)
+    @property
+    def is_flat(self) -> bool:
+        """Whether the index is exact flat (its kind, or a gallery too small to train on)."""
+        return isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the whole content (training IVF cells on the new vectors)."""
+        self.swap(self.build(ids, vectors))
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+        """A new FAISS index of these vectors (IVF cells trained on them), not yet live: see swap."""
         index = self._empty(len(ids))
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(ids):
@@ -114,21 +168,31 @@ class VectorIndex:
                     sample = vectors[rows]
                 base.train(sample)
             index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-        index = self._to_device(index)
-        exact = None
-        if self._exact is not None:
-            exact = FullVectors(self.dim)
-            exact.add(np.asarray(ids, dtype=np.int64), vectors)
-        with self._lock:
-            self._index, self._exact, self._stale = index, exact, set()
+        return self._to_device(index)
 
-    def tune(self, *, nprobe: int | None = None, ef_search: int | None = None, rerank: int | None = None) -> None:
-        """Change the live index's speed/recall trade-off (IVF cells probed, HNSW candidate list,
-        candidates re-scored exactly)."""
+    def swap(self, index: faiss.Index) -> None:
+        with self._lock:
+            self._index = index
+
+    def snapshot(self) -> faiss.Index:
+        """The live FAISS index, for search_index (a later write may change it, a rebuild replaces it)."""
+        with self._lock:
+            return self._index
+
+    def refill(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the whole content, keeping the trained cells and codebooks (no training)."""
+        with self._lock:
+            lists = faiss.clone_index(self._index.index)
+            lists.reset()
+            index = faiss.IndexIDMap2(lists)
+            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self._index = index
+
+    def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the live index's speed/recall trade-off (IVF cells probed, HNSW candidate list)."""
         with self._lock:
             self.nprobe = nprobe or self.nprobe
             self.ef_search = ef_search or self.ef_search
-            self.rerank = rerank or self.rerank
             base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else self._index
             if nprobe and hasattr(base, "nprobe"):
                 base.nprobe = nprobe
@@ -136,9 +200,7 @@ class VectorIndex:
                 base.hnsw.efSearch = self.ef_search
 
     def _to_device(self, index: faiss.Index) -> faiss.Index:
-        # FAISS has no GPU HNSW nor fast-scan; IVF-PQ at this width would need float16 lookup tables
-        # there, untested.
-        if not self.use_gpu or self.kind in CPU_ONLY_KINDS:
+        if not self.use_gpu or not self.spec.gpu:
             return index
         resources = faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(resources, 0, index)
@@ -147,197 +209,52 @@ class VectorIndex:
         vectors, ids = np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
         with self._lock:
             self._index.add_with_ids(vectors, ids)
-            if self._exact is not None:
-                self._exact.add(ids, vectors)
-                # An id added again is live: its stale codes now only duplicate it (merged when searching).
-                self._stale.difference_update(ids.tolist())
 
     def remove(self, ids: np.ndarray) -> None:
-        ids = np.asarray(ids, dtype=np.int64)
         with self._lock:
-            if self._has_fast_scan_codes():
-                self._exact.remove(ids)
-                self._stale.update(ids.tolist())
-                # Stale codes take candidate places: re-encode once they are a tenth of the gallery.
-                if len(self._stale) > len(self) // 10:
-                    self._compact()
-                return
-            self._index.remove_ids(ids)
-            if self._exact is not None:
-                self._exact.remove(ids)
-
-    def _compact(self) -> None:
-        """Re-encode the live vectors into empty lists of the same trained cells and codebooks."""
-        lists = faiss.clone_index(self._index.index)
-        lists.reset()
-        index = faiss.IndexIDMap2(lists)
-        index.add_with_ids(self._exact.vectors, self._exact.ids)
-        self._index, self._stale = index, set()
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (Q, k); missing neighbours have id -1."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        with self._lock:
-            index, exact, stale = self._index, self._exact, np.fromiter(self._stale, np.int64, len(self._stale))
-            fast_scan = self._has_fast_scan_codes()
-        total = len(self)
-        if total == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        k = min(k, total)
-        if fast_scan:
-            _, candidates = self._search(index, queries, min(max(k * self.rerank, MIN_CANDIDATES), index.ntotal))
-            if len(stale):
-                candidates[np.isin(candidates, stale)] = -1
-            parts = [rescore(exact, queries[i : i + RESCORE_CHUNK], candidates[i : i + RESCORE_CHUNK], k) for i in range(0, len(queries), RESCORE_CHUNK)]
-            return np.concatenate([scores for scores, _ in parts]), np.concatenate([ids for _, ids in parts])
-        return self._search(index, queries, k)
+        return search_index(self.snapshot(), queries, k)
 
-    @staticmethod
-    def _search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(queries) >= SMALL_BATCH:
-            return index.search(queries, k)
-        # FAISS shares work out by query, so a few queries gain nothing from OpenMP's threads and, on
-        # busy cores, wait for them to wake: one IVF query at 10k vectors took 15 ms with 2 threads and
-        # under 1 ms with one (bench/index_scale.py). The setting is the calling thread's own.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            return index.search(queries, k)
-        finally:
-            faiss.omp_set_num_threads(threads)
-
-    def save(self, path: Path) -> None:
-        with self._lock:
-            index, exact = self._index, self._exact
-        if self.use_gpu and hasattr(faiss, "index_gpu_to_cpu") and self.kind not in CPU_ONLY_KINDS:
+    def save(self, path: Path, index: faiss.Index | None = None) -> None:
+        """Write the live index (or a snapshot of it) to path, atomically."""
+        index = self.snapshot() if index is None else index
+        if self.use_gpu and hasattr(faiss, "index_gpu_to_cpu") and self.spec.gpu:
             index = faiss.index_gpu_to_cpu(index)
-        if exact is not None:
-            exact.save(full_vectors_path(path))
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(index, str(tmp))
         tmp.replace(path)  # atomic: a crash never leaves a half-written index
 
+    def read(self, path: Path) -> faiss.Index:
+        """The index in the file, not yet live (see swap). Raises RuntimeError when it cannot be read."""
+        return self._to_device(faiss.read_index(str(path)))
+
     def load(self, path: Path) -> None:
-        """Raises RuntimeError when the file (or, for "ivf-pq-rerank", its vectors) cannot be read."""
-        index = self._to_device(faiss.read_index(str(path)))
-        exact, stale = None, set()
-        if self._exact is not None:
-            companion = full_vectors_path(path)
-            if not companion.is_file():
-                raise RuntimeError(f"{companion} is missing")
-            exact = FullVectors.load(companion, self.dim)
-            coded, live = faiss.vector_to_array(index.id_map), exact.ids
-            if np.setdiff1d(live, coded).size:  # the two files come from different writes
-                raise RuntimeError(f"{companion} holds vectors that {path} does not index")
-            stale = set(np.setdiff1d(coded, live).tolist())
-        with self._lock:
-            self._index, self._exact, self._stale = index, exact, stale
+        """Raises RuntimeError when the file cannot be read."""
+        self.swap(self.read(path))
 
 
-def full_vectors_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.full.npz")
+def index_ids(index: faiss.Index) -> np.ndarray:
+    """Every id an id-mapped FAISS index holds codes for."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
-class FullVectors:
-    """The full vectors by id, for exact re-scoring, in NumPy memory: NumPy asks the kernel for huge
-    pages, and gathering 640 random rows of a 1M x 1280 array took 0.8 ms there against 2-5 ms from
-    FAISS's own storage on these (virtual) machines. Ids are found by binary search in a sorted copy
-    (a dict of a million ids took 4 ms for 320 look-ups). Removal moves the last rows into the holes."""
-
-    def __init__(self, dim: int) -> None:
-        self._data = np.empty((0, dim), np.float32)
-        self._ids = np.empty(0, np.int64)
-        self._count = 0
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their rows), rebuilt after writes
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self._ids[: self._count]
-
-    @property
-    def vectors(self) -> np.ndarray:
-        return self._data[: self._count]
-
-    def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, found) of ids: rows is only meaningful where found."""
-        if self._sorted is None:
-            order = np.argsort(self.ids, kind="stable")
-            self._sorted = (self.ids[order], order)
-        keys, order = self._sorted
-        if not len(keys):
-            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
-        return order[at], keys[at] == ids
-
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        rows, found = self._positions(ids)
-        if not found.all():
-            raise KeyError(f"ids not stored: {ids[~found][:5].tolist()}")
-        return rows
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        rows, known = self._positions(ids)
-        self._data[rows[known]] = vectors[known]  # an id added again takes its new vector
-        fresh, first = np.unique(ids[~known], return_index=True)
-        if not len(fresh):
-            return
-        needed = self._count + len(fresh)
-        if needed > len(self._data):  # grow by a quarter: a photo added to a 1M gallery copies 5 GB once in a while, not each time
-            capacity = max(needed, len(self._data) * 5 // 4 + 1024)
-            data, stored = np.empty((capacity, self._data.shape[1]), np.float32), np.empty(capacity, np.int64)
-            data[: self._count], stored[: self._count] = self.vectors, self.ids
-            self._data, self._ids = data, stored
-        self._data[self._count : needed] = vectors[~known][first]
-        self._ids[self._count : needed] = fresh
-        self._count, self._sorted = needed, None
-
-    def remove(self, ids: np.ndarray) -> None:
-        rows, found = self._positions(ids)
-        gone = np.unique(rows[found])
-        if not len(gone):
-            return
-        remaining = self._count - len(gone)
-        holes = gone[gone < remaining]
-        movers = np.setdiff1d(np.arange(remaining, self._count), gone)  # as many as there are holes
-        self._data[holes], self._ids[holes] = self._data[movers], self._ids[movers]
-        self._count, self._sorted = remaining, None
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as out:
-            np.savez(out, ids=self.ids, vectors=self.vectors)
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path, dim: int) -> FullVectors:
-        try:
-            with np.load(path) as stored:
-                ids, vectors = stored["ids"].astype(np.int64), stored["vectors"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise RuntimeError(f"{path} is unreadable: {exc}") from exc
-        if vectors.shape != (len(ids), dim):
-            raise RuntimeError(f"{path} holds vectors of shape {vectors.shape}, not (n, {dim})")
-        if len(np.unique(ids)) != len(ids):
-            raise RuntimeError(f"{path} holds an id twice")
-        full = cls(dim)
-        full._data, full._ids, full._count = np.ascontiguousarray(vectors, np.float32), ids, len(ids)
-        return full
-
-
-def rescore(exact: FullVectors, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of each query's candidates (id -1: none) by exact inner product on the full vectors."""
-    candidates = np.sort(candidates, axis=1)
-    candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1  # an id coded twice counts once
-    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
-    found = candidates >= 0
-    if found.any():
-        vectors = exact.vectors[exact.rows(candidates[found])]
-        rows = np.nonzero(found)[0]
-        scores[found] = np.einsum("nd,nd->n", vectors, queries[rows])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    best = np.take_along_axis(scores, order, axis=1)
-    ids = np.where(np.isfinite(best), np.take_along_axis(candidates, order, axis=1), -1)
-    return np.where(np.isfinite(best), best, np.finfo(np.float32).min).astype(np.float32), ids  # FAISS's "none"
+def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the k nearest of each query, each (Q, min(k, ntotal)); missing neighbours have id -1."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if index.ntotal == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    k = min(k, int(index.ntotal))
+    if len(queries) >= SMALL_BATCH:
+        return index.search(queries, k)
+    # FAISS shares work out by query, so a few queries gain nothing from OpenMP's threads and, on
+    # busy cores, wait for them to wake: one IVF query at 10k vectors took 15 ms with 2 threads and
+    # under 1 ms with one (bench/index_scale.py). The setting is the calling thread's own.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(threads)

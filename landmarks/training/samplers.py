@@ -40,16 +40,13 @@ class MPerClassBatchSampler(Sampler[list[int]]):
         self.batch_size = classes_per_batch * samples_per_class
         self.batches_per_epoch = batches_per_epoch or max(1, len(labels) // self.batch_size)
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches(self.epoch)
+        """The first epoch's batches; the trainer asks for each epoch's with `batches(epoch)`."""
+        yield from self.batches(0)
 
     def batches(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])

@@ -103,13 +103,13 @@ def test_a_damaged_faiss_cache_is_rebuilt_from_the_store(tmp_path, photos, extra
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivf-pq-rerank"])
 def test_index_kinds_find_the_same_nearest_neighbours(kind):
-    from landmarks.index import VectorIndex
+    from landmarks.index import vector_index
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(50, 64))
     vectors = (centres[rng.integers(0, 50, 3000)] + 0.1 * rng.normal(size=(3000, 64))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = VectorIndex(64, kind)
+    index = vector_index(64, kind)
     index.rebuild(np.arange(3000) + 10, vectors)
     _, ids = index.search(vectors[:100], 1)
     assert np.mean(ids[:, 0] == np.arange(100) + 10) >= 0.95

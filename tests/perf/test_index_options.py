@@ -6,7 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from landmarks.index.vectors import VectorIndex
+from landmarks.index.rerank import FullVectors
+from landmarks.index.vectors import INDEX_KINDS, vector_index
 
 DIM = 64
 
@@ -30,15 +31,18 @@ def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)]))
 
 
+# Each kind's floors (top-1 on the moved copy, recall@10); a kind added to vectors.KINDS needs its row.
 # PQ at 16 bytes for 64 dimensions (2 bits a dimension) ranks coarsely; chance would give 0.003.
 # ivf-pq-rerank scores its candidates on the full vectors: what its 4-bit codes lose, the second pass restores.
-@pytest.mark.parametrize(
-    "kind, top1_floor, recall_floor",
-    [("ivf", 0.95, 0.99), ("ivf-sq8", 0.95, 0.95), ("ivf-pq", 0.6, 0.4), ("ivf-pq-rerank", 1.0, 0.99), ("hnsw", 0.95, 0.99)],
-)
-def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind, top1_floor, recall_floor):
+FLOORS = {"flat": (1.0, 1.0), "ivf": (0.95, 0.99), "ivf-sq8": (0.95, 0.95), "ivf-pq": (0.6, 0.4), "ivf-pq-rerank": (1.0, 0.99), "hnsw": (0.95, 0.99)}
+
+
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind):
+    assert kind in FLOORS, f"give the new index kind {kind!r} its floors in FLOORS"
+    top1_floor, recall_floor = FLOORS[kind]
     ids, vectors, queries, target_ids, exact = data
-    index = VectorIndex(DIM, kind, use_gpu=False, nlist=32, train_size=1500, pq_bytes=16)
+    index = vector_index(DIM, kind, use_gpu=False, nlist=32, train_size=1500, pq_bytes=16)
     index.rebuild(ids, vectors)
     index.tune(nprobe=32, ef_search=256)  # every cell: IVF misses nothing but what its codes lose
     scores, found = index.search(queries, 10)
@@ -49,7 +53,7 @@ def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind, to
 
 def test_ivf_options_shape_the_index(data):
     ids, vectors, queries, _, exact = data
-    index = VectorIndex(DIM, "ivf", use_gpu=False, nlist=40, train_size=1000, nprobe=1)
+    index = vector_index(DIM, "ivf", use_gpu=False, nlist=40, train_size=1000, nprobe=1)
     index.rebuild(ids, vectors)
     ivf = faiss.extract_index_ivf(index._index)
     assert ivf.nlist == 40 and ivf.nprobe == 1
@@ -58,22 +62,22 @@ def test_ivf_options_shape_the_index(data):
     assert recall_at_10(index.search(queries, 10)[1], exact) == 1.0 > narrow
 
 
-def test_compressed_kinds_survive_save_and_load(data, tmp_path):
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_each_kind_survives_save_and_load(data, tmp_path, kind):
     ids, vectors, queries, *_ = data
-    for kind in ("ivf-sq8", "ivf-pq", "ivf-pq-rerank"):
-        index = VectorIndex(DIM, kind, use_gpu=False, nlist=32, pq_bytes=16)
-        index.rebuild(ids, vectors)
-        index.save(tmp_path / f"{kind}.faiss")
-        loaded = VectorIndex(DIM, kind, use_gpu=False)
-        loaded.load(tmp_path / f"{kind}.faiss")
-        np.testing.assert_array_equal(loaded.search(queries, 5)[1], index.search(queries, 5)[1])
+    index = vector_index(DIM, kind, use_gpu=False, nlist=32, pq_bytes=16)
+    index.rebuild(ids, vectors)
+    index.save(tmp_path / f"{kind}.faiss")
+    loaded = vector_index(DIM, kind, use_gpu=False)
+    loaded.load(tmp_path / f"{kind}.faiss")
+    np.testing.assert_array_equal(loaded.search(queries, 5)[1], index.search(queries, 5)[1])
 
 
 def test_rerank_scores_are_exact_and_follow_removals(data, tmp_path):
     ids, vectors, queries, target_ids, _ = data
-    index = VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False, nlist=32)
+    index = vector_index(DIM, "ivf-pq-rerank", use_gpu=False, nlist=32)
     index.rebuild(ids, vectors)
-    assert faiss.extract_index_ivf(index._index).nprobe == 16  # an eighth of the cells, at least 16
+    assert faiss.extract_index_ivf(index.inner._index).nprobe == 16  # an eighth of the cells, at least 16
     scores, found = index.search(queries, 5)
     by_id = dict(zip(ids.tolist(), vectors, strict=True))
     exact = np.array([[by_id[i] @ q for i in row] for row, q in zip(found.tolist(), queries, strict=True)])
@@ -83,7 +87,7 @@ def test_rerank_scores_are_exact_and_follow_removals(data, tmp_path):
     index.remove(target_ids[:10])
     assert len(index) == len(ids) - 10
     index.save(tmp_path / "v.faiss")
-    loaded = VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False)
+    loaded = vector_index(DIM, "ivf-pq-rerank", use_gpu=False)
     loaded.load(tmp_path / "v.faiss")
     for live in (index, loaded):
         _, after = live.search(queries[:10], 5)
@@ -97,20 +101,20 @@ def test_rerank_scores_are_exact_and_follow_removals(data, tmp_path):
     # Removing over a tenth of the gallery re-encodes the rest; the remaining targets are still found.
     gone = np.setdiff1d(ids, target_ids)[:400]
     index.remove(gone)
-    assert len(index) == len(ids) - 400 and index._index.ntotal == len(index)
+    assert len(index) == len(ids) - 400 and len(index.inner) == len(index)
     assert index.search(queries, 1)[1][:, 0].tolist() == target_ids.tolist()
 
     # A missing or stale file of full vectors is a damaged cache (RuntimeError: the gallery rebuilds it).
     index.save(tmp_path / "v.faiss")
     (tmp_path / "v.full.npz").unlink()
     with pytest.raises(RuntimeError, match="missing"):
-        VectorIndex(DIM, "ivf-pq-rerank", use_gpu=False).load(tmp_path / "v.faiss")
+        vector_index(DIM, "ivf-pq-rerank", use_gpu=False).load(tmp_path / "v.faiss")
 
 
 def test_pq_bytes_must_divide_the_dimension():
     with pytest.raises(ValueError, match="divide"):
-        VectorIndex(DIM, "ivf-pq", pq_bytes=7)
-    assert VectorIndex(1280, "ivf-pq").pq_bytes == 80
+        vector_index(DIM, "ivf-pq", pq_bytes=7)
+    assert vector_index(1280, "ivf-pq").pq_bytes == 80
 
 
 def test_the_command_line_offers_every_index_kind():
@@ -121,8 +125,6 @@ def test_the_command_line_offers_every_index_kind():
 
 
 def test_full_vectors_keep_one_vector_per_id_through_adds_and_removals(tmp_path):
-    from landmarks.index.vectors import FullVectors
-
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((6, 4)).astype(np.float32)
     full = FullVectors(4)

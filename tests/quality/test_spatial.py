@@ -56,9 +56,12 @@ def test_a_shared_watermark_strip_verifies_nothing():
 
 def test_orb_features_are_binary_and_verify_too():
     params = LocalFeatureParams(kind="orb", max_features=1500)
-    query, true_match = extract(photo(QUERY), params), extract(photo(TRUE_MATCH), params)
+    query, true_match, lookalike = (extract(photo(p), params) for p in (QUERY, TRUE_MATCH, LOOKALIKE))
     assert query.descriptors.shape[1] == 32 and query.kind == "orb"
-    assert count_inliers(query, true_match) >= 0  # runs end to end on binary descriptors
+    # Binary descriptors verify the same landmark and not the look-alike (24 and 10 inliers here).
+    right, wrong = count_inliers(query, true_match), count_inliers(query, lookalike)
+    assert right >= MIN_INLIERS, right
+    assert right >= 2 * wrong, (right, wrong)
 
 
 def test_feature_store_round_trip(tmp_path):
