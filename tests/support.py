@@ -50,7 +50,7 @@ def free_port() -> int:
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `landmarks` command line in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "landmarks", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -80,7 +80,7 @@ class ApiServer:
         log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "landmarks", "serve", "--index", str(self.index_dir), "--port", str(self.port), *self.extra_args],
+            [sys.executable, "-m", "cli", "serve", "--index", str(self.index_dir), "--port", str(self.port), *self.extra_args],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -62,7 +62,7 @@ def listening(port: int) -> bool:
 
 
 class Up:
-    """`python -m landmarks up ...` in a subprocess, its output in a file."""
+    """`python -m cli up ...` in a subprocess, its output in a file."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = tmp_path / "up.log"
@@ -70,7 +70,7 @@ class Up:
         environ.update(env or {})
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "landmarks", "up", *args],
+                [sys.executable, "-m", "cli", "up", *args],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environ,
             )
 

@@ -183,7 +183,7 @@ def test_the_model_asked_for_wins_then_the_one_that_built_the_index_then_the_def
 
 def test_without_a_model_the_cli_and_the_service_follow_the_index(monkeypatch):
     from api.settings import Settings
-    from landmarks.cli.index import add_model_arguments
+    from cli.index import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)

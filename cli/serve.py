@@ -28,7 +28,7 @@ def run(args) -> int:
     from api.server import serve
     from api.service import SearchService
     from api.settings import Settings
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import FingerprintMismatch
 
     overrides = {

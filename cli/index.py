@@ -79,7 +79,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model(args, index_dir: Path):
     """The extractor that --model, --weights-file and --device name (without --model: the one that built
     the index at INDEX_DIR, else the default); a load failure is a one-line error."""
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import recorded_model
     from landmarks.models import load_extractor, resolve_model
 
@@ -91,7 +91,7 @@ def load_model(args, index_dir: Path):
 
 
 def run_build(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.gallery import scan_gallery
     from landmarks.index import FingerprintMismatch, build_index
 
@@ -117,7 +117,7 @@ def run_build(args) -> int:
 
 
 def run_info(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index.gallery_index import STORE_FILE
     from landmarks.index.store import GalleryStore
 
@@ -133,7 +133,7 @@ def run_info(args) -> int:
 
 
 def run_migrate(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import GalleryIndex
     from landmarks.index.gallery_index import STORE_FILE, milvus_vectors
     from landmarks.index.store import GalleryStore

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
@@ -41,7 +41,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.images import IMAGE_SUFFIXES, ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples

@@ -20,7 +20,7 @@ def register(commands) -> None:
 def run(args) -> int:
     import pickle
 
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.models import export_torchscript
     from landmarks.models.extractor import load_checkpoint_model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
@@ -18,7 +18,7 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.images import ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.search import DEFAULT_THRESHOLD, Searcher

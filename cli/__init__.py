@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="debug, info, warning (default; or LANDMARKS_LOG_LEVEL)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"landmarks.cli.{name}").register(commands)
+        importlib.import_module(f"cli.{name}").register(commands)
     return parser
 
 
