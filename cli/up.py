@@ -100,7 +100,7 @@ def plan(args) -> tuple[list[Child], Path]:
     """What to run and the index it serves, after checking that it can run: a failure here starts nothing."""
     from cli import CommandError
 
-    index = args.index or Path(os.environ.get("LANDMARKS_INDEX_DIR") or "data/index")
+    index = args.index or args.settings.index_dir
     web = not args.no_web
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
     bot = bool(token) and not args.no_bot

@@ -1,6 +1,6 @@
 """Search: embed a photo, find its nearest gallery photos, rank landmarks, decide if it is one.
 
-The stages, each switched by `SearchConfig` (and so by LANDMARKS_* variables in the service):
+The stages, each switched by `SearchConfig` (in the service, by LANDMARKS_* variables: api/settings.py):
 
 1. embedding, optionally multi-scale (`scales`), of the query and, through a cache in the index
    folder, of the gallery;
@@ -21,11 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,6 @@ from PIL import Image
 from landmarks.index import GalleryIndex, Neighbour
 from landmarks.models import Extractor
 from landmarks.quality.calibration import DEFAULT_OPERATING_THRESHOLD, Calibration, CalibrationModel, feature_vector
-from landmarks.quality.delf_features import DEFAULT_DELF_MODEL
 from landmarks.quality.expansion import alpha_query_expansion, database_augment
 from landmarks.quality.local_features import LocalFeatureParams, LocalFeatures, LocalFeatureStore, extract
 from landmarks.quality.multiscale import MultiScaleEmbedder
@@ -64,11 +62,12 @@ class SearchConfig:
     # distractors lift their confidence (bench/quality.py). Switch on for galleries of larger photos.
     spatial: bool = False
     spatial_top: int = 10  # N: how many top photos are verified
-    spatial_kind: str = "sift"  # sift | orb | delf
+    spatial_kind: str = LocalFeatureParams.kind  # sift | orb | delf
     # delf only: the DELF model (a registered name or a checkpoint from configs/delf.yaml)
-    spatial_model: str = DEFAULT_DELF_MODEL
-    spatial_max_side: int = 480  # query cost: ~65 ms of SIFT at 480 px against ~115 ms at 640 px (one core)
-    spatial_max_features: int = 1000
+    spatial_model: str = LocalFeatureParams.model
+    # query cost: ~65 ms of SIFT at 480 px against ~115 ms at 640 px (one core)
+    spatial_max_side: int = LocalFeatureParams.max_side
+    spatial_max_features: int = LocalFeatureParams.max_features
     spatial_min_inliers: int = 12  # fewer inliers than this is chance, not a verified match
     spatial_weight: float = 0.15  # score added at spatial_saturation inliers and beyond
     spatial_saturation: int = 40
@@ -110,54 +109,6 @@ class SearchConfig:
             parts.append(f"spatial {kind} top {self.spatial_top}")
         parts.append(f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo")
         return ", ".join(parts)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SearchConfig:
-        """LANDMARKS_<FIELD> variables (upper case) over the defaults; keyword overrides win.
-
-        Booleans: 1/0, true/false, yes/no, on/off. LANDMARKS_SCALES: comma-separated, e.g. "1,0.75".
-        LANDMARKS_THRESHOLD is the operating threshold on confidence in [0, 1].
-        """
-        environ = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            raw = environ.get(f"LANDMARKS_{f.name.upper()}")
-            if raw is None or raw.strip() == "":
-                continue
-            values[f.name] = _parse(f.name, raw.strip(), getattr(cls(), f.name))
-        values.update({k: v for k, v in overrides.items() if v is not None or k != "threshold"})
-        return cls(**values)
-
-    @classmethod
-    def from_settings(cls, settings) -> SearchConfig:
-        """The service's configuration: LANDMARKS_* variables, plus the operator's threshold.
-
-        `Settings.threshold` (LANDMARKS_THRESHOLD / `serve --threshold`) is the operating threshold on
-        confidence. Its historical default, 0.63, was a cosine similarity; that value, when it only
-        comes from the default, means "not set" (the calibration's threshold applies).
-        """
-        threshold = getattr(settings, "threshold", None)
-        if threshold is not None and threshold == UNCALIBRATED_SCORE_AT_HALF and "LANDMARKS_THRESHOLD" not in os.environ:
-            threshold = None
-        return cls.from_env(threshold=threshold)
-
-
-def _parse(name: str, raw: str, default):
-    if name == "scales":
-        return tuple(float(part) for part in raw.split(",") if part.strip())
-    if name == "threshold":
-        return float(raw)
-    if isinstance(default, bool):
-        lowered = raw.lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"LANDMARKS_{name.upper()}={raw!r} is not a boolean (use 1 or 0)")
-    try:
-        return type(default)(raw)
-    except ValueError as exc:
-        raise ValueError(f"LANDMARKS_{name.upper()}={raw!r}: expected a {type(default).__name__}") from exc
 
 
 @dataclass(frozen=True)
@@ -231,7 +182,7 @@ class Searcher:
         candidates: int | None = None,
         calibration: Calibration | None = None,
     ) -> None:
-        config = config if config is not None else SearchConfig.from_env()
+        config = config if config is not None else SearchConfig()
         if threshold is not None:
             config = replace(config, threshold=threshold)
         if candidates is not None:

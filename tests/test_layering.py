@@ -3,6 +3,8 @@ too):
 
 - the engine (`landmarks/`) imports none of the applications built on it: the service (`api`), the
   command line (`cli`), the front ends (`bot`, `web`) and their `client`;
+- the engine reads no environment variable: the service's settings (api/settings.py) and the
+  command line read them and pass the engine plain values;
 - the bot and the web page know the API only through the `client` package, and that package knows
   neither of them nor the service, the engine or their heavy dependencies.
 """
@@ -10,7 +12,6 @@ too):
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,24 @@ def test_the_check_sees_imports_in_every_form() -> None:
 def test_an_engine_module_that_imports_an_app_is_reported() -> None:
     found = imported_packages("import numpy\n\ndef helper():\n    from api import x\n") & FORBIDDEN["landmarks"]
     assert found == {"api"}
+
+
+def environment_reads(source: str, filename: str = "<source>") -> list[int]:
+    """Lines that touch the process environment: `os.environ`, `os.getenv`, `from os import environ`."""
+    lines = []
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        if isinstance(node, ast.Attribute) and node.attr in {"environ", "environb", "getenv", "getenvb", "putenv"}:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and {a.name for a in node.names} & {"environ", "getenv"}:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_engine_reads_no_environment() -> None:
+    reads = {
+        str(path.relative_to(REPO_ROOT)): environment_reads(path.read_text(encoding="utf-8"), str(path))
+        for path in sorted((REPO_ROOT / "landmarks").rglob("*.py"))
+    }
+    assert not {name: lines for name, lines in reads.items() if lines}
+    assert environment_reads("import os\n\ndef f():\n    return os.environ.get('X')\n") == [4]
+    assert environment_reads("from os import getenv\n") == [1]

@@ -167,6 +167,6 @@ def test_the_service_reads_its_weights_file_from_the_environment(monkeypatch, tm
     from api.settings import Settings
 
     monkeypatch.setenv("LANDMARKS_WEIGHTS_FILE", str(tmp_path / "open_clip_pytorch_model.bin"))
-    assert Settings().weights_file == tmp_path / "open_clip_pytorch_model.bin"
+    assert Settings.from_env().weights_file == tmp_path / "open_clip_pytorch_model.bin"
     monkeypatch.delenv("LANDMARKS_WEIGHTS_FILE")
-    assert Settings().weights_file is None
+    assert Settings.from_env().weights_file is None

@@ -189,6 +189,6 @@ def test_without_a_model_the_cli_and_the_service_follow_the_index(monkeypatch):
     add_model_arguments(parser)
     assert parser.parse_args([]).model is None
     monkeypatch.delenv("LANDMARKS_MODEL", raising=False)
-    assert Settings().model is None
+    assert Settings.from_env().model is None
     monkeypatch.setenv("LANDMARKS_MODEL", "efficientnet_lite2")
-    assert Settings().model == "efficientnet_lite2"
+    assert Settings.from_env().model == "efficientnet_lite2"
