@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import Settings
+from api.settings import DEFAULT_INDEX_DIR, Settings
 from landmarks.search import SearchConfig, rank_landmarks
 
 
@@ -73,3 +73,24 @@ def test_landmarks_rank_by_the_mean_of_their_best_photos():
     assert by_two[0].score == pytest.approx(0.845) and by_two[1].score == pytest.approx(0.80)
     assert by_two[2].score == pytest.approx(0.80)  # one candidate photo: its score, not diluted
     assert rank_landmarks([], aggregate_top=2) == []
+
+
+@pytest.mark.parametrize("command", ["search", "calibrate"])
+def test_search_and_calibrate_default_to_the_services_index(command, monkeypatch, tmp_path):
+    """LANDMARKS_INDEX_DIR is the index of `landmarks search` and `calibrate` too (no model is loaded here)."""
+    import importlib
+
+    import cli
+
+    seen = []
+
+    def load_model(args, index_dir):
+        seen.append(index_dir)
+        raise cli.CommandError("stop before loading a model")
+
+    monkeypatch.setattr(importlib.import_module(f"cli.{command}"), "load_model", load_model)
+    monkeypatch.setenv("LANDMARKS_INDEX_DIR", str(tmp_path))
+    assert cli.main([command, *(["photo.jpg"] if command == "search" else [])]) == 2
+    monkeypatch.delenv("LANDMARKS_INDEX_DIR")
+    assert cli.main([command, *(["photo.jpg"] if command == "search" else [])]) == 2
+    assert seen == [tmp_path, DEFAULT_INDEX_DIR]
