@@ -167,7 +167,7 @@ def test_up_serves_api_web_and_bot_and_stops_them_all_on_sigterm(up_runner, tmp_
     children = up.children(3)
     by_role = {}
     for pid, command in children.items():
-        if " landmarks serve " in command:
+        if " -m cli serve " in command:
             by_role["api"] = pid
             assert f"--port {api_port}" in command and str(index) in command, command
         elif " streamlit run " in command:
