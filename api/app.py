@@ -22,7 +22,7 @@ from api.settings import Settings
 
 def create_app(settings: Settings | None = None, service: SearchService | None = None) -> FastAPI:
     """Build the app. Pass `service` when it is already loaded (the CLI loads it before binding)."""
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -31,12 +31,12 @@ from PIL import Image
 from landmarks.gallery import Landmark
 from landmarks.images import ImageError, decode_image, decoded_size_estimate, thumbnail_jpeg
 from landmarks.index import GalleryIndex, recorded_model
-from landmarks.index.gallery_index import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.models import Extractor, load_extractor, resolve_model
-from landmarks.search import Query, SearchConfig, Searcher, SearchResult
+from landmarks.search import Query, Searcher, SearchResult
 
 from api.decoding import DecodeBudget
 from api.settings import Settings
+from api.uploads import UPLOAD_PREFIX, UPLOADS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,10 @@ class SearchService:
 
     @classmethod
     def load(cls, settings: Settings) -> SearchService:
-        model = resolve_model(settings.model, recorded_model(settings.index_dir))
-        extractor = load_extractor(model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file)
+        model = resolve_model(settings.model, recorded_model(settings.index_dir), exported_dir=settings.exported_dir)
+        extractor = load_extractor(
+            model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file, **settings.model_files()
+        )
         service = cls(settings, extractor, cls._open_index(settings, extractor))
         log.info("service loaded", extra={"model": extractor.describe(), "gallery_size": service.gallery_size})
         return service
@@ -136,7 +138,7 @@ class SearchService:
         )
 
     def _generation(self, index: GalleryIndex) -> _Generation:
-        return _Generation(index, Searcher(self.extractor, index, SearchConfig.from_settings(self.settings)))
+        return _Generation(index, Searcher(self.extractor, index, self.settings.search_config()))
 
     def close(self) -> None:
         with self._write_lock:

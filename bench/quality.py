@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{name}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)), file=sys.stderr, flush=True)
     if args.http:
-        from landmarks.cli import main as cli_main
+        from cli import main as cli_main
 
         env = {"LANDMARKS_MODEL": model, "LANDMARKS_RUNTIME": args.runtime}
         if args.threshold is not None:

@@ -43,7 +43,7 @@ class ApiServer:
         log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "landmarks", "serve", "--index", str(self.index_dir), "--port", str(self.port), *self.extra_args],
+            [sys.executable, "-m", "cli", "serve", "--index", str(self.index_dir), "--port", str(self.port), *self.extra_args],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

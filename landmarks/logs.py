@@ -1,10 +1,9 @@
-"""Structured logging: one JSON object per line, quiet (warnings) unless LANDMARKS_LOG_LEVEL says more."""
+"""Structured logging: one JSON object per line, quiet (warnings) unless the caller asks for more."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 
@@ -25,8 +24,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str | None = None) -> None:
-    level = (level or os.environ.get("LANDMARKS_LOG_LEVEL") or "WARNING").upper()
+DEFAULT_LOG_LEVEL = "warning"
+
+
+def setup_logging(level: str = DEFAULT_LOG_LEVEL) -> None:
+    level = level.upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

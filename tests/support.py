@@ -42,7 +42,7 @@ def landmark_names() -> dict[str, str]:
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `landmarks` command line in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "landmarks", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

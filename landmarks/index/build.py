@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from landmarks.gallery import Gallery, GalleryImage
 from landmarks.images import ImageError, decode_image, loaded_ahead
-from landmarks.index.gallery_index import UPLOAD_PREFIX, GalleryIndex
+from landmarks.index.gallery_index import GalleryIndex
 from landmarks.models import Extractor
+from landmarks.quality.local_features import LocalFeatureParams
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +43,31 @@ def build_index(
     kind: str = "flat",
     batch_size: int = 16,
     progress: bool = True,
+    local_features: LocalFeatureParams | None = LocalFeatureParams(),
+    keep_prefixes: tuple[str, ...] = (),
 ) -> BuildReport:
-    """Create or update OUT_DIR so it holds exactly the gallery's readable photos."""
+    """Create or update OUT_DIR so it holds exactly the gallery's readable photos.
+
+    local_features: the parameters of the photos' local features, for spatial verification at search
+    time (the search configuration's `local_params`); None: none (the search then runs without
+    spatial verification). keep_prefixes: photos whose source starts with one of these are not the
+    folder's (added to the index by other means) and stay.
+    """
     index = GalleryIndex.open(out_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, kind=kind)
     try:
-        report = _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress)
-        # Quality hook: local features of every photo, for spatial verification at search time.
-        from landmarks.quality.local_features import sync_for_index
+        report = _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress, keep_prefixes=keep_prefixes)
+        if local_features is not None:
+            from landmarks.quality.local_features import sync_for_index
 
-        sync_for_index(index, progress=progress)
+            sync_for_index(index, local_features, progress=progress)
         return report
     finally:
         index.close()
 
 
-def _sync(index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: str, batch_size: int, progress: bool) -> BuildReport:
+def _sync(
+    index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: str, batch_size: int, progress: bool, keep_prefixes: tuple[str, ...]
+) -> BuildReport:
     report = BuildReport()
     known = index.store.images()
     wanted = {image.key: image for image in gallery.images}
@@ -71,8 +82,7 @@ def _sync(index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: 
             report.updated += 1
         else:
             report.unchanged += 1
-    # Photos added at run time through the API are not part of the folder: keep them.
-    gone = [record.image_id for key, record in known.items() if key not in wanted and not key.startswith(UPLOAD_PREFIX)]
+    gone = [record.image_id for key, record in known.items() if key not in wanted and not key.startswith(keep_prefixes)]
     if gone:
         index.store.delete_images(gone)
         report.removed = len(gone)

@@ -28,8 +28,6 @@ STORE_FILE = "gallery.sqlite"
 FAISS_FILE = "vectors.faiss"
 MILVUS_FILE = "milvus.db"
 BACKENDS = ("faiss", "milvus")
-UPLOADS_DIR = "photos"  # photos added at run time live in INDEX_DIR/photos/<landmark_id>/
-UPLOAD_PREFIX = "upload/"  # their source keys, so folder rebuilds leave them alone
 
 
 class FingerprintMismatch(RuntimeError):

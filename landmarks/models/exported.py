@@ -3,7 +3,7 @@
 The slim image ships ONNX Runtime and one exported model instead of torch (whose PyPI wheel carries
 gigabytes of CUDA libraries). The export runs where torch is, at image build time:
 
-    python -m landmarks.models.exported efficientnet_lite_ensemble /opt/landmarks/models
+    landmarks export-onnx efficientnet_lite_ensemble /opt/landmarks/models
 
 It writes NAME/model.onnx, the very graph `runtime="onnx"` runs in the full image, and NAME/model.json
 with the preprocessing and the weights' fingerprint, so an index built by the full image (the `index`
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,25 +28,21 @@ from landmarks.images import Preprocessor
 
 # Equal to landmarks.models.registry.DEFAULT_MODEL (which imports torch; tests/deploy keeps them equal).
 DEFAULT_MODEL = "efficientnet_lite_ensemble"
-EXPORTED_MODELS_ENV = "LANDMARKS_EXPORTED_MODELS"
-DEFAULT_EXPORTED_MODELS = "/app/models"
+# Where the slim image holds its exported models when the caller names no folder (the service
+# names LANDMARKS_EXPORTED_MODELS when it is set).
+DEFAULT_EXPORTED_DIR = Path("/app/models")
 GRAPH_FILE, META_FILE = "model.onnx", "model.json"
 
 
-def exported_models_dir() -> Path:
-    return Path(os.environ.get(EXPORTED_MODELS_ENV) or DEFAULT_EXPORTED_MODELS)
-
-
-def exported_models() -> list[str]:
-    root = exported_models_dir()
+def exported_models(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
 
 
-def resolve_model(requested: str | None, built_by: str | None) -> str:
-    """As landmarks.models.registry.resolve_model, over the models exported into this image."""
+def resolve_model(requested: str | None, built_by: str | None, *, exported_dir: Path | None = None) -> str:
+    """As landmarks.models.registry.resolve_model, over the models exported into `exported_dir`."""
     if requested:
         return requested
-    if built_by in exported_models():
+    if built_by in exported_models(exported_dir or DEFAULT_EXPORTED_DIR):
         return built_by
     return DEFAULT_MODEL
 
@@ -74,8 +69,8 @@ class ExportedExtractor:
         self.runtime = "onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # PyTorch's default in the full image: OMP_NUM_THREADS, else one thread per core.
-        options.intra_op_num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
+        # PyTorch's default in the full image: OMP_NUM_THREADS (the caller passes it), else one thread per core.
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         self.session = ort.InferenceSession(str(directory / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.preprocess = Preprocessor(self.config.image_size, self.config.mean, self.config.std, self.config.interpolation)
@@ -110,29 +105,34 @@ def load_extractor(
     image_size: int | None = None,
     weights_file: str | Path | None = None,
     runtime: str = "auto",
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    exported_dir: Path | None = None,
 ) -> ExportedExtractor:
-    """landmarks.models.load_extractor's signature, for the models exported into this image only."""
+    """landmarks.models.load_extractor's signature, for the models exported into `exported_dir` only
+    (cache_dir is the full image's: an exported model needs no export cache)."""
     name = str(spec)
-    directory = exported_models_dir() / name
+    root = exported_dir or DEFAULT_EXPORTED_DIR
+    directory = root / name
     if not (directory / META_FILE).is_file():
         raise FileNotFoundError(
-            f"model {name!r} is not exported into this image (exported: {', '.join(exported_models()) or 'none'} "
-            f"under {exported_models_dir()}); models that need PyTorch run in the full API image (build target `full`)"
+            f"model {name!r} is not exported into this image (exported: {', '.join(exported_models(root)) or 'none'} "
+            f"under {root}); models that need PyTorch run in the full API image (build target `full`)"
         )
     if device not in (None, "cpu", "auto") or half or weights_file is not None or runtime not in ("auto", "onnx"):
         raise ValueError("an exported model runs on the CPU with ONNX Runtime only (device cpu, runtime onnx, its own "
                          "weights); for other settings use the full API image (build target `full`)")
-    extractor = ExportedExtractor(directory)
+    extractor = ExportedExtractor(directory, threads)
     if image_size and image_size != extractor.config.image_size:
         raise ValueError(f"{name} was exported at {extractor.config.image_size} px, not {image_size}")
     return extractor
 
 
-def export(name: str, out: Path) -> Path:
+def export(name: str, out: Path, *, cache_dir: Path | None = None) -> Path:
     """Export a registered model for the slim image (needs torch): OUT/NAME/model.onnx + model.json."""
     from landmarks.models.extractor import load_extractor as load_torch_extractor
 
-    extractor = load_torch_extractor(name, device="cpu", runtime="onnx")
+    extractor = load_torch_extractor(name, device="cpu", runtime="onnx", cache_dir=cache_dir)
     directory = out / name
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(extractor._onnx.path, directory / GRAPH_FILE)
@@ -151,9 +151,3 @@ def export(name: str, out: Path) -> Path:
         raise RuntimeError(f"the ONNX export of {name} differs from PyTorch by {gap:.2e}")
     print(f"exported {name} ({extractor.fingerprint}, {extractor.dim}-d) to {directory}; max |onnx - eager| = {gap:.1e}")
     return directory
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m landmarks.models.exported MODEL OUT_DIR")
-    export(sys.argv[1], Path(sys.argv[2]))

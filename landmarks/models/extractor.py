@@ -59,6 +59,8 @@ class Extractor:
         device: torch.device | str | None = None,
         half: bool | None = None,
         runtime: str = "eager",
+        cache_dir: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -77,7 +79,9 @@ class Extractor:
         self._onnx: OnnxEmbedder | None = None
         if self.runtime == "onnx":
             try:
-                self._onnx = OnnxEmbedder.for_model(module, config.image_size, f"{config.backbone}-{self.fingerprint}")
+                self._onnx = OnnxEmbedder.for_model(
+                    module, config.image_size, f"{config.backbone}-{self.fingerprint}", cache_dir=cache_dir, threads=threads
+                )
             except Exception:
                 if runtime != "auto":
                     raise
@@ -154,10 +158,16 @@ def load_extractor(
     image_size: int | None = None,
     weights_file: str | Path | None = None,
     runtime: str = "eager",
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    exported_dir: Path | None = None,
 ) -> Extractor:
     """Load a model from a name, a TorchScript file or a checkpoint file.
 
     runtime: "eager", "onnx", "bf16" or "auto" (ONNX Runtime on CPU); see landmarks/models/runtime.py.
+    cache_dir: where ONNX exports are cached (default: runtime.DEFAULT_CACHE_DIR); threads: ONNX
+    Runtime's (default: PyTorch's). exported_dir is the slim image's (landmarks/models/exported.py),
+    unused where torch is.
     """
     path = Path(spec)
     if path.suffix and path.exists():
@@ -180,7 +190,7 @@ def load_extractor(
         config, source = module.config, str(spec)
     if image_size and config.image_size != image_size:
         config = replace(config, image_size=image_size)
-    return Extractor(module, config, source=source, device=device, half=half, runtime=runtime)
+    return Extractor(module, config, source=source, device=device, half=half, runtime=runtime, cache_dir=cache_dir, threads=threads)
 
 
 def export_torchscript(model: nn.Module, path: Path) -> Path:

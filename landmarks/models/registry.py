@@ -49,10 +49,11 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_model(requested: str | None, built_by: str | None) -> str:
+def resolve_model(requested: str | None, built_by: str | None, *, exported_dir: Path | None = None) -> str:
     """The model to load for an index: the one asked for; else the registered model that built the
     index (so an index built by an earlier default keeps working after the default changes); else the
-    default. A file's name is not enough to find the file again: such an index needs --model."""
+    default. A file's name is not enough to find the file again: such an index needs --model.
+    exported_dir is the slim image's (landmarks/models/exported.py), unused where torch is."""
     if requested:
         return requested
     if built_by in _REGISTRY:

@@ -67,9 +67,9 @@ def resolve_runtime(runtime: str, device: torch.device, module: nn.Module) -> st
     return runtime
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("LANDMARKS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "landmarks"
-    return Path(root)
+# Where ONNX exports are cached when the caller names no folder (the service and the command line
+# name one: LANDMARKS_CACHE_DIR, else XDG_CACHE_HOME/landmarks).
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "landmarks"
 
 
 def export_onnx(module: nn.Module, image_size: int, path: Path) -> Path:
@@ -112,13 +112,16 @@ class OnnxEmbedder:
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
-    def for_model(cls, module: nn.Module, image_size: int, key: str) -> OnnxEmbedder:
-        """Open the cached export named `key` (the model's fingerprint), exporting it on first use."""
-        path = cache_dir() / "onnx" / f"{key}.onnx"
+    def for_model(
+        cls, module: nn.Module, image_size: int, key: str, *, cache_dir: Path | None = None, threads: int | None = None
+    ) -> OnnxEmbedder:
+        """Open the cached export named `key` (the model's fingerprint) under `cache_dir`/onnx, exporting
+        it on first use."""
+        path = (cache_dir or DEFAULT_CACHE_DIR) / "onnx" / f"{key}.onnx"
         if not path.is_file():
             log.info("exporting the model to ONNX (once per model) at %s", path)
             export_onnx(module, image_size, path)
-        return cls(path)
+        return cls(path, threads)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

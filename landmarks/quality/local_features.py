@@ -271,16 +271,8 @@ def sync_local_features(
         store.close()
 
 
-def sync_for_index(index, *, progress: bool = False) -> None:
-    """The index build's hook: local features for every photo of a GalleryIndex, with the
-    parameters the search configuration (LANDMARKS_SPATIAL_*) uses. LANDMARKS_LOCAL_FEATURES=0
-    skips it (the search then runs without spatial verification)."""
-    import os
-
-    if os.environ.get("LANDMARKS_LOCAL_FEATURES", "1").strip().lower() in {"0", "false", "no", "off"}:
-        return
-    from landmarks.search import SearchConfig
-
-    params = SearchConfig.from_env().local_params
+def sync_for_index(index, params: LocalFeatureParams, *, progress: bool = False) -> None:
+    """The index build's hook: local features for every photo of a GalleryIndex, with the parameters
+    the search configuration uses (`SearchConfig.local_params`)."""
     extracted, removed = sync_local_features(index.directory, index.store.images(), params, progress=progress)
     log.info("local features: %d photos extracted, %d removed (%s)", extracted, removed, params.key)

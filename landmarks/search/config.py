@@ -1,15 +1,13 @@
-"""SearchConfig: which search stages run, and their parameters (LANDMARKS_* variables in the service)."""
+"""SearchConfig: which search stages run, and their parameters (in the service, LANDMARKS_* variables
+read by api/settings.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
-from landmarks.quality.delf_features import DEFAULT_DELF_MODEL
 from landmarks.quality.local_features import LocalFeatureParams
-from landmarks.search.ranking import DEFAULT_AGGREGATE_TOP, UNCALIBRATED_SCORE_AT_HALF
+from landmarks.search.ranking import DEFAULT_AGGREGATE_TOP
 
 # The operating threshold on confidence when neither the operator nor a calibration sets one. None
 # here (and as `SearchConfig.threshold`) means "the calibration's, else 0.5".
@@ -27,11 +25,12 @@ class SearchConfig:
     # distractors lift their confidence (bench/quality.py). Switch on for galleries of larger photos.
     spatial: bool = False
     spatial_top: int = 10  # N: how many top photos are verified
-    spatial_kind: str = "sift"  # sift | orb | delf
+    spatial_kind: str = LocalFeatureParams.kind  # sift | orb | delf
     # delf only: the DELF model (a registered name or a checkpoint from configs/delf.yaml)
-    spatial_model: str = DEFAULT_DELF_MODEL
-    spatial_max_side: int = 480  # query cost: ~65 ms of SIFT at 480 px against ~115 ms at 640 px (one core)
-    spatial_max_features: int = 1000
+    spatial_model: str = LocalFeatureParams.model
+    # query cost: ~65 ms of SIFT at 480 px against ~115 ms at 640 px (one core)
+    spatial_max_side: int = LocalFeatureParams.max_side
+    spatial_max_features: int = LocalFeatureParams.max_features
     spatial_min_inliers: int = 12  # fewer inliers than this is chance, not a verified match
     spatial_weight: float = 0.15  # score added at spatial_saturation inliers and beyond
     spatial_saturation: int = 40
@@ -73,51 +72,3 @@ class SearchConfig:
             parts.append(f"spatial {kind} top {self.spatial_top}")
         parts.append(f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo")
         return ", ".join(parts)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SearchConfig:
-        """LANDMARKS_<FIELD> variables (upper case) over the defaults; keyword overrides win.
-
-        Booleans: 1/0, true/false, yes/no, on/off. LANDMARKS_SCALES: comma-separated, e.g. "1,0.75".
-        LANDMARKS_THRESHOLD is the operating threshold on confidence in [0, 1].
-        """
-        environ = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            raw = environ.get(f"LANDMARKS_{f.name.upper()}")
-            if raw is None or raw.strip() == "":
-                continue
-            values[f.name] = _parse(f.name, raw.strip(), getattr(cls(), f.name))
-        values.update({k: v for k, v in overrides.items() if v is not None or k != "threshold"})
-        return cls(**values)
-
-    @classmethod
-    def from_settings(cls, settings) -> SearchConfig:
-        """The service's configuration: LANDMARKS_* variables, plus the operator's threshold.
-
-        `Settings.threshold` (LANDMARKS_THRESHOLD / `serve --threshold`) is the operating threshold on
-        confidence. Its historical default, 0.63, was a cosine similarity; that value, when it only
-        comes from the default, means "not set" (the calibration's threshold applies).
-        """
-        threshold = getattr(settings, "threshold", None)
-        if threshold is not None and threshold == UNCALIBRATED_SCORE_AT_HALF and "LANDMARKS_THRESHOLD" not in os.environ:
-            threshold = None
-        return cls.from_env(threshold=threshold)
-
-
-def _parse(name: str, raw: str, default):
-    if name == "scales":
-        return tuple(float(part) for part in raw.split(",") if part.strip())
-    if name == "threshold":
-        return float(raw)
-    if isinstance(default, bool):
-        lowered = raw.lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"LANDMARKS_{name.upper()}={raw!r} is not a boolean (use 1 or 0)")
-    try:
-        return type(default)(raw)
-    except ValueError as exc:
-        raise ValueError(f"LANDMARKS_{name.upper()}={raw!r}: expected a {type(default).__name__}") from exc

@@ -65,7 +65,7 @@ class Searcher:
         candidates: int | None = None,
         calibration: Calibration | None = None,
     ) -> None:
-        config = config if config is not None else SearchConfig.from_env()
+        config = config if config is not None else SearchConfig()
         if threshold is not None:
             config = replace(config, threshold=threshold)
         if candidates is not None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from landmarks.cli import build_parser
-from landmarks.cli.up import DEFAULT_API_PORT, DEFAULT_WEB_PORT
+from cli import build_parser
+from cli.up import DEFAULT_API_PORT, DEFAULT_WEB_PORT
 from tests.deploy.files import (
     CPU_OVERRIDE,
     DOCKERFILES,

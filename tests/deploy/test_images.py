@@ -14,6 +14,7 @@ from tests.deploy.files import (
     DOCKERFILES,
     build_args,
     checkout_files,
+    dockerfile,
     env_vars,
     exec_form,
     final_stage,
@@ -32,7 +33,7 @@ SLIM_GROUP = "api-slim"
 HEAVY = re.compile(r"^(torch|torchvision|torchaudio|triton|timm|faiss(-.*)?|nvidia-.*|cuda-.*|opencv.*|efficientnet-.*)$")
 PYTHON = (REPO_ROOT / ".python-version").read_text().strip()
 # The top-level source folders the images copy.
-SOURCE_PACKAGES = {"landmarks", "api", "client", "bot", "web"}
+SOURCE_PACKAGES = {"landmarks", "cli", "api", "client", "bot", "web"}
 
 
 def pyproject() -> dict:
@@ -138,6 +139,17 @@ def test_copies_only_what_the_build_context_keeps(service):
     assert service in copied and "pyproject.toml" in copied and "uv.lock" in copied
     if service == "api":
         assert "landmarks" in copied
+        # Every stage that runs the `landmarks` command (the CMD of full and slim) has its package.
+        stages, current = [], []
+        for instruction in dockerfile(path):
+            if instruction.keyword == "FROM":
+                stages.append(current := [])
+            current.append(instruction)
+        for stage in stages:
+            runs_cli = any(i.keyword == "CMD" and exec_form(i.rest)[0] == "landmarks" for i in stage)
+            stage_copies = {source for i in stage if i.keyword == "COPY" for source in i.rest.split()[:-1]}
+            if runs_cli:
+                assert {"landmarks", "cli", "api"} <= stage_copies, f"{path}: {stage[0].rest} runs `landmarks` without cli/"
     else:  # bot and web reach the API through the shared client package
         assert "client" in copied
 
@@ -162,7 +174,7 @@ def test_build_context_is_small_and_keeps_data_checkpoints_and_caches_out():
     ]
     for path in must_stay_out:
         assert not in_build_context(path), f"{path} would be sent to the Docker daemon"
-    for path in ("pyproject.toml", "uv.lock", ".python-version", "README.md", "landmarks/cli/up.py", "api/app.py",
+    for path in ("pyproject.toml", "uv.lock", ".python-version", "README.md", "cli/up.py", "api/app.py",
                  "client/sync.py", "web/app.py", "web/.streamlit/config.toml", "bot/__main__.py"):
         assert in_build_context(path), f"{path} is needed by an image but .dockerignore drops it"
     files = checkout_files()

@@ -62,7 +62,7 @@ def listening(port: int) -> bool:
 
 
 class Up:
-    """`python -m landmarks up ...` in a subprocess, its output in a file."""
+    """`python -m cli up ...` in a subprocess, its output in a file."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = tmp_path / "up.log"
@@ -70,7 +70,7 @@ class Up:
         environ.update(env or {})
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "landmarks", "up", *args],
+                [sys.executable, "-m", "cli", "up", *args],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environ,
             )
 
@@ -167,7 +167,7 @@ def test_up_serves_api_web_and_bot_and_stops_them_all_on_sigterm(up_runner, tmp_
     children = up.children(3)
     by_role = {}
     for pid, command in children.items():
-        if " landmarks serve " in command:
+        if " -m cli serve " in command:
             by_role["api"] = pid
             assert f"--port {api_port}" in command and str(index) in command, command
         elif " streamlit run " in command:

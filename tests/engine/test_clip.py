@@ -130,7 +130,7 @@ def test_index_build_and_serve_select_clip_with_a_weights_file(tmp_path, clip_ch
     """`index build --model clip_vit_b16 --weights-file` builds an index that the service, given the same file, serves."""
     from api.service import SearchService
     from api.settings import Settings
-    from landmarks.cli import main
+    from cli import main
 
     protocol = dev_protocol()
     chosen = protocol.landmark_ids[:2]
@@ -167,6 +167,6 @@ def test_the_service_reads_its_weights_file_from_the_environment(monkeypatch, tm
     from api.settings import Settings
 
     monkeypatch.setenv("LANDMARKS_WEIGHTS_FILE", str(tmp_path / "open_clip_pytorch_model.bin"))
-    assert Settings().weights_file == tmp_path / "open_clip_pytorch_model.bin"
+    assert Settings.from_env().weights_file == tmp_path / "open_clip_pytorch_model.bin"
     monkeypatch.delenv("LANDMARKS_WEIGHTS_FILE")
-    assert Settings().weights_file is None
+    assert Settings.from_env().weights_file is None

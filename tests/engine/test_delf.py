@@ -99,26 +99,27 @@ def test_feature_store_keeps_delf_descriptors_under_the_models_fingerprint(tmp_p
         store.close()
 
 
-def test_index_build_extracts_delf_features_and_the_searcher_verifies_with_them(tmp_path, monkeypatch):
+def test_index_build_extracts_delf_features_and_the_searcher_verifies_with_them(tmp_path):
     """LANDMARKS_SPATIAL_KIND=delf: `build_index` stores the gallery's DELF features, and a Searcher
     configured the same way verifies its top photos with them."""
     from landmarks.evaluation.protocol import materialize_gallery
     from landmarks.gallery import scan_gallery
     from landmarks.index import GalleryIndex, build_index
     from landmarks.models import load_extractor
+    from api.settings import Settings
     from landmarks.search import Searcher
 
-    monkeypatch.setenv("LANDMARKS_SPATIAL_KIND", "delf")
+    settings = Settings.from_env({"LANDMARKS_SPATIAL_KIND": "delf"})
     root = require_dev_data() / "images"
     gallery = materialize_gallery([(root / name, name.split("/")[0]) for name in (TRUE_MATCH, LOOKALIKE, "india_gate/001.jpg")], tmp_path / "gallery")
     extractor = load_extractor(device="cpu", image_size=224)
-    build_index(scan_gallery(gallery), extractor, tmp_path / "index", progress=False)
+    build_index(scan_gallery(gallery), extractor, tmp_path / "index", progress=False, local_features=settings.local_feature_params())
     store = LocalFeatureStore(tmp_path / "index" / LOCAL_FEATURES_FILE)
     assert store.params_keys() == {PARAMS.key}
     store.close()
 
     index = GalleryIndex.open(tmp_path / "index", fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
-    searcher = Searcher(extractor, index, SearchConfig.from_env(spatial=True, aggregate_top=1, group_matches=False, calibrated=False))
+    searcher = Searcher(extractor, index, settings.search_config(spatial=True, aggregate_top=1, group_matches=False, calibrated=False))
     try:
         assert searcher.spatial_active
         result = searcher.search_images([photo(QUERY)], 3)[0]

@@ -93,11 +93,10 @@ def test_torchscript_export_embeds_like_the_eager_model(tmp_path, photos):
     np.testing.assert_allclose(traced.embed_images(photos), eager.embed_images(photos), atol=1e-4)
 
 
-def test_onnx_runtime_embeds_like_the_eager_model(tmp_path, monkeypatch, photos):
+def test_onnx_runtime_embeds_like_the_eager_model(tmp_path, photos):
     """`LANDMARKS_RUNTIME=onnx` (and "auto", the CPU default) must export DOLG, not fall back."""
-    monkeypatch.setenv("LANDMARKS_CACHE_DIR", str(tmp_path))
     eager = load_extractor(NAME, image_size=SIZE, device="cpu")
-    onnx = load_extractor(NAME, image_size=SIZE, device="cpu", runtime="onnx")
+    onnx = load_extractor(NAME, image_size=SIZE, device="cpu", runtime="onnx", cache_dir=tmp_path)
     assert onnx.runtime == "onnx" and onnx.fingerprint == eager.fingerprint
     np.testing.assert_allclose(onnx.embed_images(photos), eager.embed_images(photos), atol=1e-4)
 

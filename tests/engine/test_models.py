@@ -183,12 +183,12 @@ def test_the_model_asked_for_wins_then_the_one_that_built_the_index_then_the_def
 
 def test_without_a_model_the_cli_and_the_service_follow_the_index(monkeypatch):
     from api.settings import Settings
-    from landmarks.cli.index import add_model_arguments
+    from cli.index import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     assert parser.parse_args([]).model is None
     monkeypatch.delenv("LANDMARKS_MODEL", raising=False)
-    assert Settings().model is None
+    assert Settings.from_env().model is None
     monkeypatch.setenv("LANDMARKS_MODEL", "efficientnet_lite2")
-    assert Settings().model == "efficientnet_lite2"
+    assert Settings.from_env().model == "efficientnet_lite2"

@@ -74,7 +74,7 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
     whose weights cannot be had offline, get a row that says so instead of numbers."""
     import huggingface_hub.constants
 
-    from landmarks.cli import main
+    from cli import main
     from landmarks.models import list_models
 
     # The hub as on a machine without internet access: offline, nothing cached (so nothing downloads).
@@ -107,7 +107,7 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
 
 
 def test_eval_asks_which_model_a_weights_file_is_for(capsys):
-    from landmarks.cli import main
+    from cli import main
 
     assert main(["eval", "--data", str(require_dev_data()), "--model", "all", "--weights-file", "open_clip_pytorch_model.bin"]) == 2
     assert "say which model the file is for, as MODEL=PATH" in capsys.readouterr().err

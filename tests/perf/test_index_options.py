@@ -118,7 +118,7 @@ def test_pq_bytes_must_divide_the_dimension():
 
 
 def test_the_command_line_offers_every_index_kind():
-    from landmarks.cli.index import INDEX_KINDS as offered
+    from cli.index import INDEX_KINDS as offered
     from landmarks.index import INDEX_KINDS
 
     assert offered == INDEX_KINDS

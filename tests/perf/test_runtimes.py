@@ -27,10 +27,7 @@ def photos():
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        folder = tmp_path_factory.mktemp("model-cache")
-        patch.setenv("LANDMARKS_CACHE_DIR", str(folder))
-        yield folder
+    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def eager():
 
 @pytest.fixture(scope="module")
 def onnx(cache):
-    return load_extractor(device="cpu", image_size=SIZE, runtime="auto")
+    return load_extractor(device="cpu", image_size=SIZE, runtime="auto", cache_dir=cache)
 
 
 def test_auto_is_onnx_on_cpu_with_the_weights_fingerprint(eager, onnx, cache):
@@ -63,7 +60,7 @@ def test_onnx_embeds_like_eager_and_ranks_the_same(eager, onnx, photos):
 
 def test_the_export_is_cached(onnx):
     started = time.perf_counter()
-    again = load_extractor(device="cpu", image_size=SIZE, runtime="onnx")
+    again = load_extractor(device="cpu", image_size=SIZE, runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx"
     # Opening the cached file: seconds, where the export took tens of them.
     assert time.perf_counter() - started < 15
@@ -78,7 +75,7 @@ def test_bf16_stays_close_to_eager(eager, photos):
 
 def test_torchscript_models_stay_eager_under_auto(eager, tmp_path, cache):
     path = export_torchscript(eager.module, tmp_path / "extractor.torchscript")
-    assert load_extractor(path, device="cpu", runtime="auto").runtime == "eager"
+    assert load_extractor(path, device="cpu", runtime="auto", cache_dir=cache).runtime == "eager"
 
 
 def test_cpu_runtimes_are_refused_on_cuda():

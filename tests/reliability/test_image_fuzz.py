@@ -29,7 +29,7 @@ from landmarks.images import decode_image
 from tests.reliability.conftest import rss_mb
 from tests.support import REPO_ROOT, dev_protocol
 
-MAX_PIXELS = Settings().max_pixels  # what the server uses too (LANDMARKS_MAX_PIXELS, default 40 MP)
+MAX_PIXELS = Settings.from_env().max_pixels  # what the server uses too (LANDMARKS_MAX_PIXELS, default 40 MP)
 MiB = 1024 * 1024
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck))
 ERROR_STATUSES = {400, 413, 415}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from landmarks.cli import main
+from cli import main
 from landmarks.training import ConfigError, load_config
 from landmarks.training.losses import build_loss
 from landmarks.training.trainer import build_model

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landmarks.cli import main
+from cli import main
 from landmarks.images import decode_image
 from landmarks.models import create_model, load_extractor
 from landmarks.models.delf import DelfNet

@@ -43,7 +43,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(trained_run,
     config = write_tiny_config(tmp_path / "config.yaml", tmp_path / "run")
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "landmarks", "train", str(config), "--no-progress"],
+        [sys.executable, "-m", "cli", "train", str(config), "--no-progress"],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

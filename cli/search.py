@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
     search = commands.add_parser("search", help="find the landmark in a photo, printing a table of matches")
     search.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
-    search.add_argument("--index", type=Path, default=Path("data/index"), metavar="INDEX_DIR")
+    search.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
     search.add_argument("-k", type=int, default=5, help="matches to show (default 5)")
-    search.add_argument("--threshold", type=float, default=None, help="not-a-landmark threshold (default: the service's)")
+    search.add_argument("--threshold", type=float, default=None, help="operating threshold on confidence (default: the service's, LANDMARKS_THRESHOLD, else the calibration's)")
     add_model_arguments(search)
     search.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.images import ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
-    from landmarks.search import DEFAULT_THRESHOLD, Searcher
+    from landmarks.search import Searcher
 
+    args.index = args.index or args.settings.index_dir
     extractor = load_model(args, args.index)
     try:
         index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
@@ -30,7 +31,7 @@ def run(args) -> int:
         raise CommandError(str(exc)) from exc
     if len(index) == 0:
         raise CommandError(f"the index at {args.index} is empty: build it with `landmarks index build GALLERY_DIR --out {args.index}`")
-    searcher = Searcher(extractor, index, threshold=args.threshold if args.threshold is not None else DEFAULT_THRESHOLD)
+    searcher = Searcher(extractor, index, args.settings.search_config(**({"threshold": args.threshold} if args.threshold is not None else {})))
     names = {lid: lm.name for lid, lm in index.landmarks().items()}
     failures = 0
     for photo in args.photos:

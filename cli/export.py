@@ -1,4 +1,8 @@
-"""`landmarks export CHECKPOINT --out extractor.torchscript`: a trained model as one TorchScript file."""
+"""`landmarks export CHECKPOINT --out extractor.torchscript`: a trained model as one TorchScript file.
+
+`landmarks export-onnx MODEL OUT_DIR`: a registered model as ONNX for the slim API image
+(landmarks/models/exported.py); the api Dockerfile's `onnx-export` stage runs it.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,26 @@ def register(commands) -> None:
     export.add_argument("--out", type=Path, default=Path("extractor.torchscript"), help="default: extractor.torchscript")
     export.set_defaults(func=run)
 
+    onnx = commands.add_parser(
+        "export-onnx",
+        help="export a registered model to ONNX for the slim API image (OUT_DIR/MODEL/model.onnx + model.json)",
+    )
+    onnx.add_argument("model", metavar="MODEL")
+    onnx.add_argument("out", type=Path, metavar="OUT_DIR")
+    onnx.set_defaults(func=run_onnx)
+
+
+def run_onnx(args) -> int:
+    from landmarks.models.exported import export
+
+    export(args.model, args.out, cache_dir=args.settings.cache_dir)
+    return 0
+
 
 def run(args) -> int:
     import pickle
 
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.models import export_torchscript
     from landmarks.models.extractor import load_checkpoint_model
 

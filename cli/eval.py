@@ -64,7 +64,7 @@ def expand_models(specs: list[str]) -> list[str]:
 
 def weights_files(values: list[str], specs: list[str]) -> dict[str, Path]:
     """--weights-file values → {model: file}. A bare PATH needs exactly one model; else MODEL=PATH."""
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
     files: dict[str, Path] = {}
     for value in values:
@@ -126,7 +126,7 @@ def model_label(spec: str, extractor, weights_file: Path | None = None) -> tuple
 
 
 def run(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
     specs = expand_models(args.model)
     files = weights_files(args.weights_file, specs)

@@ -27,7 +27,7 @@ def register(commands) -> None:
 
 
 def run_gldv2(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.data.download import DownloadError
     from landmarks.data.gldv2 import DEFAULT_BASE_URL, NUM_SHARDS, build_gallery, fetch, parse_shards
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landmarks.cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model
 
 
 def register(commands) -> None:
@@ -23,7 +23,7 @@ def register(commands) -> None:
             "left out (an unknown landmark), and optional folders of photos without landmarks."
         ),
     )
-    calibrate.add_argument("--index", type=Path, default=Path("data/index"), metavar="INDEX_DIR")
+    calibrate.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
     calibrate.add_argument("--negatives", type=Path, action="append", default=[], metavar="DIR",
                            help="a folder of photos that show no known landmark (repeatable)")
     calibrate.add_argument("--unknown-every", type=int, default=2, metavar="N",
@@ -31,25 +31,29 @@ def register(commands) -> None:
     calibrate.add_argument("--threshold", type=float, default=None,
                            help="operating threshold on confidence stored with the calibration "
                                 "(default: the highest that keeps --keep-right of the right answers)")
-    calibrate.add_argument("--keep-right", type=float, default=0.98, metavar="SHARE",
-                           help="share of the right leave-one-out answers the default threshold keeps (default 0.98)")
-    calibrate.add_argument("--negative-share", type=float, default=0.1, metavar="SHARE",
-                           help="expected share of searched photos without a known landmark: the negatives' weight (default 0.1)")
+    calibrate.add_argument("--keep-right", type=float, default=None, metavar="SHARE",
+                           help="share of the right leave-one-out answers the default threshold keeps "
+                                "(default: landmarks.quality.calibration.DEFAULT_KEEP_RIGHT)")
+    calibrate.add_argument("--negative-share", type=float, default=None, metavar="SHARE",
+                           help="expected share of searched photos without a known landmark: the negatives' weight "
+                                "(default: landmarks.quality.calibration.DEFAULT_NEGATIVE_SHARE)")
     calibrate.add_argument("--no-progress", action="store_true")
     add_model_arguments(calibrate)
     calibrate.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.images import IMAGE_SUFFIXES, ImageError, decode_image
     from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples
-    from landmarks.search import SearchConfig, Searcher
+    from landmarks.search import Searcher
 
     for flag, value in (("--threshold", args.threshold), ("--keep-right", args.keep_right), ("--negative-share", args.negative_share)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise CommandError(f"{flag} is a share: give a number between 0 and 1")
+    args.index = args.index or args.settings.index_dir
+    shares = {name: value for name, value in (("keep_right", args.keep_right), ("negative_share", args.negative_share)) if value is not None}
     negatives = []
     for folder in args.negatives:
         if not folder.is_dir():
@@ -68,14 +72,13 @@ def run(args: argparse.Namespace) -> int:
         counts = index.store.image_counts()
         if len(counts) < 2 or len(index) < 3:
             raise CommandError(f"the index at {args.index} needs photos of at least two landmarks to calibrate")
-        config = SearchConfig.from_env(calibrated=False)
+        config = args.settings.search_config(calibrated=False)
         searcher = Searcher(extractor, index, config)
         print(f"calibrating {args.index}: {len(index)} photos of {len(counts)} landmarks, {len(negatives)} negative photos; "
               f"search: {config.describe()}{' (no local features: without spatial verification)' if config.spatial and not searcher.spatial_active else ''}")
         samples = collect_samples(searcher, negatives=negatives, unknown_every=args.unknown_every, progress=not args.no_progress)
         try:
-            model = fit_from_samples(samples, spatial=searcher.spatial_active, threshold=args.threshold,
-                                     negative_share=args.negative_share, keep_right=args.keep_right)
+            model = fit_from_samples(samples, spatial=searcher.spatial_active, threshold=args.threshold, **shares)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         path = args.index / CALIBRATION_FILE

@@ -20,7 +20,7 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.training import load_config, train
 
     try:

@@ -19,7 +19,7 @@ def register(commands) -> None:
         description="Embed every photo of GALLERY_DIR into INDEX_DIR. Re-running on a grown gallery embeds only the new or changed photos.",
     )
     build.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
-    build.add_argument("--out", type=Path, default=Path("data/index"), metavar="INDEX_DIR", help="default: data/index")
+    build.add_argument("--out", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
     add_model_arguments(build)
     build.add_argument("--kind", choices=INDEX_KINDS, default="flat",
                        help="FAISS index type (default: exact flat; bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)")
@@ -79,22 +79,25 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model(args, index_dir: Path):
     """The extractor that --model, --weights-file and --device name (without --model: the one that built
     the index at INDEX_DIR, else the default); a load failure is a one-line error."""
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import recorded_model
     from landmarks.models import load_extractor, resolve_model
 
-    model = resolve_model(args.model, recorded_model(index_dir))
+    settings = args.settings
+    model = resolve_model(args.model, recorded_model(index_dir), exported_dir=settings.exported_dir)
     try:
-        return load_extractor(model, device=args.device, weights_file=args.weights_file, runtime=args.runtime)
+        return load_extractor(model, device=args.device, weights_file=args.weights_file, runtime=args.runtime, **settings.model_files())
     except (OSError, ValueError) as exc:  # missing or foreign files, an unreachable hub
         raise CommandError(f"cannot load model {model}: {exc}") from exc
 
 
 def run_build(args) -> int:
-    from landmarks.cli import CommandError
+    from api.uploads import UPLOAD_PREFIX
+    from cli import CommandError
     from landmarks.gallery import scan_gallery
     from landmarks.index import FingerprintMismatch, build_index
 
+    args.out = args.out or args.settings.index_dir
     try:
         gallery = scan_gallery(args.gallery)
     except FileNotFoundError as exc:
@@ -104,7 +107,11 @@ def run_build(args) -> int:
     extractor = load_model(args, args.out)
     print(f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}")
     try:
-        report = build_index(gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress)
+        report = build_index(
+            gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress,
+            local_features=args.settings.local_feature_params(),
+            keep_prefixes=(UPLOAD_PREFIX,),  # photos added through the API are not the folder's: they stay
+        )
     except FingerprintMismatch as exc:
         raise CommandError(str(exc)) from exc
     print(
@@ -117,7 +124,7 @@ def run_build(args) -> int:
 
 
 def run_info(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index.gallery_index import STORE_FILE
     from landmarks.index.store import GalleryStore
 
@@ -133,7 +140,7 @@ def run_info(args) -> int:
 
 
 def run_migrate(args) -> int:
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import GalleryIndex
     from landmarks.index.gallery_index import STORE_FILE, milvus_vectors
     from landmarks.index.store import GalleryStore

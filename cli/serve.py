@@ -16,7 +16,7 @@ def register(commands) -> None:
         help="local pretrained weights for a named model, the file the index was built with (or LANDMARKS_WEIGHTS_FILE)",
     )
     serve.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    serve.add_argument("--threshold", type=float, default=None, help="not-a-landmark similarity threshold")
+    serve.add_argument("--threshold", type=float, default=None, help="operating threshold on confidence (default: LANDMARKS_THRESHOLD, else the calibration's)")
     serve.set_defaults(func=run)
 
 
@@ -27,8 +27,7 @@ def run(args) -> int:
     from api.app import create_app
     from api.server import serve
     from api.service import SearchService
-    from api.settings import Settings
-    from landmarks.cli import CommandError
+    from cli import CommandError
     from landmarks.index import FingerprintMismatch
 
     overrides = {
@@ -36,7 +35,7 @@ def run(args) -> int:
         for key, value in {"index_dir": args.index, "model": args.model, "weights_file": args.weights_file, "device": args.device, "threshold": args.threshold}.items()
         if value is not None
     }
-    settings = dataclasses.replace(Settings(), **overrides)
+    settings = dataclasses.replace(args.settings, **overrides)
     # Load before binding the port, so a wrong model or index fails with a clear message.
     try:
         service = SearchService.load(settings)

@@ -63,7 +63,7 @@ def _browser_host(host: str) -> str:
 
 
 def _check_port(host: str, port: int, flag: str) -> None:
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
     if not 0 < port < 65536:
         raise CommandError(f"{flag} {port} is not a port number (1..65535)")
@@ -79,7 +79,7 @@ def _check_port(host: str, port: int, flag: str) -> None:
 
 
 def _require(modules: tuple[str, ...], what: str, fix: str) -> None:
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
@@ -87,7 +87,7 @@ def _require(modules: tuple[str, ...], what: str, fix: str) -> None:
 
 
 def _web_app() -> Path:
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
     spec = importlib.util.find_spec("web")
     app = Path(spec.origin).parent / "app.py" if spec and spec.origin else None
@@ -98,9 +98,9 @@ def _web_app() -> Path:
 
 def plan(args) -> tuple[list[Child], Path]:
     """What to run and the index it serves, after checking that it can run: a failure here starts nothing."""
-    from landmarks.cli import CommandError
+    from cli import CommandError
 
-    index = args.index or Path(os.environ.get("LANDMARKS_INDEX_DIR") or "data/index")
+    index = args.index or args.settings.index_dir
     web = not args.no_web
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
     bot = bool(token) and not args.no_bot
@@ -124,7 +124,7 @@ def plan(args) -> tuple[list[Child], Path]:
     children = [
         Child(
             "api",
-            [sys.executable, "-m", "landmarks", *log_level, "serve", "--index", str(index), "--host", args.host, "--port", str(args.api_port)],
+            [sys.executable, "-m", "cli", *log_level, "serve", "--index", str(index), "--host", args.host, "--port", str(args.api_port)],
             base_env,
             url=api_url,
             ready_url=f"{api_url}/ready",

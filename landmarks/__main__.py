@@ -1,5 +1,0 @@
-import sys
-
-from landmarks.cli import main
-
-sys.exit(main())
