@@ -56,8 +56,15 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     app.state.batcher = None
     # Middleware added later wraps what came before: a request meets the size limit, CORS, the rate
     # limit (key guessing counts too), then the key guard; all of them before its body is read.
-    app.add_middleware(KeyGuard, settings=settings, write_routes=admin.router.routes, read_routes=[*search.router.routes, *gallery.router.routes])
-    if settings.rate_limit:  # per client IP, e.g. "60/minute"; off when empty (inside CORS: a 429 keeps its CORS headers)
+    app.add_middleware(
+        KeyGuard,
+        settings=settings,
+        write_routes=admin.router.routes,
+        read_routes=[*search.router.routes, *gallery.router.routes],
+    )
+    if (
+        settings.rate_limit
+    ):  # per client IP, e.g. "60/minute"; off when empty (inside CORS: a 429 keeps its CORS headers)
         app.add_middleware(RateLimit, rate=settings.rate_limit)
     if settings.cors_origins:  # closed by default: browsers may call only from listed origins
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])

@@ -41,7 +41,14 @@ class MicroBatcher(Generic[Item, Output]):
     `process` runs on a worker thread, takes a list of items and returns one output per item.
     """
 
-    def __init__(self, process: Callable[[list[Item]], Sequence[Output]], *, max_batch: int = 16, max_wait: float = 0.005, max_queue: int = 64) -> None:
+    def __init__(
+        self,
+        process: Callable[[list[Item]], Sequence[Output]],
+        *,
+        max_batch: int = 16,
+        max_wait: float = 0.005,
+        max_queue: int = 64,
+    ) -> None:
         self.process = process
         self.max_batch = max_batch
         self.max_wait = max_wait

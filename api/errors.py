@@ -11,12 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from landmarks.images import ImageError
-
 from api.batching import QueueFull
 from api.decoding import DecodeBusy
 from api.schemas import ErrorBody
 from api.service import LandmarkExists, StorageUnavailable, UnknownImage, UnknownLandmark
+from landmarks.images import ImageError
 
 log = logging.getLogger(__name__)
 

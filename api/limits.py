@@ -54,9 +54,15 @@ class BodySizeLimit:
     async def _refuse(self, send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)
         body = json.dumps({"detail": f"The upload is larger than the {limit_mb:.0f} MB limit."}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,6 @@ import asyncio
 import ctypes
 import ctypes.util
 
-
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 MMAP_THRESHOLD = 1 << 20
 

@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from landmarks.search import Query
-
 from api.batching import MicroBatcher
 from api.service import SearchService
+from landmarks.search import Query
 
 
 @asynccontextmanager

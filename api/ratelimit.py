@@ -41,7 +41,9 @@ def parse_rate(text: str) -> tuple[int, float]:
 class TokenBuckets:
     """Token buckets keyed by client; at most `max_clients` are tracked (least recently seen go first)."""
 
-    def __init__(self, capacity: int, period: float, *, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, capacity: int, period: float, *, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.capacity = float(capacity)
         self.per_second = capacity / period
         self.max_clients = max_clients
@@ -69,7 +71,9 @@ class TokenBuckets:
 class RateLimit:
     """ASGI middleware: 429 + Retry-After for a client over its budget; other traffic untouched."""
 
-    def __init__(self, app, rate: str, *, exempt: Iterable[str] = ("/health", "/ready"), max_clients: int = 10_000) -> None:
+    def __init__(
+        self, app, rate: str, *, exempt: Iterable[str] = ("/health", "/ready"), max_clients: int = 10_000
+    ) -> None:
         self.app = app
         capacity, period = parse_rate(rate)
         self.rate = rate
@@ -84,14 +88,18 @@ class RateLimit:
         if wait <= 0:
             return await self.app(scope, receive, send)
         retry_after = max(1, math.ceil(wait))
-        body = json.dumps({"detail": f"Too many requests (limit {self.rate} per client); retry in {retry_after} s."}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        })
+        body = json.dumps(
+            {"detail": f"Too many requests (limit {self.rate} per client); retry in {retry_after} s."}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

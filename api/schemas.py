@@ -90,7 +90,9 @@ LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 # Extra metadata of a landmark (like extra columns of landmarks.csv) travels beside the fields
 # below, so it may not take their names; and it is bounded, since every GET /landmarks carries it.
-RESERVED_FIELDS = frozenset({"landmark_id", "name", "city", "country", "lat", "lon", "image_count", "score", "images", "sample_image_url"})
+RESERVED_FIELDS = frozenset(
+    {"landmark_id", "name", "city", "country", "lat", "lon", "image_count", "score", "images", "sample_image_url"}
+)
 METADATA_KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 METADATA_MAX_KEYS = 32
 METADATA_MAX_VALUE_CHARS = 2000
@@ -101,8 +103,15 @@ def landmark_fields(landmark: Landmark) -> dict[str, Any]:
     """A landmark's fields for an answer: its extra metadata never shadows a field of the contract
     (an older index or a landmarks.csv column may hold such a name: it is left out)."""
     extra = {key: value for key, value in landmark.extra.items() if key not in RESERVED_FIELDS}
-    return {**extra, "landmark_id": landmark.landmark_id, "name": landmark.name, "city": landmark.city,
-            "country": landmark.country, "lat": landmark.lat, "lon": landmark.lon}
+    return {
+        **extra,
+        "landmark_id": landmark.landmark_id,
+        "name": landmark.name,
+        "city": landmark.city,
+        "country": landmark.country,
+        "lat": landmark.lat,
+        "lon": landmark.lon,
+    }
 
 
 class LandmarkCreate(BaseModel):
@@ -128,7 +137,9 @@ class LandmarkCreate(BaseModel):
             if key in RESERVED_FIELDS:
                 raise ValueError(f"{key!r} is a field of the answers and cannot be set as metadata")
             if not METADATA_KEY_PATTERN.match(key):
-                raise ValueError(f"metadata field name {key[:80]!r} must be 1-64 letters, digits, '_', '-', '.', starting with a letter")
+                raise ValueError(
+                    f"metadata field name {key[:80]!r} must be 1-64 letters, digits, '_', '-', '.', starting with a letter"
+                )
             if isinstance(value, dict | list) or value is None:
                 raise ValueError(f"metadata field {key!r} must be a string, number or boolean")
             if len(str(value)) > METADATA_MAX_VALUE_CHARS:

@@ -89,11 +89,15 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedH11Protocol]:
-    return type("ConfiguredH11Protocol", (GuardedH11Protocol,), {
-        "max_connections": settings.max_connections,
-        "header_timeout": settings.header_timeout,
-        "body_timeout": settings.body_timeout,
-    })
+    return type(
+        "ConfiguredH11Protocol",
+        (GuardedH11Protocol,),
+        {
+            "max_connections": settings.max_connections,
+            "header_timeout": settings.header_timeout,
+            "body_timeout": settings.body_timeout,
+        },
+    )
 
 
 def raise_file_limit(wanted: int) -> int:
@@ -112,7 +116,10 @@ def serve(app, settings: Settings, host: str, port: int) -> None:
     if settings.max_connections + FD_HEADROOM > limit:
         # Accepting past the descriptor limit fails in a tight, logged loop: stay below it.
         settings_cap = max(1, limit - FD_HEADROOM)
-        log.warning("connection cap lowered to fit the open-file limit", extra={"max_connections": settings_cap, "nofile": limit})
+        log.warning(
+            "connection cap lowered to fit the open-file limit",
+            extra={"max_connections": settings_cap, "nofile": limit},
+        )
         protocol = type("ConfiguredH11Protocol", (guarded_protocol(settings),), {"max_connections": settings_cap})
     else:
         protocol = guarded_protocol(settings)

@@ -28,15 +28,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from landmarks.gallery import Landmark
-from landmarks.images import ImageError, decode_image, decoded_size_estimate, thumbnail_jpeg
-from landmarks.index import GalleryIndex, recorded_model
-from landmarks.models import Extractor, load_extractor, resolve_model
-from landmarks.search import Query, Searcher, SearchResult
-
 from api.decoding import DecodeBudget
 from api.settings import Settings
 from api.uploads import UPLOAD_PREFIX, UPLOADS_DIR
+from landmarks.gallery import Landmark
+from landmarks.images import decode_image, decoded_size_estimate, thumbnail_jpeg
+from landmarks.index import GalleryIndex, recorded_model
+from landmarks.models import Extractor, load_extractor, resolve_model
+from landmarks.search import Query, Searcher, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,11 @@ class SearchService:
     def load(cls, settings: Settings) -> SearchService:
         model = resolve_model(settings.model, recorded_model(settings.index_dir), exported_dir=settings.exported_dir)
         extractor = load_extractor(
-            model, device=settings.device, runtime=settings.runtime, weights_file=settings.weights_file, **settings.model_files()
+            model,
+            device=settings.device,
+            runtime=settings.runtime,
+            weights_file=settings.weights_file,
+            **settings.model_files(),
         )
         service = cls(settings, extractor, cls._open_index(settings, extractor))
         log.info("service loaded", extra={"model": extractor.describe(), "gallery_size": service.gallery_size})
@@ -272,7 +275,6 @@ class SearchService:
             unique.append((photo, source))
         with self._writing():
             self.require_landmark(landmark_id)  # it may have been deleted while the photos were embedded
-            store = self._index.store
             existing = self._index.store.image_ids_by_source([source for _, source in unique])
             fresh = [(photo, source) for photo, source in unique if source not in existing]
             written: list[Path] = []
@@ -320,7 +322,9 @@ class SearchService:
             return
         # Known by source key (upload/<landmark_id>/<digest> is stored as <landmark_id>/<digest>.img),
         # not by the stored path, whose spelling depends on how INDEX_DIR was given.
-        known = {f"{source[len(UPLOAD_PREFIX):]}.img" for source in self._index.store.sources_with_prefix(UPLOAD_PREFIX)}
+        known = {
+            f"{source[len(UPLOAD_PREFIX) :]}.img" for source in self._index.store.sources_with_prefix(UPLOAD_PREFIX)
+        }
         removed = 0
         for path in root.rglob("*"):
             if path.is_file() and path.relative_to(root).as_posix() not in known:

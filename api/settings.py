@@ -123,7 +123,9 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
 
-        def read(name: str, parse: Callable[[str, str], object], *, key: str | None = None, prefix: str = PREFIX) -> None:
+        def read(
+            name: str, parse: Callable[[str, str], object], *, key: str | None = None, prefix: str = PREFIX
+        ) -> None:
             variable = prefix + name
             raw = env.get(variable, "")
             if raw.strip():
@@ -158,7 +160,9 @@ class Settings:
         read("HEADER_TIMEOUT", parse_float)
         read("BODY_TIMEOUT", parse_float)
         read("LOG_LEVEL", text)
-        read("XDG_CACHE_HOME", lambda variable, raw: parse_path(variable, raw) / "landmarks", key="cache_dir", prefix="")
+        read(
+            "XDG_CACHE_HOME", lambda variable, raw: parse_path(variable, raw) / "landmarks", key="cache_dir", prefix=""
+        )
         read("CACHE_DIR", parse_path)  # wins over XDG_CACHE_HOME
         read("EXPORTED_MODELS", parse_path, key="exported_dir")
         read("OMP_NUM_THREADS", parse_int, key="onnx_threads", prefix="")
@@ -174,7 +178,12 @@ class Settings:
         """
         from landmarks.search import SearchConfig
 
-        parsers: dict[type, Callable[[str, str], object]] = {bool: parse_bool, int: parse_int, float: parse_float, str: lambda name, raw: raw.strip()}
+        parsers: dict[type, Callable[[str, str], object]] = {
+            bool: parse_bool,
+            int: parse_int,
+            float: parse_float,
+            str: lambda name, raw: raw.strip(),
+        }
         defaults = SearchConfig()
         values: dict[str, object] = {"threshold": self.threshold}
         for f in fields(SearchConfig):

@@ -24,7 +24,19 @@ def dev_index(model: str | None = None) -> Path:
     gallery = materialize_gallery(protocol.gallery, WORK / "gallery", DEV_DATA / "images" / "landmarks.csv")
     out = WORK / f"index-{Path(model).stem}"
     subprocess.run(
-        [sys.executable, "-m", "cli", "index", "build", str(gallery), "--out", str(out), "--model", model, "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "index",
+            "build",
+            str(gallery),
+            "--out",
+            str(out),
+            "--model",
+            model,
+            "--no-progress",
+        ],
         cwd=REPO,
         check=True,
         stdout=subprocess.DEVNULL,

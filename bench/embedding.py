@@ -36,9 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import DEV_DATA  # noqa: E402  (sets sys.path)
 from PIL import Image  # noqa: E402
 
-from common import DEV_DATA  # noqa: E402  (sets sys.path)
 from landmarks.evaluation import metrics  # noqa: E402
 from landmarks.evaluation.protocol import dev_protocol  # noqa: E402
 from landmarks.images import Preprocessor, decode_image  # noqa: E402
@@ -66,7 +66,16 @@ def normalised(vectors: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
 
 
-def torch_option(name: str, how: str, module: torch.nn.Module, device: torch.device, *, dtype: torch.dtype, channels_last: bool, compile_: bool) -> Option:
+def torch_option(
+    name: str,
+    how: str,
+    module: torch.nn.Module,
+    device: torch.device,
+    *,
+    dtype: torch.dtype,
+    channels_last: bool,
+    compile_: bool,
+) -> Option:
     """A PyTorch path the product does not offer as such: fed from host float32 arrays, like embed_arrays."""
     module = module.to(device=device, dtype=dtype).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -97,14 +106,27 @@ def onnx_int8_option(fp32_model: Path, calibration: np.ndarray, out: Path) -> Op
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser warns once per weight it leaves as is
     quantize_static(
-        str(fp32_model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        str(fp32_model),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
     )
     session = OnnxEmbedder(out)
     return Option("onnx int8 (static)", "bench only", lambda batch: normalised(torch.from_numpy(session(batch))))
 
 
-def build_options(name: str, size: int, device: torch.device, runtimes: list[str], calibration: np.ndarray, warm_batch: int, workdir: Path) -> tuple[list[Option], bool]:
+def build_options(
+    name: str,
+    size: int,
+    device: torch.device,
+    runtimes: list[str],
+    calibration: np.ndarray,
+    warm_batch: int,
+    workdir: Path,
+) -> tuple[list[Option], bool]:
     try:
         network, pretrained = create_model(name, image_size=size), True
     except Exception:  # no offline weights: the hub is out of reach
@@ -117,30 +139,72 @@ def build_options(name: str, size: int, device: torch.device, runtimes: list[str
         if device.type == "cuda":
             if runtime == "eager-fp32":
                 extractor = Extractor(module, config, source=name, device=device, half=False)
-                option = Option("eager fp32", 'half=False', extractor.embed_arrays)
+                option = Option("eager fp32", "half=False", extractor.embed_arrays)
             elif runtime == "eager":
                 extractor = Extractor(module, config, source=name, device=device)
                 option = Option("eager fp16", "default on CUDA", extractor.embed_arrays)
             elif runtime == "channels-last":
-                option = torch_option("fp16 channels-last", "bench only", module, device, dtype=torch.half, channels_last=True, compile_=False)
+                option = torch_option(
+                    "fp16 channels-last",
+                    "bench only",
+                    module,
+                    device,
+                    dtype=torch.half,
+                    channels_last=True,
+                    compile_=False,
+                )
             elif runtime == "compile":
-                option = torch_option("torch.compile fp16 channels-last", "bench only", module, device, dtype=torch.half, channels_last=True, compile_=True)
+                option = torch_option(
+                    "torch.compile fp16 channels-last",
+                    "bench only",
+                    module,
+                    device,
+                    dtype=torch.half,
+                    channels_last=True,
+                    compile_=True,
+                )
             else:
                 raise SystemExit(f"unknown CUDA runtime {runtime!r}; choose from {', '.join(CUDA_RUNTIMES)}")
         elif runtime == "eager":
-            option = Option("eager fp32", 'runtime="eager" (default)', Extractor(module, config, source=name, device=device).embed_arrays)
+            option = Option(
+                "eager fp32",
+                'runtime="eager" (default)',
+                Extractor(module, config, source=name, device=device).embed_arrays,
+            )
         elif runtime == "channels-last":
-            option = torch_option("eager fp32 channels-last", "bench only", module, device, dtype=torch.float32, channels_last=True, compile_=False)
+            option = torch_option(
+                "eager fp32 channels-last",
+                "bench only",
+                module,
+                device,
+                dtype=torch.float32,
+                channels_last=True,
+                compile_=False,
+            )
         elif runtime == "compile":
-            option = torch_option("torch.compile fp32 channels-last", "bench only", module, device, dtype=torch.float32, channels_last=True, compile_=True)
+            option = torch_option(
+                "torch.compile fp32 channels-last",
+                "bench only",
+                module,
+                device,
+                dtype=torch.float32,
+                channels_last=True,
+                compile_=True,
+            )
         elif runtime == "bf16":
-            option = Option("bf16 autocast channels-last", 'runtime="bf16"', Extractor(module, config, source=name, device=device, runtime="bf16").embed_arrays)
+            option = Option(
+                "bf16 autocast channels-last",
+                'runtime="bf16"',
+                Extractor(module, config, source=name, device=device, runtime="bf16").embed_arrays,
+            )
         elif runtime in ("onnx", "onnx-int8"):
             extractor = Extractor(module, config, source=name, device=device, runtime="onnx", cache_dir=workdir)
             if runtime == "onnx":
                 option = Option("onnxruntime fp32", 'runtime="onnx" / "auto"', extractor.embed_arrays)
             else:
-                option = onnx_int8_option(extractor._onnx.path, calibration, workdir / f"{config.backbone}-{size}-int8.onnx")
+                option = onnx_int8_option(
+                    extractor._onnx.path, calibration, workdir / f"{config.backbone}-{size}-int8.onnx"
+                )
         else:
             raise SystemExit(f"unknown CPU runtime {runtime!r}; choose from {', '.join(CPU_RUNTIMES)}")
         option.embed(calibration[:warm_batch])  # first call: compilation, kernel selection, lazy initialisation
@@ -163,27 +227,39 @@ def fixed_batches(arrays: np.ndarray, batch_size: int):
         yield start, np.ascontiguousarray(batch)
 
 
-def quality(vectors: np.ndarray, gallery_labels: np.ndarray, query_labels: list[str]) -> tuple[float, float, np.ndarray]:
+def quality(
+    vectors: np.ndarray, gallery_labels: np.ndarray, query_labels: list[str]
+) -> tuple[float, float, np.ndarray]:
     gallery, queries = vectors[: len(gallery_labels)], vectors[len(gallery_labels) :]
     ranked, _ = metrics.top_k(queries, gallery, 100)
     relevance = metrics.relevance_matrix(gallery_labels[ranked], query_labels)
     counts = {label: int((gallery_labels == label).sum()) for label in set(query_labels)}
-    return metrics.recall_at_k(relevance, 1), metrics.map_at_k(relevance, [counts[label] for label in query_labels], 100), ranked[:, 0]
+    return (
+        metrics.recall_at_k(relevance, 1),
+        metrics.map_at_k(relevance, [counts[label] for label in query_labels], 100),
+        ranked[:, 0],
+    )
 
 
-def bench_model(spec: str, device: torch.device, runtimes: list[str], batch_sizes: list[int], rounds: int, protocol, workdir: Path) -> tuple[list[str], dict[str, float]]:
+def bench_model(
+    spec: str, device: torch.device, runtimes: list[str], batch_sizes: list[int], rounds: int, protocol, workdir: Path
+) -> tuple[list[str], dict[str, float]]:
     """The table's rows for one backbone, and each option's milliseconds per image at the first batch size."""
     name, _, size_text = spec.partition("@")
     size = int(size_text or 224)
     probe = create_model(name, pretrained=False, image_size=size).config
     preprocessor = Preprocessor(size, probe.mean, probe.std, probe.interpolation)
     gallery_paths = [path for path, _ in protocol.gallery]
-    calibration = preprocess_all(gallery_paths[:: max(1, len(gallery_paths) // CALIBRATION_PHOTOS)][:CALIBRATION_PHOTOS], preprocessor)
+    calibration = preprocess_all(
+        gallery_paths[:: max(1, len(gallery_paths) // CALIBRATION_PHOTOS)][:CALIBRATION_PHOTOS], preprocessor
+    )
     options, pretrained = build_options(name, size, device, runtimes, calibration, batch_sizes[0], workdir)
 
     # Quality: one full pass per option over the gallery and the landmark queries (real weights only;
     # with random weights, the first batches still show how far each option is from eager).
-    photos = gallery_paths + [path for path, _ in protocol.queries] if pretrained else gallery_paths[: 2 * max(batch_sizes)]
+    photos = (
+        gallery_paths + [path for path, _ in protocol.queries] if pretrained else gallery_paths[: 2 * max(batch_sizes)]
+    )
     arrays = preprocess_all(photos, preprocessor)
     for option in options:
         parts = [option.embed(batch) for _, batch in fixed_batches(arrays, batch_sizes[0])]
@@ -214,7 +290,9 @@ def bench_model(spec: str, device: torch.device, runtimes: list[str], batch_size
             if base is not None:
                 r1, map100, top1 = quality(option.vectors, gallery_labels, query_labels)
                 same_top1 = float(np.mean(top1 == base[2]))
-                quality_cells = f"{r1:.3f} ({r1 - base[0]:+.3f}) | {map100:.3f} ({map100 - base[1]:+.3f}) | {same_top1:.3f}"
+                quality_cells = (
+                    f"{r1:.3f} ({r1 - base[0]:+.3f}) | {map100:.3f} ({map100 - base[1]:+.3f}) | {same_top1:.3f}"
+                )
             else:
                 quality_cells = "n/a (random weights) | n/a | n/a"
             weights = "ImageNet" if pretrained else "random"
@@ -234,12 +312,19 @@ def preprocessing_rows(protocol, size: int) -> list[str]:
     the request's thread before the model's bicubic resize; the cosine compares the embeddings
     (default model, eager) of the two paths on the same photos.
     """
-    extractor = Extractor(create_model(image_size=size), create_model(pretrained=False, image_size=size).config, source="default", device="cpu")
+    extractor = Extractor(
+        create_model(image_size=size),
+        create_model(pretrained=False, image_size=size).config,
+        source="default",
+        device="cpu",
+    )
     small = [path.read_bytes() for path, _ in protocol.queries[:40]]
     big = []
     for data in small[:5]:
         out = io.BytesIO()
-        Image.open(io.BytesIO(data)).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC).save(out, "JPEG", quality=90)
+        Image.open(io.BytesIO(data)).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC).save(
+            out, "JPEG", quality=90
+        )
         big.append(out.getvalue())
     rows = []
     for label, samples in (("dev photo (≤ 640 px)", small), ("12 MP JPEG (4032x3024)", big)):
@@ -266,22 +351,47 @@ def preprocessing_rows(protocol, size: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="NAME@SIZE, e.g. efficientnet_lite0@320")
-    parser.add_argument("--runtimes", nargs="+", default=None, help=f"CPU: {' '.join(CPU_RUNTIMES)}; CUDA: {' '.join(CUDA_RUNTIMES)} (first is the baseline)")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=None, help="default: 16 on CPU; 16 and 128 on CUDA")
-    parser.add_argument("--rounds", type=int, default=None, help="timed batches per option (default: 5 on CPU, 30 on CUDA)")
+    parser.add_argument(
+        "--models", nargs="+", default=list(DEFAULT_MODELS), help="NAME@SIZE, e.g. efficientnet_lite0@320"
+    )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=None,
+        help=f"CPU: {' '.join(CPU_RUNTIMES)}; CUDA: {' '.join(CUDA_RUNTIMES)} (first is the baseline)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=None, help="default: 16 on CPU; 16 and 128 on CUDA"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed batches per option (default: 5 on CPU, 30 on CUDA)"
+    )
     parser.add_argument("--data", type=Path, default=DEV_DATA, help="the landmarks-dev folder")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     cuda = device.type == "cuda"
     runtimes = args.runtimes or list(CUDA_RUNTIMES if cuda else CPU_RUNTIMES)
     batch_sizes = args.batch_size or ([16, 128] if cuda else [16])
     rounds = args.rounds or (30 if cuda else 5)
     protocol = dev_protocol(args.data)
 
-    where = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}"
-    print(f"device: {device.type} ({where}); torch {torch.__version__}; dev protocol: {len(protocol.gallery)} gallery, {len(protocol.queries)} landmark queries\n")
-    print("| model | option | batch | img/s | img per CPU-s | speed-up vs eager | R@1 (Δ) | mAP@100 (Δ) | same top-1 | min cos vs eager | setup s | in the product |")
+    where = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}"
+    )
+    print(
+        f"device: {device.type} ({where}); torch {torch.__version__}; dev protocol: {len(protocol.gallery)} gallery, {len(protocol.queries)} landmark queries\n"
+    )
+    print(
+        "| model | option | batch | img/s | img per CPU-s | speed-up vs eager | R@1 (Δ) | mAP@100 (Δ) | same top-1 | min cos vs eager | setup s | in the product |"
+    )
     print("|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|")
     first: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as workdir:
@@ -293,7 +403,9 @@ def main() -> None:
                 print(row, flush=True)
     size = int(args.models[0].partition("@")[2] or 224)
     model = ", ".join(f"{name} {ms:.1f}" for name, ms in first.items())
-    print(f"\nBeside the model: decoding and resizing one photo on one thread ({size} px). The model's ms per image in a batch of {batch_sizes[0]} ({args.models[0]}): {model}.\n")
+    print(
+        f"\nBeside the model: decoding and resizing one photo on one thread ({size} px). The model's ms per image in a batch of {batch_sizes[0]} ({args.models[0]}): {model}.\n"
+    )
     print("| photo | decode ms | resize + normalise ms | reduce first, then resize ms | min cos, reduced vs plain |")
     print("|:---|---:|---:|---:|---:|")
     for row in preprocessing_rows(protocol, size):

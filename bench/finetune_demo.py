@@ -65,16 +65,36 @@ def main() -> int:
     training_seconds = sum(epoch_seconds)
 
     rows = []
-    for spec, label in (("efficientnet_lite0", "efficientnet_lite0 (ImageNet, off the shelf)"), (str(last), "efficientnet_lite0 + ROADMAP (fine-tuned)")):
+    for spec, label in (
+        ("efficientnet_lite0", "efficientnet_lite0 (ImageNet, off the shelf)"),
+        (str(last), "efficientnet_lite0 + ROADMAP (fine-tuned)"),
+    ):
         extractor = load_extractor(spec, device="cpu")
         result = evaluate(extractor, split)
-        rows.append(TableRow(label, extractor.config.image_size, result, None if spec == "efficientnet_lite0" else training_seconds / len(epoch_seconds)))
+        rows.append(
+            TableRow(
+                label,
+                extractor.config.image_size,
+                result,
+                None if spec == "efficientnet_lite0" else training_seconds / len(epoch_seconds),
+            )
+        )
 
     before, after = rows[0].result, rows[1].result
     summary = markdown_grid(
         ["model (12 unseen landmarks)", "R@1", "mAP@100", "GAP"],
-        [*([row.model, f"{row.result.recall[1]:.3f}", f"{row.result.map_at_100:.3f}", f"{row.result.gap:.3f}"] for row in rows),
-         ["change", f"{after.recall[1] - before.recall[1]:+.3f}", f"{after.map_at_100 - before.map_at_100:+.3f}", f"{after.gap - before.gap:+.3f}"]],
+        [
+            *(
+                [row.model, f"{row.result.recall[1]:.3f}", f"{row.result.map_at_100:.3f}", f"{row.result.gap:.3f}"]
+                for row in rows
+            ),
+            [
+                "change",
+                f"{after.recall[1] - before.recall[1]:+.3f}",
+                f"{after.map_at_100 - before.map_at_100:+.3f}",
+                f"{after.gap - before.gap:+.3f}",
+            ],
+        ],
     )
     report = "\n".join(
         [
@@ -93,8 +113,12 @@ def main() -> int:
     out.write_text(report, encoding="utf-8")
     print(f"report written to {out}")
     print("same with the command line:")
-    print(f"  landmarks train {args.config.relative_to(REPO_ROOT) if args.config.is_relative_to(REPO_ROOT) else args.config} --device cpu")
-    print(f"  landmarks eval --data {args.data} --landmarks {','.join(unseen)} --device cpu --model efficientnet_lite0 --model {last}")
+    print(
+        f"  landmarks train {args.config.relative_to(REPO_ROOT) if args.config.is_relative_to(REPO_ROOT) else args.config} --device cpu"
+    )
+    print(
+        f"  landmarks eval --data {args.data} --landmarks {','.join(unseen)} --device cpu --model efficientnet_lite0 --model {last}"
+    )
     return 0
 
 

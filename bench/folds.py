@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DEV_DATA  # bench/common.py also puts the repository on sys.path
 
 from landmarks.evaluation import metrics
@@ -34,16 +33,27 @@ def fold_hits(vectors: dict[Path, np.ndarray], gallery: list[tuple[Path, str]], 
     """How many queries get their own landmark first under the service's landmark ranking."""
     gallery_vectors = np.stack([vectors[path] for path, _ in gallery])
     gallery_labels = np.array([label for _, label in gallery], dtype=object)
-    ranked, scores = metrics.top_k(np.stack([vectors[path] for path, _ in queries]), gallery_vectors, SERVICE.candidates)
+    ranked, scores = metrics.top_k(
+        np.stack([vectors[path] for path, _ in queries]), gallery_vectors, SERVICE.candidates
+    )
     predicted, _ = top_landmarks(gallery_labels[ranked], scores)
     return sum(found == truth for found, (_, truth) in zip(predicted, queries, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEV_DATA, help="the landmarks-dev folder (default: ../shared/data/landmarks-dev)")
-    parser.add_argument("--models", nargs="+", default=None, help="model names or files (default: efficientnet_lite0 and the default model)")
-    parser.add_argument("--runtime", default="auto", choices=["auto", "eager", "onnx"], help="embedding runtime (default: auto)")
+    parser.add_argument(
+        "--data", type=Path, default=DEV_DATA, help="the landmarks-dev folder (default: ../shared/data/landmarks-dev)"
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="model names or files (default: efficientnet_lite0 and the default model)",
+    )
+    parser.add_argument(
+        "--runtime", default="auto", choices=["auto", "eager", "onnx"], help="embedding runtime (default: auto)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -68,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         vectors = {photos[position]: vector for position, vector in zip(embedded.kept, embedded.vectors, strict=True)}
         hits = [fold_hits(vectors, protocol.gallery, protocol.queries) for protocol in folds]
         sizes = [len(protocol.queries) for protocol in folds]
-        rows.append([f"{model} ({extractor.config.image_size} px, {extractor.dim}-d)",
-                     *(f"{h}/{n}" for h, n in zip(hits, sizes, strict=True)), f"{sum(hits) / sum(sizes):.3f}", f"{ms_per_photo:.0f}"])
+        rows.append(
+            [
+                f"{model} ({extractor.config.image_size} px, {extractor.dim}-d)",
+                *(f"{h}/{n}" for h, n in zip(hits, sizes, strict=True)),
+                f"{sum(hits) / sum(sizes):.3f}",
+                f"{ms_per_photo:.0f}",
+            ]
+        )
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     header = ["model", *(f"fold {f}" for f in range(FOLDS)), "R@1, all folds", "ms/photo"]
     print("\n".join(markdown_grid(header, rows)))

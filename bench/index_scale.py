@@ -32,8 +32,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
 from common import DEV_DATA, WORK  # also puts the repository on sys.path
+
 from landmarks.evaluation.protocol import dev_protocol
 from landmarks.index.rerank import RerankIndex
 from landmarks.index.vectors import FaissIndex, vector_index
@@ -80,7 +80,9 @@ class Generator:
 
     def centres(self, count: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return (self.mean + (rng.standard_normal((count, len(self.axes))) * self.between_std) @ self.axes).astype(np.float32)
+        return (self.mean + (rng.standard_normal((count, len(self.axes))) * self.between_std) @ self.axes).astype(
+            np.float32
+        )
 
     def photos(self, centres: np.ndarray, which: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -195,8 +197,12 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=[kind for kind, *_ in KINDS])
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall and QPS")
     parser.add_argument("--single", type=int, default=200, help="queries timed one at a time (latency)")
-    parser.add_argument("--train-size", type=int, default=100_000, help="vectors IVF trains its cells on (a random sample)")
-    parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size HNSW is built at (its build is the slowest)")
+    parser.add_argument(
+        "--train-size", type=int, default=100_000, help="vectors IVF trains its cells on (a random sample)"
+    )
+    parser.add_argument(
+        "--hnsw-max", type=int, default=100_000, help="largest size HNSW is built at (its build is the slowest)"
+    )
     parser.add_argument("--data", type=Path, default=DEV_DATA)
     args = parser.parse_args()
 
@@ -204,14 +210,22 @@ def main() -> None:
     generator = Generator(vectors, labels)
     real_near, real_pairs = neighbour_similarity(vectors)
     counts = np.unique(labels, return_counts=True)[1]
-    look_alike = generator.photos(generator.centres(len(counts), seed=0), np.repeat(np.arange(len(counts)), counts), seed=1)
+    look_alike = generator.photos(
+        generator.centres(len(counts), seed=0), np.repeat(np.arange(len(counts)), counts), seed=1
+    )
     fake_near, fake_pairs = neighbour_similarity(look_alike)
-    print(f"vectors: {generator.dim}-d, modelled on {len(vectors)} dev-photo embeddings ({len(generator.axes)} principal axes); "
-          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
-    print(f"sanity, {len(vectors)} vectors in {len(counts)} landmarks: mean cosine to the nearest other vector real {real_near:.3f} / "
-          f"synthetic {fake_near:.3f}; between random pairs real {real_pairs:.3f} / synthetic {fake_pairs:.3f}\n")
+    print(
+        f"vectors: {generator.dim}-d, modelled on {len(vectors)} dev-photo embeddings ({len(generator.axes)} principal axes); "
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads"
+    )
+    print(
+        f"sanity, {len(vectors)} vectors in {len(counts)} landmarks: mean cosine to the nearest other vector real {real_near:.3f} / "
+        f"synthetic {fake_near:.3f}; between random pairs real {real_pairs:.3f} / synthetic {fake_pairs:.3f}\n"
+    )
 
-    print("| vectors | index | search setting | build s | memory MB | p50 ms | p95 ms | CPU ms p50 | QPS (batch) | recall@10 |")
+    print(
+        "| vectors | index | search setting | build s | memory MB | p50 ms | p95 ms | CPU ms p50 | QPS (batch) | recall@10 |"
+    )
     print("|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         gallery, queries = dataset(generator, size, args.queries)
@@ -222,7 +236,9 @@ def main() -> None:
             if kind == "hnsw" and size > args.hnsw_max:
                 print(f"| {size:,} | {label} | | not built: above --hnsw-max | | | | | | |", flush=True)
                 continue
-            index, seconds, memory = build(kind, gallery, {**options, "train_size": args.train_size} if kind.startswith("ivf") else options)
+            index, seconds, memory = build(
+                kind, gallery, {**options, "train_size": args.train_size} if kind.startswith("ivf") else options
+            )
             # Exact search at 1M is ~0.5 s a query: time fewer single queries there.
             single = min(args.single, 20) if kind == "flat" and size > 100_000 else args.single
             for value in values:
@@ -230,8 +246,11 @@ def main() -> None:
                     index.tune(**{knob: value})
                 result = measure(index, queries, truth, single)
                 setting = f"{knob}={value}" if knob else "exact"
-                print(f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {result['p50']:.2f} | {result['p95']:.2f} | {result['cpu']:.2f} | "
-                      f"{result['qps']:,.0f} | {result['recall']:.3f} |", flush=True)
+                print(
+                    f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {result['p50']:.2f} | {result['p95']:.2f} | {result['cpu']:.2f} | "
+                    f"{result['qps']:,.0f} | {result['recall']:.3f} |",
+                    flush=True,
+                )
             del index
             gc.collect()
 

@@ -76,15 +76,22 @@ class LoadReport:
             ("requests", f"{self.requests} at concurrency {self.concurrency}"),
             ("errors", f"{self.errors} (statuses: {self.statuses})"),
             ("throughput", f"{self.throughput:.1f} searches/s over {self.seconds:.1f} s"),
-            ("latency p50 / p95 / p99 / max", f"{self.p50_ms:.0f} / {self.p95_ms:.0f} / {self.p99_ms:.0f} / {self.max_ms:.0f} ms"),
+            (
+                "latency p50 / p95 / p99 / max",
+                f"{self.p50_ms:.0f} / {self.p95_ms:.0f} / {self.p99_ms:.0f} / {self.max_ms:.0f} ms",
+            ),
         ]
         if self.rss_growth is not None:
-            rows.append((
-                f"service RSS peak, first vs last {self.window}",
-                f"{self.rss_first_mb:.0f} MB vs {self.rss_last_mb:.0f} MB ({self.rss_growth:+.1%}); medians "
-                f"{self.rss_first_median_mb:.0f} vs {self.rss_last_median_mb:.0f} MB; max {self.rss_max_mb:.0f} MB",
-            ))
-            rows.append(("service RSS at each tenth of the run", " ".join(f"{value:.0f}" for value in self.rss_trace) + " MB"))
+            rows.append(
+                (
+                    f"service RSS peak, first vs last {self.window}",
+                    f"{self.rss_first_mb:.0f} MB vs {self.rss_last_mb:.0f} MB ({self.rss_growth:+.1%}); medians "
+                    f"{self.rss_first_median_mb:.0f} vs {self.rss_last_median_mb:.0f} MB; max {self.rss_max_mb:.0f} MB",
+                )
+            )
+            rows.append(
+                ("service RSS at each tenth of the run", " ".join(f"{value:.0f}" for value in self.rss_trace) + " MB")
+            )
         return "\n".join(["| measure | value |", "|:---|:---|", *(f"| {name} | {value} |" for name, value in rows)])
 
     def to_json(self) -> str:
@@ -120,7 +127,9 @@ async def run_load(
             photo = photos[number % len(photos)]
             started = time.perf_counter()
             try:
-                response = await client.post(f"{url}/search", params={"k": k}, files={"image": (f"q{number}.jpg", photo, "image/jpeg")})
+                response = await client.post(
+                    f"{url}/search", params={"k": k}, files={"image": (f"q{number}.jpg", photo, "image/jpeg")}
+                )
                 status = str(response.status_code)
                 if response.status_code != 200 and len(samples) < 5:
                     samples.append(f"{status}: {response.text[:200]}")

@@ -43,7 +43,10 @@ MAP_K = 100
 # name -> (description, config). "default" is SearchConfig() itself: what the service runs.
 BASELINE = SearchConfig(spatial=False, aggregate_top=1, group_matches=False)
 STAGES: dict[str, tuple[str, SearchConfig]] = {
-    "baseline": ("embedding only (the first service: best photo, cosine threshold)", replace(BASELINE, calibrated=False)),
+    "baseline": (
+        "embedding only (the first service: best photo, cosine threshold)",
+        replace(BASELINE, calibrated=False),
+    ),
     "calibrated": ("+ calibrated confidence", BASELINE),
     "multiscale": ("+ multi-scale 320+384 px (query and gallery)", replace(BASELINE, scales=(1.0, 1.2))),
     "spatial": ("+ spatial verification (SIFT, RANSAC, top 10)", replace(BASELINE, spatial=True)),
@@ -52,7 +55,10 @@ STAGES: dict[str, tuple[str, SearchConfig]] = {
     "grouping": ("+ matches grouped by landmark (discriminative re-ranking)", replace(BASELINE, group_matches=True)),
     "default": ("default: aggregation + grouping + calibration", SearchConfig()),
     "default_spatial": ("default + spatial verification", replace(SearchConfig(), spatial=True)),
-    "all": ("all stages: default + spatial + multi-scale + QE/DBA", replace(SearchConfig(), spatial=True, scales=(1.0, 1.2), qe_k=2, dba_k=3)),
+    "all": (
+        "all stages: default + spatial + multi-scale + QE/DBA",
+        replace(SearchConfig(), spatial=True, scales=(1.0, 1.2), qe_k=2, dba_k=3),
+    ),
 }
 
 
@@ -72,8 +78,16 @@ class Row:
     fit: dict
 
     def cells(self) -> list[str]:
-        return [self.description, f"{self.r1:.3f}", f"{self.map100:.3f}", f"{self.gap:.3f}", f"{self.accuracy:.3f}",
-                f"{self.refused:.0%}", f"{self.p50_ms:.0f}", f"{self.p95_ms:.0f}"]
+        return [
+            self.description,
+            f"{self.r1:.3f}",
+            f"{self.map100:.3f}",
+            f"{self.gap:.3f}",
+            f"{self.accuracy:.3f}",
+            f"{self.refused:.0%}",
+            f"{self.p50_ms:.0f}",
+            f"{self.p95_ms:.0f}",
+        ]
 
 
 HEADER = ["configuration", "R@1", "mAP@100", "GAP", "ACC", "REFUSED", "p50 ms", "p95 ms"]
@@ -83,7 +97,15 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(markdown_grid(HEADER, [row.cells() for row in rows])) + "\n"
 
 
-def score(name: str, description: str, answers: list[dict], protocol: Protocol, gallery_counts: dict[str, int], latencies: list[float], fit: dict) -> Row:
+def score(
+    name: str,
+    description: str,
+    answers: list[dict],
+    protocol: Protocol,
+    gallery_counts: dict[str, int],
+    latencies: list[float],
+    fit: dict,
+) -> Row:
     """answers: per query then per distractor, {"matches": [landmark ids], "landmark": id|None, "confidence": float}."""
     truth = [label for _, label in protocol.queries] + [None] * len(protocol.distractors)
     landmark_rows = list(range(len(protocol.queries)))
@@ -93,7 +115,7 @@ def score(name: str, description: str, answers: list[dict], protocol: Protocol, 
     relevance = metrics.relevance_matrix(padded, [truth[i] for i in landmark_rows])
     predicted = [a["landmark"] for a in answers]
     confidence = [a["confidence"] for a in answers]
-    distractors = answers[len(protocol.queries):]
+    distractors = answers[len(protocol.queries) :]
     return Row(
         name=name,
         description=description,
@@ -150,14 +172,24 @@ def prepare(protocol: Protocol, extractor, config: SearchConfig, spatial: bool) 
     return out
 
 
-def run_in_process(name: str, description: str, config: SearchConfig, protocol: Protocol, extractor, index_dir: Path,
-                   threshold: float | None, prepared_cache: dict) -> Row:
+def run_in_process(
+    name: str,
+    description: str,
+    config: SearchConfig,
+    protocol: Protocol,
+    extractor,
+    index_dir: Path,
+    threshold: float | None,
+    prepared_cache: dict,
+) -> Row:
     """Latency per query = decode + embed (+ local features when verifying) + search, each timed per photo."""
     from landmarks.index import GalleryIndex
     from landmarks.quality.calibration import Calibration, collect_samples, fit_from_samples
     from landmarks.search import Searcher
 
-    index = GalleryIndex.open(index_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    index = GalleryIndex.open(
+        index_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
     fit: dict = {}
     calibration = Calibration()
     started = time.perf_counter()
@@ -169,7 +201,12 @@ def run_in_process(name: str, description: str, config: SearchConfig, protocol: 
         calibration.models[config.signature()] = model
         fit = {"features": model.features, "weights": model.weights, "bias": model.bias, **model.report}
     fit["seconds"] = time.perf_counter() - started
-    searcher = Searcher(extractor, index, replace(config, threshold=threshold) if threshold is not None else config, calibration=calibration)
+    searcher = Searcher(
+        extractor,
+        index,
+        replace(config, threshold=threshold) if threshold is not None else config,
+        calibration=calibration,
+    )
     key = (tuple(config.scales), config.local_params.key if searcher.spatial_active else None)
     if key not in prepared_cache:
         prepared_cache[key] = prepare(protocol, extractor, config, searcher.spatial_active)
@@ -180,11 +217,13 @@ def run_in_process(name: str, description: str, config: SearchConfig, protocol: 
         t0 = time.perf_counter()
         result = searcher.search([item.query], MAP_K)[0]
         latencies.append(item.embed_seconds + item.local_seconds + time.perf_counter() - t0)
-        answers.append({
-            "matches": [m.landmark_id for m in result.matches],
-            "landmark": result.landmark.landmark_id if result.landmark else None,
-            "confidence": result.confidence,
-        })
+        answers.append(
+            {
+                "matches": [m.landmark_id for m in result.matches],
+                "landmark": result.landmark.landmark_id if result.landmark else None,
+                "confidence": result.confidence,
+            }
+        )
     searcher.close()
     counts = index.store.image_counts()
     index.close()
@@ -213,25 +252,52 @@ def run_http(protocol: Protocol, index_dir: Path, env: dict[str, str]) -> Row:
             latencies.append(time.perf_counter() - t0)
             response.raise_for_status()
             body = response.json()
-            answers.append({
-                "matches": [m["landmark_id"] for m in body["matches"]],
-                "landmark": body["landmark"]["landmark_id"] if body["landmark"] else None,
-                "confidence": body["landmark"]["confidence"] if body["landmark"] else 0.0,
-            })
-    return score("http", "default configuration through the HTTP API (calibration from `landmarks calibrate`)", answers, protocol, counts, latencies, {})
+            answers.append(
+                {
+                    "matches": [m["landmark_id"] for m in body["matches"]],
+                    "landmark": body["landmark"]["landmark_id"] if body["landmark"] else None,
+                    "confidence": body["landmark"]["confidence"] if body["landmark"] else 0.0,
+                }
+            )
+    return score(
+        "http",
+        "default configuration through the HTTP API (calibration from `landmarks calibrate`)",
+        answers,
+        protocol,
+        counts,
+        latencies,
+        {},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the landmarks-dev folder (default: ../shared/data/landmarks-dev)")
-    parser.add_argument("--workdir", type=Path, default=REPO / "data" / "bench-quality", help="where the gallery links and the index go")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="the landmarks-dev folder (default: ../shared/data/landmarks-dev)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=REPO / "data" / "bench-quality", help="where the gallery links and the index go"
+    )
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated rows among {', '.join(STAGES)}")
-    parser.add_argument("--http", action="store_true", help="also run the default configuration through the real HTTP API")
-    parser.add_argument("--threshold", type=float, default=None, help="operating threshold on confidence (default: the calibration's)")
+    parser.add_argument(
+        "--http", action="store_true", help="also run the default configuration through the real HTTP API"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="operating threshold on confidence (default: the calibration's)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
-    parser.add_argument("--model", default=None, help="embedding model name or file (default: the service's default model)")
-    parser.add_argument("--runtime", default="auto", choices=["auto", "eager", "onnx"],
-                        help="embedding runtime, as the service's LANDMARKS_RUNTIME (default: auto, ONNX Runtime on CPU)")
+    parser.add_argument(
+        "--model", default=None, help="embedding model name or file (default: the service's default model)"
+    )
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=["auto", "eager", "onnx"],
+        help="embedding runtime, as the service's LANDMARKS_RUNTIME (default: auto, ONNX Runtime on CPU)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -254,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         description, config = STAGES[name]
         row = run_in_process(name, description, config, protocol, extractor, index_dir, args.threshold, prepared_cache)
         rows.append(row)
-        print(f"{name}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)), file=sys.stderr, flush=True)
+        print(
+            f"{name}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)),
+            file=sys.stderr,
+            flush=True,
+        )
     if args.http:
         from cli import main as cli_main
 
@@ -263,12 +333,18 @@ def main(argv: list[str] | None = None) -> int:
             env["LANDMARKS_THRESHOLD"] = str(args.threshold)
         cli_main(["calibrate", "--index", str(index_dir), "--model", model, "--runtime", args.runtime, "--no-progress"])
         rows.append(run_http(protocol, index_dir, env))
-        print("http: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], rows[-1].cells()[1:], strict=True)), file=sys.stderr, flush=True)
+        print(
+            "http: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], rows[-1].cells()[1:], strict=True)),
+            file=sys.stderr,
+            flush=True,
+        )
     first = rows[0] if rows else None
     print(markdown(rows), end="")
     if first:
-        print(f"\n{first.queries} landmark queries, {first.distractors} distractor queries; model {extractor.describe()}; "
-              f"latency: decode + embed + search per photo, one at a time, {torch.get_num_threads()} threads.")
+        print(
+            f"\n{first.queries} landmark queries, {first.distractors} distractor queries; model {extractor.describe()}; "
+            f"latency: decode + embed + search per photo, one at a time, {torch.get_num_threads()} threads."
+        )
     if args.json:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2, default=str))
     return 0

@@ -21,11 +21,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-
 class ApiServer:
     """`landmarks serve` as a real process on loopback."""
 
-    def __init__(self, index_dir: Path, port: int | None = None, *, extra_args: tuple[str, ...] = (), env: dict | None = None) -> None:
+    def __init__(
+        self, index_dir: Path, port: int | None = None, *, extra_args: tuple[str, ...] = (), env: dict | None = None
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.port = port or free_port()
         self.extra_args = extra_args
@@ -43,7 +44,17 @@ class ApiServer:
         log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--index", str(self.index_dir), "--port", str(self.port), *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--index",
+                str(self.index_dir),
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

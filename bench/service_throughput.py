@@ -14,10 +14,10 @@ import statistics
 import time
 
 import httpx
-
-from common import REPO, DEV_DATA, dev_index  # noqa: F401  (sets sys.path)
-from landmarks.evaluation.protocol import dev_protocol
+from common import DEV_DATA, REPO, dev_index  # noqa: F401  (sets sys.path)
 from server import ApiServer
+
+from landmarks.evaluation.protocol import dev_protocol
 
 
 async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -> dict:
@@ -29,7 +29,9 @@ async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -
         nonlocal errors
         for number in queue:
             start = time.perf_counter()
-            response = await client.post(f"{url}/search", files={"image": ("q.jpg", photos[number % len(photos)], "image/jpeg")})
+            response = await client.post(
+                f"{url}/search", files={"image": ("q.jpg", photos[number % len(photos)], "image/jpeg")}
+            )
             latencies.append(time.perf_counter() - start)
             errors += response.status_code != 200
 
@@ -66,7 +68,9 @@ def main() -> None:
     for concurrency in args.concurrency:
         for label in ("off", "on"):
             r = results[(label, concurrency)]
-            print(f"| {concurrency} | {label} | {r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['errors']} |")
+            print(
+                f"| {concurrency} | {label} | {r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['errors']} |"
+            )
     for concurrency in args.concurrency:
         ratio = results[("on", concurrency)]["throughput"] / results[("off", concurrency)]["throughput"]
         print(f"concurrency {concurrency}: batching throughput x{ratio:.2f}")

@@ -79,8 +79,11 @@ class Settings:
             return value
 
         api_url = text("LANDMARKS_API_URL", default.api_url)
-        for name, url in (("LANDMARKS_API_URL", api_url), ("TELEGRAM_API_BASE", env.get("TELEGRAM_API_BASE")),
-                          ("BOT_WEBHOOK_URL", env.get("BOT_WEBHOOK_URL"))):
+        for name, url in (
+            ("LANDMARKS_API_URL", api_url),
+            ("TELEGRAM_API_BASE", env.get("TELEGRAM_API_BASE")),
+            ("BOT_WEBHOOK_URL", env.get("BOT_WEBHOOK_URL")),
+        ):
             if url and urlsplit(url.strip()).scheme not in ("http", "https"):
                 raise SettingsError(f"{name}={url!r} must be an http(s) URL")
         log_level = text("BOT_LOG_LEVEL", default.log_level).upper()

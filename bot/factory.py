@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.middlewares import RetryAfterMiddleware, UserQueueMiddleware
-from bot.routers import callbacks, errors, fallback, search, settings as settings_router, start
+from bot.routers import callbacks, errors, fallback, search, start
+from bot.routers import settings as settings_router
 from bot.storage import Store
 from bot.texts import EN, RU, t
 from client import AsyncLandmarksClient
@@ -29,9 +30,7 @@ def create_bot_and_dispatcher(settings: Settings) -> tuple[Bot, Dispatcher]:
     session.middleware(RetryAfterMiddleware(settings.retry_attempts, settings.retry_max_wait))
     bot = Bot(settings.token, session=session)
 
-    api = AsyncLandmarksClient(
-        settings.api_url, settings.api_timeout, max_concurrent_searches=settings.api_concurrency
-    )
+    api = AsyncLandmarksClient(settings.api_url, settings.api_timeout, max_concurrent_searches=settings.api_concurrency)
     store = Store(settings.db_path, settings.default_k)
     # Workflow data: handlers receive these by parameter name.
     dp = Dispatcher(settings=settings, api=api, store=store)
@@ -86,7 +85,8 @@ async def _serve_webhook(bot: Bot, dp: Dispatcher, settings: Settings) -> None:
     try:
         await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
         await bot.set_webhook(
-            settings.webhook_url, secret_token=settings.webhook_secret,
+            settings.webhook_url,
+            secret_token=settings.webhook_secret,
             allowed_updates=dp.resolve_used_update_types(),
         )
         log.info("webhook server listening", extra={"host": settings.webhook_host, "port": settings.webhook_port})

@@ -94,12 +94,21 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
         lines = [t("not_a_landmark", lang)]
     else:
         best = result.landmark
-        lines = [t("best_guess", lang, landmark=named(best.landmark_id, best.name, result, lang, bold=True),
-                   confidence=percent(best.confidence, lang))]
+        lines = [
+            t(
+                "best_guess",
+                lang,
+                landmark=named(best.landmark_id, best.name, result, lang, bold=True),
+                confidence=percent(best.confidence, lang),
+            )
+        ]
         others = [item for item in result.landmarks if item.landmark_id != best.landmark_id][:OTHER_POSSIBILITIES]
         if others:
-            lines += ["", t("other_possibilities", lang),
-                      *(f"• {named(item.landmark_id, item.name, result, lang)}" for item in others)]
+            lines += [
+                "",
+                t("other_possibilities", lang),
+                *(f"• {named(item.landmark_id, item.name, result, lang)}" for item in others),
+            ]
     if result.notice:
         lines.append(f"<i>{quote(result.notice)}</i>")
     return "\n".join(lines)
@@ -109,17 +118,25 @@ def keyboard(record: SearchRecord, result: SearchResult, page: int, lang: str) -
     shown = (page + 1) * record.page_size
     rows = []
     if shown < min(result.gallery_size, MAX_K) and len(result.matches) >= shown:
-        rows.append([InlineKeyboardButton(
-            text=t("button_more", lang),
-            callback_data=MoreResults(search_id=record.search_id, page=page + 1).pack(),
-        )])
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=t("button_more", lang),
+                    callback_data=MoreResults(search_id=record.search_id, page=page + 1).pack(),
+                )
+            ]
+        )
     if record.place is not None:
-        rows.append([InlineKeyboardButton(
-            text=t("button_map", lang), callback_data=ShowOnMap(search_id=record.search_id).pack()
-        )])
-    rows.append([InlineKeyboardButton(
-        text=t("button_k", lang, k=record.page_size), callback_data=OpenSettings().pack()
-    )])
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=t("button_map", lang), callback_data=ShowOnMap(search_id=record.search_id).pack()
+                )
+            ]
+        )
+    rows.append(
+        [InlineKeyboardButton(text=t("button_k", lang, k=record.page_size), callback_data=OpenSettings().pack())]
+    )
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -130,7 +147,7 @@ async def _gallery_photos(api: AsyncLandmarksClient, matches: list[Match], size:
     """
     results = await asyncio.gather(*(api.image(m.image_url, size) for m in matches), return_exceptions=True)
     photos = []
-    for match, data in zip(matches, results):
+    for match, data in zip(matches, results, strict=True):
         if isinstance(data, ApiError):
             log.warning("gallery photo unavailable", extra={"image_id": match.image_id, "error": str(data)})
         elif isinstance(data, BaseException):
@@ -143,7 +160,11 @@ async def _gallery_photos(api: AsyncLandmarksClient, matches: list[Match], size:
 
 
 async def _send_album(
-    bot: Bot, chat_id: int, result: SearchResult, photos: list[tuple[Match, bytes]], lang: str,
+    bot: Bot,
+    chat_id: int,
+    result: SearchResult,
+    photos: list[tuple[Match, bytes]],
+    lang: str,
     reply: ReplyParameters | None,
 ) -> None:
     media = [
@@ -186,7 +207,9 @@ async def search_and_answer(
             return
         try:
             result = await api.search(
-                image.read(), filename=record.filename, mime_type=record.mime_type,
+                image.read(),
+                filename=record.filename,
+                mime_type=record.mime_type,
                 k=min((page + 1) * record.page_size, MAX_K),
             )
             matches = page_matches(result, page, record.page_size)
@@ -215,7 +238,9 @@ async def search_and_answer(
     log.info(
         "search answered",
         extra={
-            "chat_id": chat_id, "page": page, "results": len(photos),
+            "chat_id": chat_id,
+            "page": page,
+            "results": len(photos),
             "landmark": result.landmark.landmark_id if result.landmark else None,
             "ms": round((time.monotonic() - started) * 1000),
         },

@@ -118,9 +118,17 @@ class Store:
                 "INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, place_name,"
                 " place_address, lat, lon, created_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.chat_id, record.file_id, record.filename, record.mime_type, record.page_size,
-                    place and place.name, place and place.address, place and place.lat, place and place.lon,
-                    now, record.message_id,
+                    record.chat_id,
+                    record.file_id,
+                    record.filename,
+                    record.mime_type,
+                    record.page_size,
+                    place and place.name,
+                    place and place.address,
+                    place and place.lat,
+                    place and place.lon,
+                    now,
+                    record.message_id,
                 ),
             )
             return cursor.lastrowid
@@ -140,8 +148,13 @@ class Store:
         if row["place_name"] is not None:
             place = Place(row["place_name"], row["place_address"], row["lat"], row["lon"])
         return SearchRecord(
-            chat_id=row["chat_id"], file_id=row["file_id"], filename=row["filename"],
-            mime_type=row["mime_type"], page_size=row["page_size"], place=place, search_id=row["search_id"],
+            chat_id=row["chat_id"],
+            file_id=row["file_id"],
+            filename=row["filename"],
+            mime_type=row["mime_type"],
+            page_size=row["page_size"],
+            place=place,
+            search_id=row["search_id"],
             message_id=row["message_id"],
         )
 

@@ -51,7 +51,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "bad_image": {
         EN: "I could not read this image: the file may be damaged or incomplete. Please try another photo.",
         RU: "Не получилось прочитать изображение: возможно, файл повреждён или загружен не полностью. "
-            "Попробуйте другое фото.",
+        "Попробуйте другое фото.",
     },
     "api_down": {
         EN: "Sorry, the landmark search is not answering right now. Please try again in a minute.",
@@ -71,9 +71,9 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "not_a_landmark": {
         EN: "I don't recognise a landmark I know in this photo, sorry. Above are the closest photos in my "
-            "gallery: they are not a match.",
+        "gallery: they are not a match.",
         RU: "Не узнаю на этом фото ни одной знакомой мне достопримечательности, извините. Выше — самые похожие "
-            "фото из моей коллекции, но это не совпадение.",
+        "фото из моей коллекции, но это не совпадение.",
     },
     "over_99": {EN: "over 99%", RU: "более 99%"},
     "other_possibilities": {EN: "Other possibilities:", RU: "Другие варианты:"},

@@ -21,7 +21,9 @@ COMMANDS = ("index", "search", "serve", "up", "bot", "train", "eval", "export", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landmarks", description="Landmark Search: index a gallery, search it, serve it, train models.")
+    parser = argparse.ArgumentParser(
+        prog="landmarks", description="Landmark Search: index a gallery, search it, serve it, train models."
+    )
     parser.add_argument("--log-level", default=None, help="debug, info, warning (default; or LANDMARKS_LOG_LEVEL)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

@@ -23,20 +23,47 @@ def register(commands) -> None:
             "left out (an unknown landmark), and optional folders of photos without landmarks."
         ),
     )
-    calibrate.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
-    calibrate.add_argument("--negatives", type=Path, action="append", default=[], metavar="DIR",
-                           help="a folder of photos that show no known landmark (repeatable)")
-    calibrate.add_argument("--unknown-every", type=int, default=2, metavar="N",
-                           help="also search every N-th gallery photo with its landmark left out (0: never; default 2)")
-    calibrate.add_argument("--threshold", type=float, default=None,
-                           help="operating threshold on confidence stored with the calibration "
-                                "(default: the highest that keeps --keep-right of the right answers)")
-    calibrate.add_argument("--keep-right", type=float, default=None, metavar="SHARE",
-                           help="share of the right leave-one-out answers the default threshold keeps "
-                                "(default: landmarks.quality.calibration.DEFAULT_KEEP_RIGHT)")
-    calibrate.add_argument("--negative-share", type=float, default=None, metavar="SHARE",
-                           help="expected share of searched photos without a known landmark: the negatives' weight "
-                                "(default: landmarks.quality.calibration.DEFAULT_NEGATIVE_SHARE)")
+    calibrate.add_argument(
+        "--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index"
+    )
+    calibrate.add_argument(
+        "--negatives",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of photos that show no known landmark (repeatable)",
+    )
+    calibrate.add_argument(
+        "--unknown-every",
+        type=int,
+        default=2,
+        metavar="N",
+        help="also search every N-th gallery photo with its landmark left out (0: never; default 2)",
+    )
+    calibrate.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="operating threshold on confidence stored with the calibration "
+        "(default: the highest that keeps --keep-right of the right answers)",
+    )
+    calibrate.add_argument(
+        "--keep-right",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of the right leave-one-out answers the default threshold keeps "
+        "(default: landmarks.quality.calibration.DEFAULT_KEEP_RIGHT)",
+    )
+    calibrate.add_argument(
+        "--negative-share",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="expected share of searched photos without a known landmark: the negatives' weight "
+        "(default: landmarks.quality.calibration.DEFAULT_NEGATIVE_SHARE)",
+    )
     calibrate.add_argument("--no-progress", action="store_true")
     add_model_arguments(calibrate)
     calibrate.set_defaults(func=run)
@@ -49,11 +76,19 @@ def run(args: argparse.Namespace) -> int:
     from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples
     from landmarks.search import Searcher
 
-    for flag, value in (("--threshold", args.threshold), ("--keep-right", args.keep_right), ("--negative-share", args.negative_share)):
+    for flag, value in (
+        ("--threshold", args.threshold),
+        ("--keep-right", args.keep_right),
+        ("--negative-share", args.negative_share),
+    ):
         if value is not None and not 0.0 <= value <= 1.0:
             raise CommandError(f"{flag} is a share: give a number between 0 and 1")
     args.index = args.index or args.settings.index_dir
-    shares = {name: value for name, value in (("keep_right", args.keep_right), ("negative_share", args.negative_share)) if value is not None}
+    shares = {
+        name: value
+        for name, value in (("keep_right", args.keep_right), ("negative_share", args.negative_share))
+        if value is not None
+    }
     negatives = []
     for folder in args.negatives:
         if not folder.is_dir():
@@ -65,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  skipped {path}: {exc}")
     extractor = load_model(args, args.index)
     try:
-        index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+        index = GalleryIndex.open(
+            args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+        )
     except (FingerprintMismatch, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
     try:
@@ -74,9 +111,13 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"the index at {args.index} needs photos of at least two landmarks to calibrate")
         config = args.settings.search_config(calibrated=False)
         searcher = Searcher(extractor, index, config)
-        print(f"calibrating {args.index}: {len(index)} photos of {len(counts)} landmarks, {len(negatives)} negative photos; "
-              f"search: {config.describe()}{' (no local features: without spatial verification)' if config.spatial and not searcher.spatial_active else ''}")
-        samples = collect_samples(searcher, negatives=negatives, unknown_every=args.unknown_every, progress=not args.no_progress)
+        print(
+            f"calibrating {args.index}: {len(index)} photos of {len(counts)} landmarks, {len(negatives)} negative photos; "
+            f"search: {config.describe()}{' (no local features: without spatial verification)' if config.spatial and not searcher.spatial_active else ''}"
+        )
+        samples = collect_samples(
+            searcher, negatives=negatives, unknown_every=args.unknown_every, progress=not args.no_progress
+        )
         try:
             model = fit_from_samples(samples, spatial=searcher.spatial_active, threshold=args.threshold, **shares)
         except ValueError as exc:
@@ -89,11 +130,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         index.close()
     report = model.report
-    print(f"fitted on {report['samples']} searches ({report['right']} right, {report['wrong']} wrong): "
-          + ", ".join(f"{n} {source}" for source, n in report["sources"].items()))
-    print("confidence = sigmoid(" + " + ".join(f"{w:.3g}*{name}" for w, name in zip(model.weights, model.features, strict=True)) + f" + {model.bias:.3g})")
+    print(
+        f"fitted on {report['samples']} searches ({report['right']} right, {report['wrong']} wrong): "
+        + ", ".join(f"{n} {source}" for source, n in report["sources"].items())
+    )
+    print(
+        "confidence = sigmoid("
+        + " + ".join(f"{w:.3g}*{name}" for w, name in zip(model.weights, model.features, strict=True))
+        + f" + {model.bias:.3g})"
+    )
     at = report["at_threshold"]
-    refused = f", {at['negatives_refused']:.1%} of the unknown-landmark/negative photos" if at.get("negatives_refused") is not None else ""
-    print(f"operating threshold {model.threshold:.3f}: answers {at['right_answered']:.1%} of the right top landmarks, "
-          f"refuses {at['wrong_refused']:.1%} of the wrong ones{refused} (on the fitting data); saved {path}")
+    refused = (
+        f", {at['negatives_refused']:.1%} of the unknown-landmark/negative photos"
+        if at.get("negatives_refused") is not None
+        else ""
+    )
+    print(
+        f"operating threshold {model.threshold:.3f}: answers {at['right_answered']:.1%} of the right top landmarks, "
+        f"refuses {at['wrong_refused']:.1%} of the wrong ones{refused} (on the fitting data); saved {path}"
+    )
     return 0

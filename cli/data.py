@@ -18,10 +18,16 @@ def register(commands) -> None:
     gldv2.add_argument("--out", type=Path, default=Path("data/gldv2"), help="download folder (default: data/gldv2)")
     gldv2.add_argument("--gallery", type=Path, default=None, help="gallery folder to write (default: OUT/gallery)")
     gldv2.add_argument("--shards", default=None, help="image shards to fetch, e.g. 0-9,42 (default: all 500)")
-    gldv2.add_argument("--classes", type=int, default=10_000, help="how many of the most frequent landmarks to keep (default 10000)")
-    gldv2.add_argument("--query-every", type=int, default=5, help="every N-th photo of a landmark is held out as a query (default 5)")
+    gldv2.add_argument(
+        "--classes", type=int, default=10_000, help="how many of the most frequent landmarks to keep (default 10000)"
+    )
+    gldv2.add_argument(
+        "--query-every", type=int, default=5, help="every N-th photo of a landmark is held out as a query (default 5)"
+    )
     gldv2.add_argument("--clean", action="store_true", help="keep only the photos of GLDv2-clean (train_clean.csv)")
-    gldv2.add_argument("--base-url", default=None, help="where the files are (default: CVDF's google-landmark bucket on S3)")
+    gldv2.add_argument(
+        "--base-url", default=None, help="where the files are (default: CVDF's google-landmark bucket on S3)"
+    )
     gldv2.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     gldv2.set_defaults(func=run_gldv2)
 
@@ -45,7 +51,9 @@ def run_gldv2(args) -> int:
     except DownloadError as exc:
         raise CommandError(str(exc)) from exc
     gallery_dir = args.gallery or args.out / "gallery"
-    report = build_gallery(downloads, gallery_dir, num_classes=args.classes, query_every=args.query_every, progress=progress)
+    report = build_gallery(
+        downloads, gallery_dir, num_classes=args.classes, query_every=args.query_every, progress=progress
+    )
     print(
         f"gallery {gallery_dir}: {report.gallery_photos} photos and {report.query_photos} held-out queries of "
         f"{report.landmarks} landmarks ({report.missing} photos of the chosen landmarks are in shards not downloaded)"

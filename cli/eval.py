@@ -21,16 +21,24 @@ def register(commands) -> None:
     )
     evaluate.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
     evaluate.add_argument(
-        "--model", action="append", required=True, metavar="MODEL",
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
         help="a model name, checkpoint or TorchScript file; repeat for several. 'all': every registered model",
     )
     evaluate.add_argument(
-        "--weights-file", action="append", default=[], metavar="[MODEL=]PATH",
+        "--weights-file",
+        action="append",
+        default=[],
+        metavar="[MODEL=]PATH",
         help="local pretrained weights for a named model instead of a download (a timm state dict, or for clip_vit_b16 "
         "open_clip's open_clip_pytorch_model.bin); with several models, say which: clip_vit_b16=PATH. Repeatable",
     )
     evaluate.add_argument("--landmarks", default=None, metavar="ID,ID,...", help="evaluate on these landmarks only")
-    evaluate.add_argument("--query-every", type=int, default=5, help="dev protocol: every N-th photo of a landmark is a query (default 5)")
+    evaluate.add_argument(
+        "--query-every", type=int, default=5, help="dev protocol: every N-th photo of a landmark is a query (default 5)"
+    )
     evaluate.add_argument("--image-size", type=int, default=None, help="override the models' input size")
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -48,7 +56,9 @@ def load_split(data: Path, query_every: int):
         return dev_protocol(data, query_every=query_every)
     if (data / QUERIES_FILE).is_file():
         return gldv2_protocol(data)
-    raise FileNotFoundError(f"{data} holds neither images/ (the dev layout) nor {QUERIES_FILE} (a gallery from `landmarks data gldv2`)")
+    raise FileNotFoundError(
+        f"{data} holds neither images/ (the dev layout) nor {QUERIES_FILE} (a gallery from `landmarks data gldv2`)"
+    )
 
 
 ALL_MODELS = "all"
@@ -151,7 +161,9 @@ def run(args) -> int:
     rows, device = [], None
     for spec in specs:
         try:
-            extractor = load_extractor(spec, device=args.device, image_size=args.image_size, weights_file=files.get(spec))
+            extractor = load_extractor(
+                spec, device=args.device, image_size=args.image_size, weights_file=files.get(spec)
+            )
         except OSError as exc:
             # With 'all', a registered model whose weights cannot be had here (the hub unreachable, no
             # file given) is reported in its row; a model asked for by name, or a file given that fails,
@@ -166,7 +178,9 @@ def run(args) -> int:
             continue
         except (ValueError, RuntimeError) as exc:
             raise CommandError(f"cannot load model {spec}: {exc}") from exc
-        print(f"evaluating {extractor.describe()} on {len(protocol.gallery)} gallery photos, {len(protocol.queries)} queries, {len(protocol.distractors)} distractors")
+        print(
+            f"evaluating {extractor.describe()} on {len(protocol.gallery)} gallery photos, {len(protocol.queries)} queries, {len(protocol.distractors)} distractors"
+        )
         result = evaluate(extractor, protocol, batch_size=args.batch_size, progress=not args.no_progress)
         label, epoch_seconds = model_label(spec, extractor, files.get(spec))
         rows.append(TableRow(label, extractor.config.image_size, result, epoch_seconds))

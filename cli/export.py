@@ -17,7 +17,9 @@ def register(commands) -> None:
         "`--model FILE` of index build, search and serve loads the result directly.",
     )
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
-    export.add_argument("--out", type=Path, default=Path("extractor.torchscript"), help="default: extractor.torchscript")
+    export.add_argument(
+        "--out", type=Path, default=Path("extractor.torchscript"), help="default: extractor.torchscript"
+    )
     export.set_defaults(func=run)
 
     onnx = commands.add_parser(

@@ -19,10 +19,16 @@ def register(commands) -> None:
         description="Embed every photo of GALLERY_DIR into INDEX_DIR. Re-running on a grown gallery embeds only the new or changed photos.",
     )
     build.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
-    build.add_argument("--out", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
+    build.add_argument(
+        "--out", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index"
+    )
     add_model_arguments(build)
-    build.add_argument("--kind", choices=INDEX_KINDS, default="flat",
-                       help="FAISS index type (default: exact flat; bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)")
+    build.add_argument(
+        "--kind",
+        choices=INDEX_KINDS,
+        default="flat",
+        help="FAISS index type (default: exact flat; bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)",
+    )
     build.add_argument("--batch-size", type=int, default=16)
     build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     build.set_defaults(func=run_build)
@@ -86,7 +92,9 @@ def load_model(args, index_dir: Path):
     settings = args.settings
     model = resolve_model(args.model, recorded_model(index_dir), exported_dir=settings.exported_dir)
     try:
-        return load_extractor(model, device=args.device, weights_file=args.weights_file, runtime=args.runtime, **settings.model_files())
+        return load_extractor(
+            model, device=args.device, weights_file=args.weights_file, runtime=args.runtime, **settings.model_files()
+        )
     except (OSError, ValueError) as exc:  # missing or foreign files, an unreachable hub
         raise CommandError(f"cannot load model {model}: {exc}") from exc
 
@@ -103,12 +111,21 @@ def run_build(args) -> int:
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from exc
     if not gallery.images:
-        raise CommandError(f"no photos found in {args.gallery}: expected GALLERY_DIR/<landmark_id>/*.jpg or a GLDv2 train.csv")
+        raise CommandError(
+            f"no photos found in {args.gallery}: expected GALLERY_DIR/<landmark_id>/*.jpg or a GLDv2 train.csv"
+        )
     extractor = load_model(args, args.out)
-    print(f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}")
+    print(
+        f"{len(gallery.images)} photos of {len(gallery.landmarks)} landmarks ({gallery.layout} layout); model {extractor.describe()}"
+    )
     try:
         report = build_index(
-            gallery, extractor, args.out, kind=args.kind, batch_size=args.batch_size, progress=not args.no_progress,
+            gallery,
+            extractor,
+            args.out,
+            kind=args.kind,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
             local_features=args.settings.local_feature_params(),
             keep_prefixes=(UPLOAD_PREFIX,),  # photos added through the API are not the folder's: they stay
         )
@@ -133,7 +150,9 @@ def run_info(args) -> int:
         raise CommandError(f"no index at {args.index_dir}")
     store = GalleryStore(path)
     counts = store.image_counts()
-    print(f"model {store.get_meta('model')} (fingerprint {store.get_meta('fingerprint')}), {store.get_meta('dim')}-d, {store.get_meta('kind')} index")
+    print(
+        f"model {store.get_meta('model')} (fingerprint {store.get_meta('fingerprint')}), {store.get_meta('dim')}-d, {store.get_meta('kind')} index"
+    )
     print(f"{sum(counts.values())} photos of {len(counts)} landmarks")
     store.close()
     return 0
@@ -163,12 +182,21 @@ def run_migrate(args) -> int:
         failures += (MilvusException,)
     try:
         index = GalleryIndex.open(
-            args.index_dir, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False,
-            backend=args.to, milvus_uri=args.milvus_uri,
+            args.index_dir,
+            fingerprint=meta["fingerprint"],
+            model=meta["model"],
+            dim=int(meta["dim"]),
+            create=False,
+            backend=args.to,
+            milvus_uri=args.milvus_uri,
         )
         try:
             size, expected = len(index), index.store.count()
-            where = f"Milvus at {index.vectors.uri}, collection {index.vectors.collection}" if args.to == "milvus" else "FAISS"
+            where = (
+                f"Milvus at {index.vectors.uri}, collection {index.vectors.collection}"
+                if args.to == "milvus"
+                else "FAISS"
+            )
         finally:
             index.close()
         if size != expected:

@@ -10,9 +10,16 @@ from cli.index import add_model_arguments, load_model
 def register(commands) -> None:
     search = commands.add_parser("search", help="find the landmark in a photo, printing a table of matches")
     search.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
-    search.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index")
+    search.add_argument(
+        "--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index"
+    )
     search.add_argument("-k", type=int, default=5, help="matches to show (default 5)")
-    search.add_argument("--threshold", type=float, default=None, help="operating threshold on confidence (default: the service's, LANDMARKS_THRESHOLD, else the calibration's)")
+    search.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="operating threshold on confidence (default: the service's, LANDMARKS_THRESHOLD, else the calibration's)",
+    )
     add_model_arguments(search)
     search.set_defaults(func=run)
 
@@ -26,12 +33,20 @@ def run(args) -> int:
     args.index = args.index or args.settings.index_dir
     extractor = load_model(args, args.index)
     try:
-        index = GalleryIndex.open(args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+        index = GalleryIndex.open(
+            args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+        )
     except (FingerprintMismatch, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
     if len(index) == 0:
-        raise CommandError(f"the index at {args.index} is empty: build it with `landmarks index build GALLERY_DIR --out {args.index}`")
-    searcher = Searcher(extractor, index, args.settings.search_config(**({"threshold": args.threshold} if args.threshold is not None else {})))
+        raise CommandError(
+            f"the index at {args.index} is empty: build it with `landmarks index build GALLERY_DIR --out {args.index}`"
+        )
+    searcher = Searcher(
+        extractor,
+        index,
+        args.settings.search_config(**({"threshold": args.threshold} if args.threshold is not None else {})),
+    )
     names = {lid: lm.name for lid, lm in index.landmarks().items()}
     failures = 0
     for photo in args.photos:
@@ -51,6 +66,8 @@ def run(args) -> int:
         print(f"  {'rank':>4}  {'score':>6}  {'landmark':<32}  photo")
         for rank, match in enumerate(result.matches, 1):
             record = index.image(match.image_id)
-            print(f"  {rank:>4}  {match.score:6.3f}  {names.get(match.landmark_id, match.landmark_id)[:32]:<32}  {record.source if record else match.image_id}")
+            print(
+                f"  {rank:>4}  {match.score:6.3f}  {names.get(match.landmark_id, match.landmark_id)[:32]:<32}  {record.source if record else match.image_id}"
+            )
     index.close()
     return 1 if failures == len(args.photos) else 0

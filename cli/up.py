@@ -36,12 +36,24 @@ def register(commands) -> None:
         description="Run the API and the web page on this machine, and the Telegram bot too when "
         "TELEGRAM_BOT_TOKEN is set. Ctrl-C stops everything.",
     )
-    up.add_argument("--index", type=Path, default=None, metavar="INDEX_DIR", help="default: data/index (or LANDMARKS_INDEX_DIR)")
-    up.add_argument("--host", default="127.0.0.1", help="address the API and the web page listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, metavar="PORT", help=f"default: {DEFAULT_API_PORT}")
-    up.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="PORT", help=f"default: {DEFAULT_WEB_PORT}")
+    up.add_argument(
+        "--index", type=Path, default=None, metavar="INDEX_DIR", help="default: data/index (or LANDMARKS_INDEX_DIR)"
+    )
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the API and the web page listen on (default: 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    up.add_argument(
+        "--api-port", type=int, default=DEFAULT_API_PORT, metavar="PORT", help=f"default: {DEFAULT_API_PORT}"
+    )
+    up.add_argument(
+        "--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="PORT", help=f"default: {DEFAULT_WEB_PORT}"
+    )
     up.add_argument("--no-web", action="store_true", help="do not start the web page")
-    up.add_argument("--no-bot", action="store_true", help="do not start the Telegram bot, even with TELEGRAM_BOT_TOKEN set")
+    up.add_argument(
+        "--no-bot", action="store_true", help="do not start the Telegram bot, even with TELEGRAM_BOT_TOKEN set"
+    )
     up.set_defaults(func=run)
 
 
@@ -124,7 +136,19 @@ def plan(args) -> tuple[list[Child], Path]:
     children = [
         Child(
             "api",
-            [sys.executable, "-m", "cli", *log_level, "serve", "--index", str(index), "--host", args.host, "--port", str(args.api_port)],
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                *log_level,
+                "serve",
+                "--index",
+                str(index),
+                "--host",
+                args.host,
+                "--port",
+                str(args.api_port),
+            ],
             base_env,
             url=api_url,
             ready_url=f"{api_url}/ready",
@@ -137,12 +161,21 @@ def plan(args) -> tuple[list[Child], Path]:
             Child(
                 "web",
                 [
-                    sys.executable, "-m", "streamlit", "run", str(app),
-                    "--server.address", args.host,
-                    "--server.port", str(args.web_port),
-                    "--server.headless", "true",
-                    "--server.fileWatcherType", "none",
-                    "--browser.gatherUsageStats", "false",
+                    sys.executable,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    str(app),
+                    "--server.address",
+                    args.host,
+                    "--server.port",
+                    str(args.web_port),
+                    "--server.headless",
+                    "true",
+                    "--server.fileWatcherType",
+                    "none",
+                    "--browser.gatherUsageStats",
+                    "false",
                 ],
                 {**base_env, "LANDMARKS_API_URL": api_url},
                 url=web_url,
@@ -225,7 +258,9 @@ def _watch_ready(child: Child, console: Console, stop: threading.Event, index: P
     except (OSError, ValueError):
         health = {}
     size = health.get("gallery_size")
-    console.say(f"{line} (docs {child.url}/docs; {size if size is not None else '?'} gallery photos, {health.get('device', '?')})")
+    console.say(
+        f"{line} (docs {child.url}/docs; {size if size is not None else '?'} gallery photos, {health.get('device', '?')})"
+    )
     if size == 0:
         console.say(
             "The gallery is empty, so searches match nothing yet. To get one: put photos in "
@@ -261,7 +296,11 @@ def run(args) -> int:
         detail = f"  (index {index})" if child.name == "api" else ""
         console.say(f"  {label:<4}{child.url or 'running (Telegram, polling)'}{detail}")
     if not any(c.name == "bot" for c in children):
-        why = "--no-bot" if args.no_bot and os.environ.get("TELEGRAM_BOT_TOKEN", "").strip() else "set TELEGRAM_BOT_TOKEN to run the Telegram bot too"
+        why = (
+            "--no-bot"
+            if args.no_bot and os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+            else "set TELEGRAM_BOT_TOKEN to run the Telegram bot too"
+        )
         console.say(f"  bot off ({why})")
 
     stop = threading.Event()
@@ -289,8 +328,14 @@ def run(args) -> int:
                 bufsize=1,
                 preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
-        relays = [threading.Thread(target=console.relay, args=(c.name, c.process.stdout), daemon=True) for c in children]
-        watchers = [threading.Thread(target=_watch_ready, args=(c, console, stop, index), daemon=True) for c in children if c.ready_url]
+        relays = [
+            threading.Thread(target=console.relay, args=(c.name, c.process.stdout), daemon=True) for c in children
+        ]
+        watchers = [
+            threading.Thread(target=_watch_ready, args=(c, console, stop, index), daemon=True)
+            for c in children
+            if c.ready_url
+        ]
         for thread in relays + watchers:
             thread.start()
         while died is None and not stop.wait(0.2):

@@ -109,7 +109,10 @@ def create_landmark(
 def add_photos(api_key: str, landmark_id: str, photos: Sequence[Photo]) -> Call[AddedPhotos]:
     files = [("images", (photo.filename, photo.data, photo.mime_type)) for photo in photos]
     return Call(
-        "POST", f"/landmarks/{_segment(landmark_id)}/images", _json(parse_added_photos), files=files,
+        "POST",
+        f"/landmarks/{_segment(landmark_id)}/images",
+        _json(parse_added_photos),
+        files=files,
         headers=_key(api_key),
     )
 

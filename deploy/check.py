@@ -74,8 +74,15 @@ def say(message: str) -> None:
 def run(args: list[str], what: str, timeout: float = 600, env: dict | None = None, capture: bool = True) -> str:
     """Run a command in the repo; a failure or time-out raises CheckFailed naming `what`."""
     try:
-        done = subprocess.run(args, cwd=REPO, timeout=timeout, text=True, env={**os.environ, **(env or {})},
-                              stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+        done = subprocess.run(
+            args,
+            cwd=REPO,
+            timeout=timeout,
+            text=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+        )
     except subprocess.TimeoutExpired:
         raise CheckFailed(f"{what}: no result within {timeout:.0f} s ({' '.join(args)})") from None
     if done.returncode != 0:
@@ -85,6 +92,7 @@ def run(args: list[str], what: str, timeout: float = 600, env: dict | None = Non
 
 
 # --- static preflight (no Docker needed) -------------------------------------------------------------
+
 
 class _Loader(yaml.SafeLoader):
     pass
@@ -125,13 +133,16 @@ def preflight(files: list[Path]) -> None:
         ports = listening_ports(service)
         for probed in map(int, re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", test)):
             if ports and probed not in ports:
-                problems.append(f"service {name!r}: its healthcheck probes port {probed}, but the service listens on "
-                                f"{', '.join(map(str, sorted(ports)))}, so it can never turn healthy")
+                problems.append(
+                    f"service {name!r}: its healthcheck probes port {probed}, but the service listens on "
+                    f"{', '.join(map(str, sorted(ports)))}, so it can never turn healthy"
+                )
     if problems:
         raise CheckFailed("compose preflight failed:\n  " + "\n  ".join(problems))
 
 
 # --- waiting on the stack -----------------------------------------------------------------------------
+
 
 def compose_ps() -> list[dict]:
     out = run([*COMPOSE, "ps", "--all", "--format", "json"], "docker compose ps", timeout=60).strip()
@@ -148,9 +159,14 @@ def health_log(container: str) -> str:
         return ""
 
 
-def wait_healthy(services: list[str], timeout: float = HEALTH_TIMEOUT, ps: Callable[[], list[dict]] = compose_ps,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], str] = health_log) -> float:
+def wait_healthy(
+    services: list[str],
+    timeout: float = HEALTH_TIMEOUT,
+    ps: Callable[[], list[dict]] = compose_ps,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    log: Callable[[str], str] = health_log,
+) -> float:
     """Seconds until every service's container is healthy; else CheckFailed naming the services that are not."""
     start = clock()
     while True:
@@ -166,7 +182,9 @@ def wait_healthy(services: list[str], timeout: float = HEALTH_TIMEOUT, ps: Calla
                 pending[name] = f"health {row.get('Health') or 'none'}"
         if not pending:
             return clock() - start
-        if clock() - start > timeout or any(s.startswith("state exited") or s == "health unhealthy" for s in pending.values()):
+        if clock() - start > timeout or any(
+            s.startswith("state exited") or s == "health unhealthy" for s in pending.values()
+        ):
             details = []
             for name, state in pending.items():
                 row = states.get(name) or {}
@@ -178,11 +196,16 @@ def wait_healthy(services: list[str], timeout: float = HEALTH_TIMEOUT, ps: Calla
 
 # --- the checks -------------------------------------------------------------------------------------
 
+
 def post_photo(base: str, path: Path) -> dict:
     with path.open("rb") as handle:
-        response = httpx.post(f"{base}/search", params={"k": 5}, files={"image": (path.name, handle, "image/jpeg")}, timeout=120)
+        response = httpx.post(
+            f"{base}/search", params={"k": 5}, files={"image": (path.name, handle, "image/jpeg")}, timeout=120
+        )
     if response.status_code != 200:
-        raise CheckFailed(f"service 'api' ({base}): POST /search answered {response.status_code}: {response.text[:300]}")
+        raise CheckFailed(
+            f"service 'api' ({base}): POST /search answered {response.status_code}: {response.text[:300]}"
+        )
     return response.json()
 
 
@@ -209,13 +232,27 @@ def container_user(service: str) -> str:
 
 
 def has_torch(image: str) -> bool:
-    out = run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
-               "import importlib.util; print(importlib.util.find_spec('torch') is not None)"], f"image {image}", timeout=120)
+    out = run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            image,
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('torch') is not None)",
+        ],
+        f"image {image}",
+        timeout=120,
+    )
     return out.strip().endswith("True")
 
 
 def image_size(image: str) -> str:
-    size = int(run(["docker", "image", "inspect", "--format", "{{.Size}}", image], f"image {image}", timeout=30).strip())
+    size = int(
+        run(["docker", "image", "inspect", "--format", "{{.Size}}", image], f"image {image}", timeout=30).strip()
+    )
     return f"{size / 1e9:.2f} GB"
 
 
@@ -227,8 +264,9 @@ def landmark_name(landmark_id: str) -> str:
 def check_web_page(landmark_id: str) -> int:
     """A search from the web container's page in a real browser: upload a held-out photo, read the verdict."""
     if not os.access(browser.CHROMIUM, os.X_OK):
-        raise CheckFailed(f"service 'web': {browser.CHROMIUM} is missing, so the page cannot be driven "
-                          "(apt-get install chromium)")
+        raise CheckFailed(
+            f"service 'web': {browser.CHROMIUM} is missing, so the page cannot be driven (apt-get install chromium)"
+        )
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -237,8 +275,9 @@ def check_web_page(landmark_id: str) -> int:
         chromium = browser.launch(playwright)
         try:
             page = chromium.new_page(viewport=browser.DESKTOP)
-            photos = browser.upload_and_read_verdict(page, WEB, DEV / "images" / landmark_id / HELD_OUT, name,
-                                                     timeout_ms=120_000)
+            photos = browser.upload_and_read_verdict(
+                page, WEB, DEV / "images" / landmark_id / HELD_OUT, name, timeout_ms=120_000
+            )
             return photos.count()
         except (AssertionError, PlaywrightError) as error:
             raise CheckFailed(f"service 'web': a search from the page did not show {name!r}: {error}") from None
@@ -274,8 +313,11 @@ class TelegramOnAThread:
 
 
 def network_gateway() -> str:
-    out = run(["docker", "network", "inspect", NETWORK, "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
-              f"docker network inspect {NETWORK}", timeout=30).split()
+    out = run(
+        ["docker", "network", "inspect", NETWORK, "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+        f"docker network inspect {NETWORK}",
+        timeout=30,
+    ).split()
     if not out:
         raise CheckFailed(f"network {NETWORK}: no gateway address to serve the fake Bot API on")
     return out[0]
@@ -286,8 +328,15 @@ def check_bot(landmark_id: str, workdir: Path) -> int:
     telegram = TelegramOnAThread(network_gateway())
     try:
         override = workdir / "bot-fake-telegram.yml"
-        override.write_text(yaml.safe_dump({"services": {"bot": {"environment": {
-            "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": telegram.server.url}}}}))
+        override.write_text(
+            yaml.safe_dump(
+                {
+                    "services": {
+                        "bot": {"environment": {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": telegram.server.url}}
+                    }
+                }
+            )
+        )
         run([*COMPOSE, "-f", str(override), "up", "-d", "bot"], "service 'bot': docker compose up -d bot", timeout=300)
         # Its healthcheck only says the API answers; that it is up is its first Bot API call.
         try:
@@ -297,8 +346,10 @@ def check_bot(landmark_id: str, workdir: Path) -> int:
         user = TgUser(id=4242)
         telegram.send_photo(user, (DEV / "images" / landmark_id / HELD_OUT).read_bytes())
         try:
-            album = telegram.call(telegram.server.wait_call("sendMediaGroup", chat_id=user.id, timeout=BOT_ANSWER_TIMEOUT),
-                                  timeout=BOT_ANSWER_TIMEOUT + 10)
+            album = telegram.call(
+                telegram.server.wait_call("sendMediaGroup", chat_id=user.id, timeout=BOT_ANSWER_TIMEOUT),
+                timeout=BOT_ANSWER_TIMEOUT + 10,
+            )
         except (AssertionError, TimeoutError) as error:
             raise CheckFailed(f"service 'bot': no album for the user's photo: {error}") from None
         name = landmark_name(landmark_id)
@@ -315,8 +366,10 @@ def make_gallery(data: Path) -> None:
         raise CheckFailed(f"dev photos missing at {images} (the check reads them from ../shared/data/landmarks-dev)")
     for own in RUN_DIRS:
         if (data / own).exists():
-            raise CheckFailed(f"{data / own} exists: the check builds its own temporary gallery and index and will not "
-                              "overwrite yours; move it away")
+            raise CheckFailed(
+                f"{data / own} exists: the check builds its own temporary gallery and index and will not "
+                "overwrite yours; move it away"
+            )
     data.mkdir(exist_ok=True)
     for landmark in GALLERY:
         target = data / "gallery" / landmark
@@ -331,8 +384,11 @@ def make_gallery(data: Path) -> None:
 
 def snapshot(data: Path) -> dict[str, int]:
     """The index's files; SQLite's -wal/-shm side files are left out: a clean shutdown folds them in."""
-    return {str(p.relative_to(data)): p.stat().st_size for p in sorted(data.rglob("*"))
-            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+    return {
+        str(p.relative_to(data)): p.stat().st_size
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }
 
 
 def main() -> int:
@@ -357,7 +413,12 @@ def main() -> int:
         make_gallery(data)
         created = True
         t = time.monotonic()
-        run([*COMPOSE, "run", "--rm", "index"], "service 'index': docker compose run --rm index", timeout=900, capture=False)
+        run(
+            [*COMPOSE, "run", "--rm", "index"],
+            "service 'index': docker compose run --rm index",
+            timeout=900,
+            capture=False,
+        )
         timings["index"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -375,7 +436,9 @@ def main() -> int:
         t = time.monotonic()
         sent = check_bot(GALLERY[0], workdir)
         timings["bot up and answered"] = time.monotonic() - t
-        say(f"bot: a photo sent through the fake Bot API got an album of {sent} photos led by {landmark_name(GALLERY[0])}")
+        say(
+            f"bot: a photo sent through the fake Bot API got an album of {sent} photos led by {landmark_name(GALLERY[0])}"
+        )
         for service in ("api", "web", "bot"):
             uid = container_user(service)
             if uid != UID:
@@ -388,9 +451,26 @@ def main() -> int:
 
         # The full image beside the slim one, over the same index: the same answers.
         run(["docker", "rm", "-f", "landmark-search-check-full"], "docker rm", timeout=60)
-        run(["docker", "run", "-d", "--name", "landmark-search-check-full", "--user", "1000:1000", "-v", f"{data}:/app/data",
-             "-p", f"127.0.0.1:{FULL_PORT}:8000", "-e", "LANDMARKS_DEVICE=cpu", "landmark-search-api:cpu-full"],
-            "the full api image", timeout=120)
+        run(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                "landmark-search-check-full",
+                "--user",
+                "1000:1000",
+                "-v",
+                f"{data}:/app/data",
+                "-p",
+                f"127.0.0.1:{FULL_PORT}:8000",
+                "-e",
+                "LANDMARKS_DEVICE=cpu",
+                "landmark-search-api:cpu-full",
+            ],
+            "the full api image",
+            timeout=120,
+        )
         deadline = time.monotonic() + HEALTH_TIMEOUT
         while True:
             try:
@@ -405,8 +485,10 @@ def main() -> int:
         for photo in slim:
             if slim[photo][0] != full[photo][0] or [m for m, _ in slim[photo][1]] != [m for m, _ in full[photo][1]]:
                 raise CheckFailed(f"slim and full api images disagree on {photo}: {slim[photo]} vs {full[photo]}")
-        gap = max(abs(a[1] - b[1]) for p in slim for a, b in zip(slim[p][1], full[p][1]))
-        say(f"slim == full: same landmark and the same top-5 matches for {len(slim)} held-out photos (max score gap {gap:.4f})")
+        gap = max(abs(a[1] - b[1]) for p in slim for a, b in zip(slim[p][1], full[p][1], strict=False))
+        say(
+            f"slim == full: same landmark and the same top-5 matches for {len(slim)} held-out photos (max score gap {gap:.4f})"
+        )
         run(["docker", "rm", "-f", "landmark-search-check-full"], "docker rm", timeout=60)
 
         before = snapshot(data / "index")
@@ -415,8 +497,15 @@ def main() -> int:
         check_search(API, "api after restart")
         say("restart api: the index survived (the ./data volume)")
 
-        sizes = {image: image_size(image) for image in
-                 ("landmark-search-api:cpu", "landmark-search-api:cpu-full", "landmark-search-web", "landmark-search-bot")}
+        sizes = {
+            image: image_size(image)
+            for image in (
+                "landmark-search-api:cpu",
+                "landmark-search-api:cpu-full",
+                "landmark-search-web",
+                "landmark-search-bot",
+            )
+        }
         run([*COMPOSE, "down"], "docker compose down", timeout=180)
         after = snapshot(data / "index")
         if not after or set(before) - set(after):
@@ -433,8 +522,16 @@ def main() -> int:
         subprocess.run([*COMPOSE, "logs", "--tail", "40"], cwd=REPO, timeout=60, check=False)
         return 1
     finally:
-        subprocess.run(["docker", "rm", "-f", "landmark-search-check-full"], cwd=REPO, capture_output=True, timeout=60, check=False)
-        subprocess.run([*COMPOSE, "down", "--remove-orphans", "--timeout", "20"], cwd=REPO, capture_output=True, timeout=180, check=False)
+        subprocess.run(
+            ["docker", "rm", "-f", "landmark-search-check-full"], cwd=REPO, capture_output=True, timeout=60, check=False
+        )
+        subprocess.run(
+            [*COMPOSE, "down", "--remove-orphans", "--timeout", "20"],
+            cwd=REPO,
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
         shutil.rmtree(workdir, ignore_errors=True)
         if created:
             for own in RUN_DIRS:

@@ -89,8 +89,15 @@ class FakeTelegram:
     """
 
     # Bot API parameters that travel as JSON inside the form.
-    JSON_PARAMS = {"media", "reply_markup", "reply_parameters", "allowed_updates", "commands", "entities",
-                   "caption_entities"}
+    JSON_PARAMS = {
+        "media",
+        "reply_markup",
+        "reply_parameters",
+        "allowed_updates",
+        "commands",
+        "entities",
+        "caption_entities",
+    }
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -133,9 +140,11 @@ class FakeTelegram:
 
     def _user_message(self, user: TgUser, **content: Any) -> dict[str, Any]:
         return {
-            "message_id": next(self._ids), "date": int(time.time()),
+            "message_id": next(self._ids),
+            "date": int(time.time()),
             "chat": {"id": user.id, "type": "private", "first_name": user.first_name},
-            "from": user.as_dict(), **content,
+            "from": user.as_dict(),
+            **content,
         }
 
     def add_file(self, data: bytes | None, suffix: str = ".jpg") -> str:
@@ -145,7 +154,9 @@ class FakeTelegram:
         return file_id
 
     def send_text(self, user: TgUser, text: str) -> int:
-        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else []
+        )
         return self._push("message", self._user_message(user, text=text, entities=entities))
 
     def send_photo(self, user: TgUser, data: bytes | None) -> int:
@@ -154,21 +165,40 @@ class FakeTelegram:
         thumb = {**size, "file_id": f"thumb-{file_id}", "width": 90, "height": 67}
         return self._push("message", self._user_message(user, photo=[thumb, size]))
 
-    def send_document(self, user: TgUser, data: bytes, file_name: str, mime_type: str | None, *, file_size: int | None = None) -> int:
+    def send_document(
+        self, user: TgUser, data: bytes, file_name: str, mime_type: str | None, *, file_size: int | None = None
+    ) -> int:
         file_id = self.add_file(data, Path(file_name).suffix)
-        document = {"file_id": file_id, "file_unique_id": file_id, "file_name": file_name, "file_size": file_size or len(data)}
+        document = {
+            "file_id": file_id,
+            "file_unique_id": file_id,
+            "file_name": file_name,
+            "file_size": file_size or len(data),
+        }
         if mime_type:
             document["mime_type"] = mime_type
         return self._push("message", self._user_message(user, document=document))
 
     def send_sticker(self, user: TgUser) -> int:
-        sticker = {"file_id": "sticker", "file_unique_id": "sticker", "type": "regular", "width": 512, "height": 512,
-                   "is_animated": False, "is_video": False}
+        sticker = {
+            "file_id": "sticker",
+            "file_unique_id": "sticker",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+        }
         return self._push("message", self._user_message(user, sticker=sticker))
 
     def press(self, user: TgUser, message: dict[str, Any], data: str) -> int:
-        query = {"id": f"cq-{next(self._ids)}", "from": user.as_dict(), "message": message,
-                 "chat_instance": "chat-instance", "data": data}
+        query = {
+            "id": f"cq-{next(self._ids)}",
+            "from": user.as_dict(),
+            "message": message,
+            "chat_instance": "chat-instance",
+            "data": data,
+        }
         return self._push("callback_query", query)
 
     def fail_next(self, method: str, error_code: int, description: str, **parameters: Any) -> None:
@@ -187,8 +217,14 @@ class FakeTelegram:
         return [c for c in self.calls[since:] if c.method == method and (chat_id is None or c.chat_id == chat_id)]
 
     async def wait_call(
-        self, method: str, *, chat_id: int | None = None, since: int = 0, count: int = 1,
-        where: Callable[[Call], bool] = lambda call: True, timeout: float = 20,
+        self,
+        method: str,
+        *,
+        chat_id: int | None = None,
+        since: int = 0,
+        count: int = 1,
+        where: Callable[[Call], bool] = lambda call: True,
+        timeout: float = 20,
     ) -> Call:
         """Waits until `count` matching calls were made after `since`; returns the last of them."""
 
@@ -232,7 +268,9 @@ class FakeTelegram:
         call.ok = call.result is not None
         await self._record(call)
         if not call.ok:
-            return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, status=400)
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, status=400
+            )
         return web.json_response({"ok": True, "result": call.result})
 
     async def _record(self, call: Call) -> None:
@@ -256,8 +294,13 @@ class FakeTelegram:
         return list(self._updates)
 
     def _message(self, chat_id: int, **content: Any) -> dict[str, Any]:
-        message = {"message_id": next(self._ids), "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER, **content}
+        message = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            **content,
+        }
         self.messages[message["message_id"]] = message
         return message
 
@@ -269,8 +312,12 @@ class FakeTelegram:
             if params["file_id"] not in self.files:
                 return None
             path, data = self.files[params["file_id"]]
-            return {"file_id": params["file_id"], "file_unique_id": params["file_id"], "file_path": path,
-                    "file_size": len(data or b"")}
+            return {
+                "file_id": params["file_id"],
+                "file_unique_id": params["file_id"],
+                "file_path": path,
+                "file_size": len(data or b""),
+            }
         if method == "sendMessage":
             return self._message(chat_id, text=params["text"], reply_markup=params.get("reply_markup"))
         if method == "sendPhoto":
@@ -280,9 +327,13 @@ class FakeTelegram:
             return [self._message(chat_id, media_group_id=group, caption=m.get("caption", "")) for m in params["media"]]
         if method == "sendVenue":
             location = {"latitude": float(params["latitude"]), "longitude": float(params["longitude"])}
-            return self._message(chat_id, venue={"location": location, "title": params["title"], "address": params["address"]})
+            return self._message(
+                chat_id, venue={"location": location, "title": params["title"], "address": params["address"]}
+            )
         if method == "sendLocation":
-            return self._message(chat_id, location={"latitude": float(params["latitude"]), "longitude": float(params["longitude"])})
+            return self._message(
+                chat_id, location={"latitude": float(params["latitude"]), "longitude": float(params["longitude"])}
+            )
         if method == "editMessageText":
             message = self.messages[int(params["message_id"])]
             message.update(text=params["text"])
@@ -296,5 +347,3 @@ class FakeTelegram:
         if request.match_info["token"] != TOKEN or data is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=data, content_type="application/octet-stream")
-
-

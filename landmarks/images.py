@@ -66,9 +66,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.", "corrupt")
     if width * height > max_pixels:
-        raise ImageError(
-            f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.", "too_large"
-        )
+        raise ImageError(f"The image is {width}x{height} pixels; the limit is {max_pixels:,} pixels.", "too_large")
     return image
 
 

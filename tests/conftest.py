@@ -21,7 +21,9 @@ def dev_gallery(tmp_path_factory) -> Path:
     """The protocol's gallery as a folder per landmark (symbolic links to the shared photos)."""
     protocol = dev_protocol()
     root = require_dev_data()
-    return materialize_gallery(protocol.gallery, tmp_path_factory.mktemp("dev-gallery"), root / "images" / "landmarks.csv")
+    return materialize_gallery(
+        protocol.gallery, tmp_path_factory.mktemp("dev-gallery"), root / "images" / "landmarks.csv"
+    )
 
 
 @pytest.fixture(scope="session")

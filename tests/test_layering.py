@@ -44,7 +44,9 @@ def violations(package: str) -> dict[str, list[str]]:
     modules = sorted((REPO_ROOT / package).rglob("*.py"))
     assert modules, f"no modules under {package}/"
     wrong = {
-        str(path.relative_to(REPO_ROOT)): sorted(imported_packages(path.read_text(encoding="utf-8"), str(path)) & FORBIDDEN[package])
+        str(path.relative_to(REPO_ROOT)): sorted(
+            imported_packages(path.read_text(encoding="utf-8"), str(path)) & FORBIDDEN[package]
+        )
         for path in modules
     }
     return {name: packages for name, packages in wrong.items() if packages}
@@ -57,7 +59,11 @@ def test_each_layer_imports_nothing_above_it(package: str) -> None:
 
 def test_front_ends_reach_the_api_through_the_client_package() -> None:
     for package in ("bot", "web"):
-        users = [path for path in (REPO_ROOT / package).rglob("*.py") if "client" in imported_packages(path.read_text(encoding="utf-8"))]
+        users = [
+            path
+            for path in (REPO_ROOT / package).rglob("*.py")
+            if "client" in imported_packages(path.read_text(encoding="utf-8"))
+        ]
         assert users, f"{package}/ does not use the client package"
 
 
@@ -80,7 +86,11 @@ def environment_reads(source: str, filename: str = "<source>") -> list[int]:
     for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Attribute) and node.attr in {"environ", "environb", "getenv", "getenvb", "putenv"}:
             lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and {a.name for a in node.names} & {"environ", "getenv"}:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and {a.name for a in node.names} & {"environ", "getenv"}
+        ):
             lines.append(node.lineno)
     return lines
 

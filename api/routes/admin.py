@@ -6,10 +6,10 @@ fsynced, SQLite committed), and the next search sees it without a restart.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, File, HTTPException, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
-
-from landmarks.images import ImageError
 
 from api.auth import require_write_key
 from api.deps import ImageUrlsDep, ServiceDep
@@ -26,6 +26,7 @@ from api.schemas import (
     landmark_fields,
 )
 from api.service import PreparedPhoto
+from landmarks.images import ImageError
 
 router = APIRouter(tags=["gallery management"], dependencies=[Depends(require_write_key)], responses=WRITE_ERRORS)
 MAX_PHOTOS_PER_REQUEST = 20
@@ -45,7 +46,7 @@ async def add_photos(
     landmark_id: str,
     # No maxItems in the schema: past the limit the answer is 413, which schema validators (and
     # Schemathesis) do not accept for a schema-violating request.
-    images: list[UploadFile] = File(..., description=f"One to {MAX_PHOTOS_PER_REQUEST} photos (more: 413)."),
+    images: Annotated[list[UploadFile], File(description=f"One to {MAX_PHOTOS_PER_REQUEST} photos (more: 413).")],
 ) -> AddedPhotos:
     """Add photos to a landmark. Unreadable photos are listed in `rejected`; the rest are indexed.
 
@@ -67,7 +68,10 @@ async def add_photos(
         reasons = "; ".join(f"{photo.filename}: {photo.detail}" for photo in rejected)
         raise HTTPException(400, f"None of the photos could be used. {reasons}")
     outcome = await run_in_threadpool(service.add_photos, landmark_id, prepared)
-    rejected += [RejectedPhoto(filename=name, detail=f"The same photo as {first!r} in this request.") for name, first in outcome.duplicates]
+    rejected += [
+        RejectedPhoto(filename=name, detail=f"The same photo as {first!r} in this request.")
+        for name, first in outcome.duplicates
+    ]
     return AddedPhotos(
         landmark_id=landmark_id,
         added=[GalleryImageRef(image_id=image_id, image_url=image_urls(image_id)) for _, image_id in outcome.added],

@@ -8,22 +8,31 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from landmarks.images import ImageError
-
 from api.deps import ImageUrlsDep, ServiceDep
 from api.errors import ERRORS
 from api.schemas import GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary, landmark_fields
 from api.service import UnknownLandmark
+from landmarks.images import ImageError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["gallery"])
 
 
-@router.get("/gallery/{image_id}", name="gallery_image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **ERRORS})
+@router.get(
+    "/gallery/{image_id}",
+    name="gallery_image",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
+)
 async def gallery_image(
     service: ServiceDep,
     image_id: int = Path(ge=0, le=2**63 - 1),
-    size: int = Query(512, ge=64, le=1024, description="Longest side at most this; served in sizes 64, 128, 256, 512, 1024 (rounded down)."),
+    size: int = Query(
+        512,
+        ge=64,
+        le=1024,
+        description="Longest side at most this; served in sizes 64, 128, 256, 512, 1024 (rounded down).",
+    ),
 ) -> Response:
     """A gallery photo as JPEG, longest side at most `size` pixels."""
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
@@ -19,8 +21,8 @@ async def search(
     service: ServiceDep,
     batcher: BatcherDep,
     image_urls: ImageUrlsDep,
-    image: UploadFile = File(..., description="The photo: JPEG, PNG, WebP or HEIC."),
-    k: int = Query(5, ge=1, le=100, description="How many gallery photos to return."),
+    image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP or HEIC.")],
+    k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return.")] = 5,
 ) -> SearchResponse:
     """Find the landmark in a photo, with the k closest gallery photos."""
     query = await embed_upload(service, await image.read(), batcher)
@@ -38,7 +40,9 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
     hits = []
     for scored in result.landmarks:
         landmark = landmarks.get(scored.landmark_id)
-        fields = landmark_fields(landmark) if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
+        fields = (
+            landmark_fields(landmark) if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
+        )
         hits.append(LandmarkHit(**fields, image_count=counts.get(scored.landmark_id, 0), score=round(scored.score, 4)))
     best = None
     if result.landmark is not None:
@@ -57,4 +61,6 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
         )
         for match in result.matches
     ]
-    return SearchResponse(landmark=best, landmarks=hits, matches=matches, gallery_size=outcome.gallery_size, notice=notice)
+    return SearchResponse(
+        landmark=best, landmarks=hits, matches=matches, gallery_size=outcome.gallery_size, notice=notice
+    )

@@ -27,8 +27,12 @@ async def _own_search(callback: CallbackQuery, store: Store, search_id: int) -> 
 
 
 async def on_more(
-    callback: CallbackQuery, callback_data: MoreResults,
-    bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings,
+    callback: CallbackQuery,
+    callback_data: MoreResults,
+    bot: Bot,
+    api: AsyncLandmarksClient,
+    store: Store,
+    settings: Settings,
 ) -> None:
     record = await _own_search(callback, store, callback_data.search_id)
     if record is None:
@@ -36,8 +40,14 @@ async def on_more(
     # Answer at once so the button stops spinning; the results follow as new messages.
     await callback.answer()
     await search_and_answer(
-        bot=bot, api=api, store=store, settings=settings, chat_id=record.chat_id,
-        lang=language(callback.from_user), record=record, page=callback_data.page,
+        bot=bot,
+        api=api,
+        store=store,
+        settings=settings,
+        chat_id=record.chat_id,
+        lang=language(callback.from_user),
+        record=record,
+        page=callback_data.page,
     )
 
 
@@ -51,7 +61,10 @@ async def on_map(callback: CallbackQuery, callback_data: ShowOnMap, bot: Bot, st
         return
     # A venue shows the landmark's name on the map pin; Telegram requires a non-empty address.
     await bot.send_venue(
-        record.chat_id, latitude=place.lat, longitude=place.lon, title=place.name,
+        record.chat_id,
+        latitude=place.lat,
+        longitude=place.lon,
+        title=place.name,
         address=place.address or f"{place.lat:.5f}, {place.lon:.5f}",
     )
 

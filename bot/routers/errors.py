@@ -12,8 +12,9 @@ from bot.texts import language, t
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent, bot: Bot, event_chat: Chat | None = None,
-                   event_from_user: User | None = None) -> None:
+async def on_error(
+    event: ErrorEvent, bot: Bot, event_chat: Chat | None = None, event_from_user: User | None = None
+) -> None:
     log.error(
         "update failed",
         exc_info=event.exception,

@@ -65,16 +65,33 @@ async def on_other_image(message: Message) -> None:
 
 
 async def _search(
-    message: Message, bot: Bot, api: AsyncLandmarksClient, store: Store, settings: Settings,
-    file_id: str, filename: str, mime_type: str,
+    message: Message,
+    bot: Bot,
+    api: AsyncLandmarksClient,
+    store: Store,
+    settings: Settings,
+    file_id: str,
+    filename: str,
+    mime_type: str,
 ) -> None:
     record = SearchRecord(
-        chat_id=message.chat.id, file_id=file_id, filename=filename, mime_type=mime_type,
-        page_size=await store.get_k(message.from_user.id), place=None, message_id=message.message_id,
+        chat_id=message.chat.id,
+        file_id=file_id,
+        filename=filename,
+        mime_type=mime_type,
+        page_size=await store.get_k(message.from_user.id),
+        place=None,
+        message_id=message.message_id,
     )
     await search_and_answer(
-        bot=bot, api=api, store=store, settings=settings, chat_id=message.chat.id,
-        lang=language(message.from_user), record=record, page=0,
+        bot=bot,
+        api=api,
+        store=store,
+        settings=settings,
+        chat_id=message.chat.id,
+        lang=language(message.from_user),
+        record=record,
+        page=0,
     )
 
 

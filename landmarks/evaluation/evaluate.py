@@ -50,7 +50,9 @@ class Evaluation:
     gallery: int
 
 
-def embed_photos(extractor: Extractor, paths: Sequence[Path], *, batch_size: int = 16, desc: str = "embedding", progress: bool = True) -> Embedded:
+def embed_photos(
+    extractor: Extractor, paths: Sequence[Path], *, batch_size: int = 16, desc: str = "embedding", progress: bool = True
+) -> Embedded:
     """Embed photos in batches, decoding on worker threads."""
     out: list[np.ndarray] = []
     kept: list[int] = []
@@ -65,7 +67,9 @@ def embed_photos(extractor: Extractor, paths: Sequence[Path], *, batch_size: int
     return Embedded(vectors, kept)
 
 
-def _preprocessed_batches(extractor: Extractor, paths: Sequence[Path], batch_size: int) -> Iterator[tuple[int, list[int], list[np.ndarray]]]:
+def _preprocessed_batches(
+    extractor: Extractor, paths: Sequence[Path], batch_size: int
+) -> Iterator[tuple[int, list[int], list[np.ndarray]]]:
     """(photos attempted, positions of those that decoded, their arrays) per batch."""
 
     def load(position: int) -> tuple[int, np.ndarray | None]:
@@ -85,10 +89,14 @@ def top_landmarks(ranked_labels: np.ndarray, scores: np.ndarray) -> tuple[list[s
     landmarks and similarities of each query's nearest gallery photos, best first."""
     best = [rank_landmarks(list(zip(labels[: SERVICE.candidates], row[: SERVICE.candidates].tolist(), strict=True)), SERVICE.aggregate_top)[0]
             for labels, row in zip(ranked_labels, scores, strict=True)]  # fmt: skip
-    return [landmark.landmark_id for landmark in best], np.asarray([landmark.score for landmark in best], dtype=np.float32)
+    return [landmark.landmark_id for landmark in best], np.asarray(
+        [landmark.score for landmark in best], dtype=np.float32
+    )
 
 
-def measure_fps(extractor: Extractor, arrays: Sequence[np.ndarray], *, min_calls: int = 3, min_seconds: float = 1.0) -> float:
+def measure_fps(
+    extractor: Extractor, arrays: Sequence[np.ndarray], *, min_calls: int = 3, min_seconds: float = 1.0
+) -> float:
     """Photos per second through the model alone, at steady state, on the extractor's device.
 
     Timed apart from the evaluation pass: there, decoding threads compete for the CPU and the GIL,
@@ -106,9 +114,13 @@ def measure_fps(extractor: Extractor, arrays: Sequence[np.ndarray], *, min_calls
 
 
 def evaluate(extractor: Extractor, protocol: Protocol, *, batch_size: int = 16, progress: bool = True) -> Evaluation:
-    gallery = embed_photos(extractor, [path for path, _ in protocol.gallery], batch_size=batch_size, desc="gallery", progress=progress)
+    gallery = embed_photos(
+        extractor, [path for path, _ in protocol.gallery], batch_size=batch_size, desc="gallery", progress=progress
+    )
     query_items: list[tuple[Path, str | None]] = [*protocol.queries, *((path, None) for path in protocol.distractors)]
-    queries = embed_photos(extractor, [path for path, _ in query_items], batch_size=batch_size, desc="queries", progress=progress)
+    queries = embed_photos(
+        extractor, [path for path, _ in query_items], batch_size=batch_size, desc="queries", progress=progress
+    )
     if len(gallery.kept) == 0 or len(queries.kept) == 0:
         raise ValueError("nothing to evaluate: the gallery or the query set has no readable photo")
 
@@ -122,14 +134,19 @@ def evaluate(extractor: Extractor, protocol: Protocol, *, batch_size: int = 16, 
     landmark_truth = [query_labels[row] for row in landmark_rows]
 
     relevance = metrics.relevance_matrix(ranked_labels[landmark_rows], landmark_truth)
-    gallery_counts = {label: int(count) for label, count in zip(*np.unique(gallery_labels.astype(str), return_counts=True), strict=True)}
+    gallery_counts = {
+        label: int(count)
+        for label, count in zip(*np.unique(gallery_labels.astype(str), return_counts=True), strict=True)
+    }
     num_relevant = [gallery_counts.get(label, 0) for label in landmark_truth]
     return Evaluation(
         accuracy=metrics.accuracy([predicted[row] for row in landmark_rows], landmark_truth),
         gap=metrics.gap(predicted, confidence, query_labels),
         recall={k: metrics.recall_at_k(relevance, k) for k in RECALL_KS},
         map_at_100=metrics.map_at_k(relevance, num_relevant, MAP_K),
-        fps=measure_fps(extractor, [extractor.preprocess(decode_image(protocol.gallery[i][0])) for i in gallery.kept[:batch_size]]),
+        fps=measure_fps(
+            extractor, [extractor.preprocess(decode_image(protocol.gallery[i][0])) for i in gallery.kept[:batch_size]]
+        ),
         queries=len(landmark_rows),
         distractors=len(query_labels) - len(landmark_rows),
         gallery=len(gallery.kept),

@@ -23,7 +23,11 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 1024) -
     scores = np.zeros((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
         similarity = queries[start : start + chunk] @ gallery.T
-        candidates = np.argpartition(-similarity, k - 1, axis=1)[:, :k] if k < len(gallery) else np.tile(np.arange(k), (len(similarity), 1))
+        candidates = (
+            np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            if k < len(gallery)
+            else np.tile(np.arange(k), (len(similarity), 1))
+        )
         candidate_scores = np.take_along_axis(similarity, candidates, axis=1)
         order = np.argsort(-candidate_scores, axis=1, kind="stable")
         indices[start : start + chunk] = np.take_along_axis(candidates, order, axis=1)
@@ -62,7 +66,9 @@ def map_at_k(relevance: np.ndarray, num_relevant: Sequence[int], k: int) -> floa
     relevance = np.asarray(relevance, dtype=bool)
     if relevance.shape[0] == 0:
         return 0.0
-    return float(np.mean([average_precision_at_k(row, int(n), k) for row, n in zip(relevance, num_relevant, strict=True)]))
+    return float(
+        np.mean([average_precision_at_k(row, int(n), k) for row, n in zip(relevance, num_relevant, strict=True)])
+    )
 
 
 def gap(predicted: Sequence[str | None], confidence: Sequence[float], truth: Sequence[str | None]) -> float:
@@ -83,7 +89,9 @@ def gap(predicted: Sequence[str | None], confidence: Sequence[float], truth: Seq
         return 0.0
     made = np.array([label is not None for label in predicted], dtype=bool)
     order = np.argsort(-confidence[made], kind="stable")
-    correct = np.array([p == t and t is not None for p, t in zip(predicted[made], truth[made], strict=True)], dtype=bool)[order]
+    correct = np.array(
+        [p == t and t is not None for p, t in zip(predicted[made], truth[made], strict=True)], dtype=bool
+    )[order]
     precision = np.cumsum(correct) / np.arange(1, len(correct) + 1)
     return float((precision * correct).sum() / landmark_queries)
 

@@ -49,7 +49,11 @@ def dev_protocol(root: Path, query_every: int = 5, fold: int = 0) -> Protocol:
         for position, photo in enumerate(photos):
             (queries if position % query_every == fold else gallery).append((photo, folder.name))
     distractor_dir = root / "distractors"
-    distractors = sorted(p for p in distractor_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if distractor_dir.is_dir() else []
+    distractors = (
+        sorted(p for p in distractor_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if distractor_dir.is_dir()
+        else []
+    )
     return Protocol(root, gallery, queries, distractors)
 
 
@@ -63,7 +67,10 @@ def materialize_gallery(photos: list[tuple[Path, str]], out_dir: Path, metadata_
             os.symlink(photo.absolute(), link)
     if metadata_csv is not None and metadata_csv.is_file():
         wanted = {landmark_id for _, landmark_id in photos}
-        with metadata_csv.open(newline="", encoding="utf-8") as src, (out_dir / "landmarks.csv").open("w", newline="", encoding="utf-8") as dst:
+        with (
+            metadata_csv.open(newline="", encoding="utf-8") as src,
+            (out_dir / "landmarks.csv").open("w", newline="", encoding="utf-8") as dst,
+        ):
             reader = csv.DictReader(src)
             writer = csv.DictWriter(dst, fieldnames=reader.fieldnames)
             writer.writeheader()

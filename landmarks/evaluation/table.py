@@ -46,7 +46,11 @@ def markdown_table(rows: list[TableRow], *, device: str | None = None) -> str:
         r = row.result
         if r is None:
             # The row stays in the table, so that a model left out is seen, with the reason in place of numbers.
-            cells = [_cell(f"{row.model} — {row.missing or 'not evaluated'}"), str(row.image_size or "—"), *["—"] * (len(COLUMNS) - 2)]
+            cells = [
+                _cell(f"{row.model} — {row.missing or 'not evaluated'}"),
+                str(row.image_size or "—"),
+                *["—"] * (len(COLUMNS) - 2),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
             continue
         cells = [

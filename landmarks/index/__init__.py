@@ -1,6 +1,13 @@
 """Gallery indexes: SQLite metadata and vectors, a FAISS or Milvus search structure, incremental builds."""
 
-from landmarks.index.gallery_index import BACKENDS, FingerprintMismatch, GalleryIndex, IndexInfo, Neighbour, recorded_model
+from landmarks.index.gallery_index import (
+    BACKENDS,
+    FingerprintMismatch,
+    GalleryIndex,
+    IndexInfo,
+    Neighbour,
+    recorded_model,
+)
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
 from landmarks.index.vectors import INDEX_KINDS, FaissIndex, vector_index
 

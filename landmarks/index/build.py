@@ -17,6 +17,8 @@ from landmarks.models import Extractor
 from landmarks.quality.local_features import LocalFeatureParams
 
 log = logging.getLogger(__name__)
+# The local features every new index gets (pass None to build_index to skip them).
+DEFAULT_LOCAL_FEATURES = LocalFeatureParams()
 
 
 @dataclass
@@ -43,7 +45,7 @@ def build_index(
     kind: str = "flat",
     batch_size: int = 16,
     progress: bool = True,
-    local_features: LocalFeatureParams | None = LocalFeatureParams(),
+    local_features: LocalFeatureParams | None = DEFAULT_LOCAL_FEATURES,
     keep_prefixes: tuple[str, ...] = (),
 ) -> BuildReport:
     """Create or update OUT_DIR so it holds exactly the gallery's readable photos.
@@ -53,9 +55,13 @@ def build_index(
     spatial verification). keep_prefixes: photos whose source starts with one of these are not the
     folder's (added to the index by other means) and stay.
     """
-    index = GalleryIndex.open(out_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, kind=kind)
+    index = GalleryIndex.open(
+        out_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, kind=kind
+    )
     try:
-        report = _sync(index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress, keep_prefixes=keep_prefixes)
+        report = _sync(
+            index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress, keep_prefixes=keep_prefixes
+        )
         if local_features is not None:
             from landmarks.quality.local_features import sync_for_index
 
@@ -66,7 +72,14 @@ def build_index(
 
 
 def _sync(
-    index: GalleryIndex, gallery: Gallery, extractor: Extractor, *, kind: str, batch_size: int, progress: bool, keep_prefixes: tuple[str, ...]
+    index: GalleryIndex,
+    gallery: Gallery,
+    extractor: Extractor,
+    *,
+    kind: str,
+    batch_size: int,
+    progress: bool,
+    keep_prefixes: tuple[str, ...],
 ) -> BuildReport:
     report = BuildReport()
     known = index.store.images()

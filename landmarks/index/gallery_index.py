@@ -120,7 +120,9 @@ class GalleryIndex:
         directory = Path(directory)
         store_path = directory / STORE_FILE
         if not store_path.exists() and not create:
-            raise FileNotFoundError(f"no index at {directory} (expected {STORE_FILE}); build one with `landmarks index build`")
+            raise FileNotFoundError(
+                f"no index at {directory} (expected {STORE_FILE}); build one with `landmarks index build`"
+            )
         store = GalleryStore(store_path)
         stored = store.get_meta("fingerprint")
         if stored is None:
@@ -137,7 +139,9 @@ class GalleryIndex:
             store.set_meta({"kind": kind})
         stored_backend = store.get_meta("backend") or "faiss"
         backend = backend or stored_backend
-        moved = backend != stored_backend or (backend == "milvus" and milvus_uri not in (None, store.get_meta("milvus_uri")))
+        moved = backend != stored_backend or (
+            backend == "milvus" and milvus_uri not in (None, store.get_meta("milvus_uri"))
+        )
         try:
             if backend == "milvus":
                 vectors: VectorStore = milvus_vectors(directory, store, milvus_uri)
@@ -153,7 +157,9 @@ class GalleryIndex:
             # so an interrupted migration leaves the index on its old backend.
             log.info("moving the vectors of %s from %s to %s", directory, stored_backend, backend)
             index.rebuild_vectors()
-            store.set_meta({"backend": backend, **({"milvus_uri": milvus_uri} if backend == "milvus" and milvus_uri else {})})
+            store.set_meta(
+                {"backend": backend, **({"milvus_uri": milvus_uri} if backend == "milvus" and milvus_uri else {})}
+            )
         else:
             index._load_vectors()
         return index
@@ -163,7 +169,12 @@ class GalleryIndex:
         one and not the other (a crash between them, a collection dropped on the server): refill it."""
         records = self.store.images()
         if len(self.vectors) != len(records):
-            log.warning("Milvus holds %d vectors for %d photos of %s; refilling it from the store", len(self.vectors), len(records), self.directory)
+            log.warning(
+                "Milvus holds %d vectors for %d photos of %s; refilling it from the store",
+                len(self.vectors),
+                len(records),
+                self.directory,
+            )
             self.rebuild_vectors()
         with self._lock:
             self._labels = {record.image_id: record.landmark_id for record in records.values()}

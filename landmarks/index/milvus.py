@@ -59,7 +59,9 @@ def is_lite_uri(uri: str) -> bool:
 class MilvusVectorIndex:
     """One Milvus collection: an INT64 image id primary key and a FLOAT_VECTOR, IP metric."""
 
-    def __init__(self, uri: str, collection: str, dim: int, kind: str = "flat", *, nprobe: int = 16, ef_search: int = 128) -> None:
+    def __init__(
+        self, uri: str, collection: str, dim: int, kind: str = "flat", *, nprobe: int = 16, ef_search: int = 128
+    ) -> None:
         """Connect to URI (credentials, if any, go in it: http://user:password@host:19530)."""
         if kind not in MILVUS_INDEX_TYPES:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(MILVUS_INDEX_TYPES)}")
@@ -78,7 +80,11 @@ class MilvusVectorIndex:
         try:
             self._client = MilvusClient(uri=uri)
         except MilvusException as exc:
-            hint = " (Milvus Lite lets one process at a time open a database: is the API or another command using it?)" if self._lite_path else ""
+            hint = (
+                " (Milvus Lite lets one process at a time open a database: is the API or another command using it?)"
+                if self._lite_path
+                else ""
+            )
             raise RuntimeError(f"cannot open Milvus at {uri}: {exc}{hint}") from exc
         if self._lite_path:
             with _lite_lock:
@@ -115,7 +121,9 @@ class MilvusVectorIndex:
         index_params = self._client.prepare_index_params()
         # IP, not COSINE: the vectors are unit length, and IP is what FAISS computes, so the scores
         # (which the API's threshold reads) agree to float rounding.
-        index_params.add_index(field_name=VECTOR_FIELD, index_type=MILVUS_INDEX_TYPES[self.kind], metric_type="IP", params=params)
+        index_params.add_index(
+            field_name=VECTOR_FIELD, index_type=MILVUS_INDEX_TYPES[self.kind], metric_type="IP", params=params
+        )
         # Strong consistency: a photo added through the API is found by the very next search.
         self._client.create_collection(self.collection, schema=schema, consistency_level="Strong")
         # Not waited for: the collection is empty, and Milvus Lite lacks the call the wait makes.

@@ -77,14 +77,21 @@ class RerankIndex:
         """(scores, ids), each (Q, k); missing neighbours have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock:  # codes and full vectors of the same write
-            index, exact, stale = self.inner.snapshot(), self._exact, np.fromiter(self._stale, np.int64, len(self._stale))
+            index, exact, stale = (
+                self.inner.snapshot(),
+                self._exact,
+                np.fromiter(self._stale, np.int64, len(self._stale)),
+            )
         if len(exact) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         k = min(k, len(exact))
         _, candidates = search_index(index, queries, min(max(k * self.rerank, MIN_CANDIDATES), index.ntotal))
         if len(stale):
             candidates[np.isin(candidates, stale)] = -1
-        parts = [rescore(exact, queries[i : i + RESCORE_CHUNK], candidates[i : i + RESCORE_CHUNK], k) for i in range(0, len(queries), RESCORE_CHUNK)]
+        parts = [
+            rescore(exact, queries[i : i + RESCORE_CHUNK], candidates[i : i + RESCORE_CHUNK], k)
+            for i in range(0, len(queries), RESCORE_CHUNK)
+        ]
         return np.concatenate([scores for scores, _ in parts]), np.concatenate([ids for _, ids in parts])
 
     def save(self, path: Path) -> None:
@@ -155,7 +162,9 @@ class FullVectors:
         if not len(fresh):
             return
         needed = self._count + len(fresh)
-        if needed > len(self._data):  # grow by a quarter: a photo added to a 1M gallery copies 5 GB once in a while, not each time
+        if needed > len(
+            self._data
+        ):  # grow by a quarter: a photo added to a 1M gallery copies 5 GB once in a while, not each time
             capacity = max(needed, len(self._data) * 5 // 4 + 1024)
             data, stored = np.empty((capacity, self._data.shape[1]), np.float32), np.empty(capacity, np.int64)
             data[: self._count], stored[: self._count] = self.vectors, self.ids

@@ -89,7 +89,9 @@ class GalleryStore:
 
     def landmarks(self) -> dict[str, Landmark]:
         with self._lock:
-            rows = self._db.execute("SELECT landmark_id, name, city, country, lat, lon, extra FROM landmarks").fetchall()
+            rows = self._db.execute(
+                "SELECT landmark_id, name, city, country, lat, lon, extra FROM landmarks"
+            ).fetchall()
         return {row[0]: Landmark(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6])) for row in rows}
 
     def image_counts(self) -> dict[str, int]:
@@ -121,7 +123,9 @@ class GalleryStore:
     def sources_with_prefix(self, prefix: str) -> list[str]:
         """The source keys that start with PREFIX."""
         with self._lock:
-            rows = self._db.execute("SELECT source FROM images WHERE substr(source, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+            rows = self._db.execute(
+                "SELECT source FROM images WHERE substr(source, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
         return [row[0] for row in rows]
 
     def image(self, image_id: int) -> ImageRecord | None:

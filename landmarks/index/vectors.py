@@ -77,7 +77,11 @@ KINDS: dict[str, IndexKind] = {
     # registers, so thousands of candidates cost less than the exact scoring of a few hundred; its
     # probes are cheap, so an eighth of the cells (bench/index_scale.py). FAISS has no GPU fast scan.
     "ivf-pq-rerank": IndexKind(
-        "IVF{nlist},PQ{fast_scan_m}x4fs", nprobe=lambda nlist: max(16, nlist // 8), gpu=False, configure=_by_residual, wrapper=_rerank
+        "IVF{nlist},PQ{fast_scan_m}x4fs",
+        nprobe=lambda nlist: max(16, nlist // 8),
+        gpu=False,
+        configure=_by_residual,
+        wrapper=_rerank,
     ),
 }
 INDEX_KINDS = tuple(KINDS)

@@ -54,7 +54,9 @@ def build_image_tower(config: ModelConfig) -> nn.Module:
     vision_config = {**model_config["vision_cfg"], "image_size": config.image_size}
     # open_clip's own recipe for the image tower (what open_clip.create_model calls for `.visual`),
     # called directly so that no text tower is ever allocated.
-    return _build_vision_tower(model_config["embed_dim"], vision_config, quick_gelu=bool(config.extra.get("quick_gelu", False)))
+    return _build_vision_tower(
+        model_config["embed_dim"], vision_config, quick_gelu=bool(config.extra.get("quick_gelu", False))
+    )
 
 
 class ClipImageNet(nn.Module):
@@ -132,7 +134,9 @@ def load_image_tower_weights(tower: nn.Module, path: str | Path, model_name: str
     tower.load_state_dict(state, strict=True)
 
 
-def clip_image_tower(config: ModelConfig, *, pretrained: bool = True, weights_file: str | Path | None = None) -> nn.Module:
+def clip_image_tower(
+    config: ModelConfig, *, pretrained: bool = True, weights_file: str | Path | None = None
+) -> nn.Module:
     """The image tower with its weights: from `weights_file`, else from the hub when `pretrained`."""
     tower = build_image_tower(config)
     if weights_file is not None:

@@ -61,7 +61,9 @@ class DelfNet(nn.Module):
 
     def dense(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit descriptors (B, D, H/16, W/16) and attention scores (B, 1, H/16, W/16)."""
-        (features,) = self.backbone.forward_intermediates(images, indices=[self.level], intermediates_only=True, stop_early=True)
+        (features,) = self.backbone.forward_intermediates(
+            images, indices=[self.level], intermediates_only=True, stop_early=True
+        )
         return F.normalize(self.head.projection(features), dim=1), self.head.attention(features)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

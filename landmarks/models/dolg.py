@@ -96,7 +96,10 @@ class DolgNet(nn.Module):
         self.output_dim = config.embedding_dim or DEFAULT_EMBEDDING_DIM
         with seeded_new_layers():
             self.head = DolgHead(
-                self.backbone.feature_info[self.local_level]["num_chs"], self.backbone.num_features, self.output_dim, config.gem_p
+                self.backbone.feature_info[self.local_level]["num_chs"],
+                self.backbone.num_features,
+                self.output_dim,
+                config.gem_p,
             )
         self.norm = L2Norm()
 

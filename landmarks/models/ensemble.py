@@ -37,7 +37,9 @@ class EnsembleNet(nn.Module):
         super().__init__()
         members = members_of(config)
         if backbone is None:
-            backbone = nn.ModuleList(timm.create_model(name, pretrained=False, num_classes=0, global_pool="") for name in members)
+            backbone = nn.ModuleList(
+                timm.create_model(name, pretrained=False, num_classes=0, global_pool="") for name in members
+            )
         if len(backbone) != len(members):
             raise ValueError(f"{len(backbone)} backbones for {len(members)} members")
         self.config = config
@@ -48,7 +50,10 @@ class EnsembleNet(nn.Module):
         self.output_dim = sum(member.num_features for member in backbone)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        parts = [self.norm(pool(member.forward_features(images))) for member, pool in zip(self.backbone, self.pools, strict=True)]
+        parts = [
+            self.norm(pool(member.forward_features(images)))
+            for member, pool in zip(self.backbone, self.pools, strict=True)
+        ]
         return torch.cat(parts, dim=1) * self.scale
 
 

@@ -73,7 +73,9 @@ class ExportedExtractor:
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         self.session = ort.InferenceSession(str(directory / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.preprocess = Preprocessor(self.config.image_size, self.config.mean, self.config.std, self.config.interpolation)
+        self.preprocess = Preprocessor(
+            self.config.image_size, self.config.mean, self.config.std, self.config.interpolation
+        )
         self.dim = int(meta["dim"])
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -120,8 +122,10 @@ def load_extractor(
             f"under {root}); models that need PyTorch run in the full API image (build target `full`)"
         )
     if device not in (None, "cpu", "auto") or half or weights_file is not None or runtime not in ("auto", "onnx"):
-        raise ValueError("an exported model runs on the CPU with ONNX Runtime only (device cpu, runtime onnx, its own "
-                         "weights); for other settings use the full API image (build target `full`)")
+        raise ValueError(
+            "an exported model runs on the CPU with ONNX Runtime only (device cpu, runtime onnx, its own "
+            "weights); for other settings use the full API image (build target `full`)"
+        )
     extractor = ExportedExtractor(directory, threads)
     if image_size and image_size != extractor.config.image_size:
         raise ValueError(f"{name} was exported at {extractor.config.image_size} px, not {image_size}")
@@ -136,12 +140,20 @@ def export(name: str, out: Path, *, cache_dir: Path | None = None) -> Path:
     directory = out / name
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(extractor._onnx.path, directory / GRAPH_FILE)
-    meta = {"source": extractor.source, "fingerprint": extractor.fingerprint, "dim": extractor.dim,
-            "config": extractor.config.to_dict()}
+    meta = {
+        "source": extractor.source,
+        "fingerprint": extractor.fingerprint,
+        "dim": extractor.dim,
+        "config": extractor.config.to_dict(),
+    }
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     # The exported graph must give the eager network's vectors (a wrong export fails the build, not a search).
     check = ExportedExtractor(directory)
-    probe = np.random.default_rng(0).standard_normal((2, 3, check.config.image_size, check.config.image_size)).astype(np.float32)
+    probe = (
+        np.random.default_rng(0)
+        .standard_normal((2, 3, check.config.image_size, check.config.image_size))
+        .astype(np.float32)
+    )
     extractor.runtime, onnx = "eager", extractor._onnx
     extractor._onnx = None
     eager = extractor.embed_arrays(list(probe))
@@ -149,5 +161,7 @@ def export(name: str, out: Path, *, cache_dir: Path | None = None) -> Path:
     gap = float(np.abs(check.embed_arrays(list(probe)) - eager).max())
     if gap > 1e-3:
         raise RuntimeError(f"the ONNX export of {name} differs from PyTorch by {gap:.2e}")
-    print(f"exported {name} ({extractor.fingerprint}, {extractor.dim}-d) to {directory}; max |onnx - eager| = {gap:.1e}")
+    print(
+        f"exported {name} ({extractor.fingerprint}, {extractor.dim}-d) to {directory}; max |onnx - eager| = {gap:.1e}"
+    )
     return directory

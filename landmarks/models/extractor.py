@@ -80,7 +80,11 @@ class Extractor:
         if self.runtime == "onnx":
             try:
                 self._onnx = OnnxEmbedder.for_model(
-                    module, config.image_size, f"{config.backbone}-{self.fingerprint}", cache_dir=cache_dir, threads=threads
+                    module,
+                    config.image_size,
+                    f"{config.backbone}-{self.fingerprint}",
+                    cache_dir=cache_dir,
+                    threads=threads,
                 )
             except Exception:
                 if runtime != "auto":
@@ -186,11 +190,15 @@ def load_extractor(
     elif path.suffix in {".pt", ".pth", ".ckpt", ".torchscript", ".ts"}:
         raise FileNotFoundError(f"model file {path} does not exist")
     else:
-        module = create_model(str(spec), weights_file=weights_file, **({"image_size": image_size} if image_size else {}))
+        module = create_model(
+            str(spec), weights_file=weights_file, **({"image_size": image_size} if image_size else {})
+        )
         config, source = module.config, str(spec)
     if image_size and config.image_size != image_size:
         config = replace(config, image_size=image_size)
-    return Extractor(module, config, source=source, device=device, half=half, runtime=runtime, cache_dir=cache_dir, threads=threads)
+    return Extractor(
+        module, config, source=source, device=device, half=half, runtime=runtime, cache_dir=cache_dir, threads=threads
+    )
 
 
 def export_torchscript(model: nn.Module, path: Path) -> Path:

@@ -51,17 +51,11 @@ class EmbeddingNet(nn.Module):
     def __init__(self, config: ModelConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.backbone = backbone or timm.create_model(
-            config.backbone, pretrained=False, num_classes=0, global_pool=""
-        )
+        self.backbone = backbone or timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
         width = self.backbone.num_features
         is_transformer = getattr(self.backbone, "num_prefix_tokens", None) is not None
-        self.pool: nn.Module = (
-            TokenPool(self.backbone.num_prefix_tokens) if is_transformer else GeM(config.gem_p)
-        )
-        self.head: nn.Module = (
-            nn.Linear(width, config.embedding_dim) if config.embedding_dim else nn.Identity()
-        )
+        self.pool: nn.Module = TokenPool(self.backbone.num_prefix_tokens) if is_transformer else GeM(config.gem_p)
+        self.head: nn.Module = nn.Linear(width, config.embedding_dim) if config.embedding_dim else nn.Identity()
         self.norm = L2Norm()
         self.output_dim = config.embedding_dim or width
 
@@ -112,5 +106,7 @@ def build_network(config: ModelConfig, backbone: nn.Module | None = None) -> nn.
     try:
         builder = ARCHITECTURES[config.architecture]
     except KeyError:
-        raise ValueError(f"unknown architecture {config.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
+        raise ValueError(
+            f"unknown architecture {config.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
     return builder(config, backbone)

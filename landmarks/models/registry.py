@@ -92,7 +92,9 @@ def _efficientnet_lite_weights(variant: int) -> WeightsLoader:
 _efficientnet_lite0_weights = _efficientnet_lite_weights(0)
 
 
-def _ensemble_backbones(config: ModelConfig, *, pretrained: bool = True, weights_file: str | Path | None = None) -> nn.Module:
+def _ensemble_backbones(
+    config: ModelConfig, *, pretrained: bool = True, weights_file: str | Path | None = None
+) -> nn.Module:
     """The members of an ensemble, each with its registered weights (offline package or the hub)."""
     if weights_file is not None:
         raise ValueError("an ensemble loads each member's own weights: weights_file names only one network")
@@ -100,8 +102,12 @@ def _ensemble_backbones(config: ModelConfig, *, pretrained: bool = True, weights
     for name in ensemble.members_of(config):
         member, offline_weights = model_entry(name)
         if member.architecture != "gem" or member.backbone != name:
-            raise ValueError(f"ensemble member {name!r} must be a plain timm backbone, as EnsembleNet rebuilds it from a checkpoint")
-        backbone = timm.create_model(name, pretrained=pretrained and offline_weights is None, num_classes=0, global_pool="")
+            raise ValueError(
+                f"ensemble member {name!r} must be a plain timm backbone, as EnsembleNet rebuilds it from a checkpoint"
+            )
+        backbone = timm.create_model(
+            name, pretrained=pretrained and offline_weights is None, num_classes=0, global_pool=""
+        )
         if pretrained and offline_weights is not None:
             offline_weights(backbone)
         backbones.append(backbone)

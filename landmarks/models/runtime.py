@@ -61,7 +61,11 @@ def resolve_runtime(runtime: str, device: torch.device, module: nn.Module) -> st
     if runtime == "auto":
         # TorchScript files cannot go through torch.export: they keep running eagerly.
         exportable = not isinstance(module, torch.jit.ScriptModule)
-        return "onnx" if device.type == "cpu" and exportable and has_depthwise_convolutions(module) and onnx_available() else "eager"
+        return (
+            "onnx"
+            if device.type == "cpu" and exportable and has_depthwise_convolutions(module) and onnx_available()
+            else "eager"
+        )
     if runtime in ("onnx", "bf16") and device.type != "cpu":
         raise ValueError(f"runtime {runtime!r} is a CPU runtime; on {device.type} use 'eager' (fp16 on CUDA)")
     return runtime

@@ -82,7 +82,13 @@ class Calibration:
         payload = json.loads(Path(path).read_text())
         models = {}
         for sig, raw in payload.get("models", {}).items():
-            models[sig] = CalibrationModel(tuple(raw["features"]), list(raw["weights"]), float(raw["bias"]), float(raw.get("threshold", DEFAULT_OPERATING_THRESHOLD)), raw.get("report", {}))
+            models[sig] = CalibrationModel(
+                tuple(raw["features"]),
+                list(raw["weights"]),
+                float(raw["bias"]),
+                float(raw.get("threshold", DEFAULT_OPERATING_THRESHOLD)),
+                raw.get("report", {}),
+            )
         return cls(models)
 
     @classmethod
@@ -97,7 +103,9 @@ class Calibration:
             return None
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, l2: float = 1e-3, iterations: int = 50) -> tuple[np.ndarray, float]:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, l2: float = 1e-3, iterations: int = 50
+) -> tuple[np.ndarray, float]:
     """Logistic regression by Newton's method with non-negative weights (active set).
 
     A feature whose weight would go negative is dropped and the rest refitted, so the fitted
@@ -169,7 +177,9 @@ def fit_model(
         weights_per_row[~negative] = (1 - negative_share) / (~negative).sum()
         weights_per_row *= len(labels)
     weights, bias = fit_logistic(features[:, mask], labels.astype(float), sample_weight=weights_per_row)
-    model = CalibrationModel(tuple(n for n in FEATURES if n in names), [float(w) for w in weights[: mask.sum()]], float(bias))
+    model = CalibrationModel(
+        tuple(n for n in FEATURES if n in names), [float(w) for w in weights[: mask.sum()]], float(bias)
+    )
     confidences = np.array([model.confidence(row) for row in features])
     right_known = confidences[labels & ~negative]
     if threshold is None:
@@ -227,7 +237,12 @@ def collect_samples(searcher, *, negatives: list = (), unknown_every: int = 2, p
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(photos) + (len(photos) // unknown_every if unknown_every else 0) + len(negatives), desc="calibrating", unit="photo", dynamic_ncols=True)
+        bar = tqdm(
+            total=len(photos) + (len(photos) // unknown_every if unknown_every else 0) + len(negatives),
+            desc="calibrating",
+            unit="photo",
+            dynamic_ncols=True,
+        )
     for position, (image_id, label) in enumerate(photos):
         samples.add(searcher.gallery_probe(image_id), label, "gallery_leave_one_out")
         if bar is not None:
@@ -255,5 +270,13 @@ def fit_from_samples(
 ) -> CalibrationModel:
     names = FEATURES if spatial else tuple(n for n in FEATURES if n != "inliers")
     negative = np.array([source != "gallery_leave_one_out" for source in samples.source])
-    return fit_model(np.array(samples.features), np.array(samples.right), names, negative=negative, negative_share=negative_share,
-                     keep_right=keep_right, threshold=threshold, sources=samples.counts())
+    return fit_model(
+        np.array(samples.features),
+        np.array(samples.right),
+        names,
+        negative=negative,
+        negative_share=negative_share,
+        keep_right=keep_right,
+        threshold=threshold,
+        sources=samples.counts(),
+    )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:  # imported where used: landmarks/search/config.py reads DEFAULT_DELF_MODEL in the slim image, which has no torch
+if (
+    TYPE_CHECKING
+):  # imported where used: landmarks/search/config.py reads DEFAULT_DELF_MODEL in the slim image, which has no torch
     import torch
 
 DEFAULT_DELF_MODEL = "delf_efficientnet_lite0"
@@ -39,8 +40,10 @@ def delf_model(spec: str) -> tuple[torch.nn.Module, str]:
             path = Path(spec)
             model = load_checkpoint_model(path) if path.suffix and path.exists() else create_model(spec)
             if not isinstance(model, DelfNet):
-                raise ValueError(f"{spec} is not a DELF model (architecture {model.config.architecture!r}); "
-                                 f"use {DEFAULT_DELF_MODEL} or a checkpoint trained from configs/delf.yaml")
+                raise ValueError(
+                    f"{spec} is not a DELF model (architecture {model.config.architecture!r}); "
+                    f"use {DEFAULT_DELF_MODEL} or a checkpoint trained from configs/delf.yaml"
+                )
             _models[spec] = (model.eval().to(default_device()), model_fingerprint(model, model.config))
         return _models[spec]
 
@@ -53,7 +56,9 @@ def _normalised(image: Image.Image, size: tuple[int, int], model: torch.nn.Modul
     return torch.from_numpy(((resized - mean) / std).transpose(2, 0, 1).copy())[None]
 
 
-def extract_delf(image: Image.Image, *, model_spec: str, max_side: int, max_features: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def extract_delf(
+    image: Image.Image, *, model_spec: str, max_side: int, max_features: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(xy (n, 2) float32, descriptors (n, D) float16 unit vectors, (width, height)) of an RGB photo.
 
     Positions refer to the photo shrunk to `max_side` (never enlarged), like SIFT's; at most
@@ -65,7 +70,9 @@ def extract_delf(image: Image.Image, *, model_spec: str, max_side: int, max_feat
         return _extract_delf(image, model_spec=model_spec, max_side=max_side, max_features=max_features)
 
 
-def _extract_delf(image: Image.Image, *, model_spec: str, max_side: int, max_features: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def _extract_delf(
+    image: Image.Image, *, model_spec: str, max_side: int, max_features: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     import torch
 
     model, _ = delf_model(model_spec)

@@ -34,7 +34,9 @@ def database_augment(vectors: np.ndarray, k: int, alpha: float, *, chunk: int = 
     return _normalise(out).astype(np.float32)
 
 
-def alpha_query_expansion(query: np.ndarray, neighbours: np.ndarray, similarities: np.ndarray, alpha: float) -> np.ndarray:
+def alpha_query_expansion(
+    query: np.ndarray, neighbours: np.ndarray, similarities: np.ndarray, alpha: float
+) -> np.ndarray:
     """alpha-QE of one query from its top neighbours' vectors (k, D) and their similarities (k,)."""
     if len(neighbours) == 0:
         return query

@@ -101,18 +101,33 @@ def extract(image: Image.Image | np.ndarray, params: LocalFeatureParams = LocalF
     if params.kind == "delf":
         if not isinstance(image, Image.Image):
             raise TypeError("DELF features need an RGB PIL image")
-        xy, descriptors, size = extract_delf(image, model_spec=params.model, max_side=params.max_side, max_features=params.max_features)
+        xy, descriptors, size = extract_delf(
+            image, model_spec=params.model, max_side=params.max_side, max_features=params.max_features
+        )
         return LocalFeatures(xy, descriptors, size, params.kind)
     gray = np.asarray(image.convert("L")) if isinstance(image, Image.Image) else np.asarray(image, np.uint8)
     scale = params.max_side / max(gray.shape)
     if scale < 1:
-        gray = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            gray,
+            (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     keypoints, descriptors = _detector(params).detectAndCompute(gray, None)
     if descriptors is None or not keypoints:
-        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, params.width), np.uint8), (gray.shape[1], gray.shape[0]), params.kind)
+        return LocalFeatures(
+            np.zeros((0, 2), np.float32),
+            np.zeros((0, params.width), np.uint8),
+            (gray.shape[1], gray.shape[0]),
+            params.kind,
+        )
     xy = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
     # SIFT descriptors are integers in [0, 255] stored as float: uint8 keeps them exactly.
-    descriptors = np.clip(np.rint(descriptors), 0, 255).astype(np.uint8) if params.kind == "sift" else descriptors.astype(np.uint8)
+    descriptors = (
+        np.clip(np.rint(descriptors), 0, 255).astype(np.uint8)
+        if params.kind == "sift"
+        else descriptors.astype(np.uint8)
+    )
     return LocalFeatures(xy, descriptors, (gray.shape[1], gray.shape[0]), params.kind)
 
 
@@ -159,7 +174,13 @@ class LocalFeatureStore:
                     self._db.execute(
                         "INSERT OR REPLACE INTO features VALUES (?,?,?,?,?,?,?,?,?)",
                         (
-                            int(image_id), source, float(mtime), params_key, features.size[0], features.size[1], len(features),
+                            int(image_id),
+                            source,
+                            float(mtime),
+                            params_key,
+                            features.size[0],
+                            features.size[1],
+                            len(features),
                             np.ascontiguousarray(features.xy, np.float32).tobytes(),
                             np.ascontiguousarray(features.descriptors, DESCRIPTOR_DTYPES[features.kind]).tobytes(),
                         ),
@@ -205,7 +226,9 @@ class LocalFeatureStore:
                 for image_id, width, height, count, xy, descriptors in rows:
                     features = LocalFeatures(
                         np.frombuffer(xy, np.float32).reshape(count, 2),
-                        np.frombuffer(descriptors, dtype).reshape(count, -1) if count else np.zeros((0, EMPTY_WIDTHS.get(kind, 0)), dtype),
+                        np.frombuffer(descriptors, dtype).reshape(count, -1)
+                        if count
+                        else np.zeros((0, EMPTY_WIDTHS.get(kind, 0)), dtype),
                         (width, height),
                         kind,
                     )
@@ -240,7 +263,8 @@ def sync_local_features(
         if gone:
             store.delete(gone)
         todo = [
-            record for image_id, record in records.items()
+            record
+            for image_id, record in records.items()
             if stored.get(image_id) != (record.source, float(record.mtime), params.key)
         ]
 

@@ -30,7 +30,9 @@ def _rootsift(descriptors: np.ndarray) -> np.ndarray:
     return np.sqrt(d)
 
 
-def tentative_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+def tentative_matches(
+    query: LocalFeatures, candidate: LocalFeatures, ratio: float = 0.8
+) -> tuple[np.ndarray, np.ndarray]:
     """(query indices, candidate indices) of the matches that pass the ratio test."""
     if len(query) < 2 or len(candidate) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -65,7 +67,9 @@ def _mutual_nearest(query: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarra
     return np.flatnonzero(mutual), best[mutual]
 
 
-def count_inliers(query: LocalFeatures, candidate: LocalFeatures, *, ratio: float = 0.8, threshold: float | None = None) -> int:
+def count_inliers(
+    query: LocalFeatures, candidate: LocalFeatures, *, ratio: float = 0.8, threshold: float | None = None
+) -> int:
     """RANSAC inliers of an affine transform from the query to the candidate (0 when none fits).
 
     ratio: Lowe's ratio for SIFT and ORB matches (DELF's are mutual nearest neighbours).
@@ -83,5 +87,7 @@ def count_inliers(query: LocalFeatures, candidate: LocalFeatures, *, ratio: floa
     if len(src) < MIN_MATCHES:
         return 0
     pixels = threshold * max(candidate.size)
-    _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=pixels, maxIters=1000, confidence=0.99, refineIters=0)
+    _, mask = cv2.estimateAffine2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=pixels, maxIters=1000, confidence=0.99, refineIters=0
+    )
     return 0 if mask is None else int(mask.sum())

@@ -38,14 +38,18 @@ class SearchConfig:
     qe_alpha: float = 3.0
     dba_k: int = 0  # DBA: how many neighbours augment each gallery vector (0: off)
     dba_alpha: float = 3.0
-    aggregate_top: int = DEFAULT_AGGREGATE_TOP  # a landmark's score: the mean of its best this-many photo scores (1: max)
+    aggregate_top: int = (
+        DEFAULT_AGGREGATE_TOP  # a landmark's score: the mean of its best this-many photo scores (1: max)
+    )
     group_matches: bool = True  # matches: best landmark's photos first
     calibrated: bool = True  # use INDEX_DIR/calibration.json when it has a model for this config
     threshold: float | None = DEFAULT_THRESHOLD  # operating threshold on confidence
 
     @property
     def local_params(self) -> LocalFeatureParams:
-        return LocalFeatureParams(self.spatial_kind, self.spatial_max_side, self.spatial_max_features, self.spatial_model)
+        return LocalFeatureParams(
+            self.spatial_kind, self.spatial_max_side, self.spatial_max_features, self.spatial_model
+        )
 
     @property
     def multiscale(self) -> bool:
@@ -70,5 +74,7 @@ class SearchConfig:
         if self.spatial:
             kind = f"delf ({self.spatial_model})" if self.spatial_kind == "delf" else self.spatial_kind
             parts.append(f"spatial {kind} top {self.spatial_top}")
-        parts.append(f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo")
+        parts.append(
+            f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo"
+        )
         return ", ".join(parts)

@@ -43,7 +43,9 @@ class _Gallery:
 class GalleryCache:
     """The in-memory gallery of one index under one configuration. Thread-safe."""
 
-    def __init__(self, extractor: Extractor, index: GalleryIndex, config: SearchConfig, multiscale: MultiScaleEmbedder | None) -> None:
+    def __init__(
+        self, extractor: Extractor, index: GalleryIndex, config: SearchConfig, multiscale: MultiScaleEmbedder | None
+    ) -> None:
         self.extractor = extractor
         self.index = index
         self.config = config
@@ -67,7 +69,15 @@ class GalleryCache:
             counts: dict[str, int] = {}
             for label in labels:
                 counts[label] = counts.get(label, 0) + 1
-            self._gallery = _Gallery(size, ids, labels_array, raw, np.ascontiguousarray(searched), {int(i): r for r, i in enumerate(ids.tolist())}, counts)
+            self._gallery = _Gallery(
+                size,
+                ids,
+                labels_array,
+                raw,
+                np.ascontiguousarray(searched),
+                {int(i): r for r, i in enumerate(ids.tolist())},
+                counts,
+            )
             return self._gallery
 
     def _multiscale_gallery(self, ids: np.ndarray, single: np.ndarray) -> np.ndarray:
@@ -100,7 +110,9 @@ class GalleryCache:
                     images.append(decode_image(Path(record.path)))
                     good.append(row)
                 except (ImageError, OSError, AttributeError) as exc:
-                    log.warning("gallery photo %s unreadable for multi-scale (%s); using its single-scale vector", ids[row], exc)
+                    log.warning(
+                        "gallery photo %s unreadable for multi-scale (%s); using its single-scale vector", ids[row], exc
+                    )
                     out[row] = single[row]
             if images:
                 out[good] = self.multiscale.embed_images(images)

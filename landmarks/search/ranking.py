@@ -23,7 +23,9 @@ class LandmarkScore:
     votes: int  # how many of the candidates belong to it
 
 
-def rank_landmarks(scored: Sequence[tuple[str, float]], aggregate_top: int = DEFAULT_AGGREGATE_TOP) -> list[LandmarkScore]:
+def rank_landmarks(
+    scored: Sequence[tuple[str, float]], aggregate_top: int = DEFAULT_AGGREGATE_TOP
+) -> list[LandmarkScore]:
     """Landmarks of the candidate photos, best first. `scored`: (landmark_id, photo score), best first.
 
     A landmark scores the mean of its best `aggregate_top` photo scores; one with fewer candidates

@@ -77,21 +77,37 @@ class Searcher:
         self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
         self.gallery = GalleryCache(extractor, index, config, self.multiscale)
         directory = getattr(index, "directory", None)
-        self.local_store = LocalFeatureStore.open_existing(directory) if config.spatial and directory is not None else None
+        self.local_store = (
+            LocalFeatureStore.open_existing(directory) if config.spatial and directory is not None else None
+        )
         if config.spatial and self.local_store is None:
-            self._warn_once("spatial", "spatial verification is on, but the index has no local features (%s): "
-                            "searching without it; rebuild the index with `landmarks index build` to add them", directory)
+            self._warn_once(
+                "spatial",
+                "spatial verification is on, but the index has no local features (%s): "
+                "searching without it; rebuild the index with `landmarks index build` to add them",
+                directory,
+            )
         elif self.local_store is not None and config.local_params.key not in self.local_store.params_keys():
-            self._warn_once("spatial", "the index's local features were extracted with other parameters than %s: "
-                            "searching without spatial verification", config.local_params.key)
+            self._warn_once(
+                "spatial",
+                "the index's local features were extracted with other parameters than %s: "
+                "searching without spatial verification",
+                config.local_params.key,
+            )
             self.local_store = None
         if calibration is None and config.calibrated and directory is not None:
             calibration = Calibration.load_if_present(directory)
         self.calibration = calibration
-        self.model: CalibrationModel | None = calibration.model_for(config.signature()) if calibration and config.calibrated else None
+        self.model: CalibrationModel | None = (
+            calibration.model_for(config.signature()) if calibration and config.calibrated else None
+        )
         if calibration is not None and self.model is None and config.calibrated:
-            self._warn_once("calibration", "%s has no model for this search configuration; confidence stays uncalibrated "
-                            "(run `landmarks calibrate` with the same LANDMARKS_* settings)", directory)
+            self._warn_once(
+                "calibration",
+                "%s has no model for this search configuration; confidence stays uncalibrated "
+                "(run `landmarks calibrate` with the same LANDMARKS_* settings)",
+                directory,
+            )
 
     # --- public ------------------------------------------------------------------------------------
     @property
@@ -116,7 +132,10 @@ class Searcher:
         vectors = self.multiscale.embed_images(images) if self.multiscale else self.extractor.embed_images(images)
         if not self.spatial_active:
             return [Query(vector) for vector in vectors]
-        return [Query(vector, extract(image, self.config.local_params)) for vector, image in zip(vectors, images, strict=True)]
+        return [
+            Query(vector, extract(image, self.config.local_params))
+            for vector, image in zip(vectors, images, strict=True)
+        ]
 
     def search(self, queries: Sequence[Query], k: int) -> list[SearchResult]:
         """One result per query. Its local features, when it has them, enable verification."""
@@ -139,7 +158,9 @@ class Searcher:
         if self.spatial_active:
             local = self.local_store.get_many([image_id], self.config.local_params.key).get(int(image_id))
         exclude_landmark = label if leave_landmark_out else None
-        return self._search_one(gallery.raw[row], local, k, exclude_ids={int(image_id)}, exclude_landmark=exclude_landmark)
+        return self._search_one(
+            gallery.raw[row], local, k, exclude_ids={int(image_id)}, exclude_landmark=exclude_landmark
+        )
 
     def gallery_ids(self) -> list[tuple[int, str]]:
         gallery = self.gallery.get()
@@ -202,8 +223,12 @@ class Searcher:
             top_ids = [c[0] for c in candidates[: cfg.spatial_top]]
             stored = self.local_store.get_many(top_ids, cfg.local_params.key)
             if len(stored) < len(top_ids):
-                self._warn_once("spatial-missing", "%d of the top gallery photos have no local features; they go unverified "
-                                "(rebuild the index to add them)", len(top_ids) - len(stored))
+                self._warn_once(
+                    "spatial-missing",
+                    "%d of the top gallery photos have no local features; they go unverified "
+                    "(rebuild the index to add them)",
+                    len(top_ids) - len(stored),
+                )
             inliers = {image_id: count_inliers(local, stored[image_id]) for image_id in top_ids if image_id in stored}
 
         def photo_score(candidate: tuple[int, str, float]) -> float:

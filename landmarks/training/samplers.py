@@ -32,7 +32,9 @@ class MPerClassBatchSampler(Sampler[list[int]]):
         labels = np.asarray(labels)
         self.members = {int(label): np.flatnonzero(labels == label) for label in np.unique(labels)}
         if classes_per_batch > len(self.members):
-            raise ValueError(f"{classes_per_batch} classes per batch, but the data has only {len(self.members)} classes")
+            raise ValueError(
+                f"{classes_per_batch} classes per batch, but the data has only {len(self.members)} classes"
+            )
         if classes_per_batch < 1 or samples_per_class < 1:
             raise ValueError("classes_per_batch and samples_per_class must be at least 1")
         self.classes_per_batch = classes_per_batch

@@ -50,7 +50,15 @@ class Position:
 
 def build_model(config: TrainConfig) -> nn.Module:
     section = config.model
-    overrides = {key: value for key, value in {"image_size": section.image_size, "embedding_dim": section.embedding_dim, "gem_p": section.gem_p}.items() if value is not None}
+    overrides = {
+        key: value
+        for key, value in {
+            "image_size": section.image_size,
+            "embedding_dim": section.embedding_dim,
+            "gem_p": section.gem_p,
+        }.items()
+        if value is not None
+    }
     return create_model(section.backbone, pretrained=section.pretrained, weights_file=section.weights_file, **overrides)
 
 
@@ -58,7 +66,9 @@ def freeze_before(model: nn.Module, prefix: str) -> int:
     """Freeze every parameter registered before the first one named `prefix...`; returns how many."""
     names = [name for name, _ in model.named_parameters()]
     if not any(name.startswith(prefix) for name in names):
-        raise ValueError(f"model.train_from={prefix!r} matches no parameter; parameter names look like {names[0]!r} ... {names[-1]!r}")
+        raise ValueError(
+            f"model.train_from={prefix!r} matches no parameter; parameter names look like {names[0]!r} ... {names[-1]!r}"
+        )
     frozen = 0
     for name, parameter in model.named_parameters():
         if name.startswith(prefix):
@@ -82,7 +92,9 @@ def _param_groups(model: nn.Module, loss_fn: nn.Module, optim) -> list[dict]:
     for parameter in loss_fn.parameters():
         if parameter.requires_grad:
             groups.setdefault((optim.loss_lr or 10 * optim.lr, 0.0), []).append(parameter)
-    return [{"params": params, "base_lr": lr, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
+    return [
+        {"params": params, "base_lr": lr, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()
+    ]
 
 
 def _config_differences(saved: dict, current: dict, prefix: tuple[str, ...] = ()) -> list[str]:
@@ -103,16 +115,25 @@ class Trainer:
         self.progress = progress
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.run_dir = config.run_path
-        self.training_set = TrainingSet.from_gallery(Path(config.data.root), landmarks=config.data.landmarks, min_photos=config.data.min_photos)
+        self.training_set = TrainingSet.from_gallery(
+            Path(config.data.root), landmarks=config.data.landmarks, min_photos=config.data.min_photos
+        )
         if not self.training_set.classes:
-            raise ValueError(f"no landmark in {config.data.root} has {config.data.min_photos} or more photos to train on")
+            raise ValueError(
+                f"no landmark in {config.data.root} has {config.data.min_photos} or more photos to train on"
+            )
 
         torch.manual_seed(config.seed)  # new layers (projection head, class centres) start the same every run
         self.model = build_model(config)
         if config.model.train_from:
             frozen = freeze_before(self.model, config.model.train_from)
             log.info("froze %d parameter tensors before %s", frozen, config.model.train_from)
-        self.loss_fn = build_loss(config.loss.name, config.loss.params, embedding_dim=self.model.output_dim, num_classes=len(self.training_set.classes))
+        self.loss_fn = build_loss(
+            config.loss.name,
+            config.loss.params,
+            embedding_dim=self.model.output_dim,
+            num_classes=len(self.training_set.classes),
+        )
         self.channels_last = not self._is_transformer()
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.loss_fn.to(self.device)
@@ -128,7 +149,10 @@ class Trainer:
             seed=config.seed,
         )
         train_size = config.data.image_size or self.model.config.image_size
-        self.dataset = PhotoDataset(self.training_set, TrainTransform(replace(self.model.config, image_size=train_size), augment=config.data.augment))
+        self.dataset = PhotoDataset(
+            self.training_set,
+            TrainTransform(replace(self.model.config, image_size=train_size), augment=config.data.augment),
+        )
         self.total_steps = config.optim.epochs * len(self.sampler)
         self.position = Position()
 
@@ -176,7 +200,9 @@ class Trainer:
                 "Start over with --fresh, or give this configuration another run_dir."
             )
         if payload.get("classes") != self.training_set.classes:
-            raise ResumeError(f"{path} was trained on other landmarks than {self.config.data.root} now holds; start over with --fresh")
+            raise ResumeError(
+                f"{path} was trained on other landmarks than {self.config.data.root} now holds; start over with --fresh"
+            )
         self.model.load_state_dict(payload["state_dict"])
         self.loss_fn.load_state_dict(payload["loss"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -224,7 +250,12 @@ class Trainer:
 
     def _set_lr(self) -> float:
         optim = self.config.optim
-        factor = warmup_cosine(self.position.global_step, total_steps=self.total_steps, warmup_steps=optim.warmup_steps, min_ratio=optim.min_lr_ratio)
+        factor = warmup_cosine(
+            self.position.global_step,
+            total_steps=self.total_steps,
+            warmup_steps=optim.warmup_steps,
+            min_ratio=optim.min_lr_ratio,
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         return optim.lr * factor  # the backbone's rate, for the log
@@ -234,12 +265,16 @@ class Trainer:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             embeddings = self.model(images)
         # Losses in float32: ROADMAP's τ = 0.01 sigmoid and ArcFace's scaled logits overflow half precision.
         loss = self.loss_fn(embeddings.float(), labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {self.position.global_step}; lower optim.lr")
+            raise FloatingPointError(
+                f"the loss became {loss.item()} at step {self.position.global_step}; lower optim.lr"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip_norm:
@@ -256,8 +291,13 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info(
             "training %s with %s on %d photos of %d landmarks: %d batches of %d per epoch, %s",
-            config.model.backbone, config.loss.name, len(self.training_set.photos), len(self.training_set.classes),
-            len(self.sampler), self.sampler.batch_size, self.device,
+            config.model.backbone,
+            config.loss.name,
+            len(self.training_set.photos),
+            len(self.training_set.classes),
+            len(self.sampler),
+            self.sampler.batch_size,
+            self.device,
         )
         handle, writer = self._open_log()
         run_started = time.perf_counter()
@@ -278,7 +318,14 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
         self._set_train_mode()
-        bar = tqdm(total=len(self.sampler), initial=position.step, desc=f"epoch {position.epoch + 1}/{config.optim.epochs}", unit="batch", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(self.sampler),
+            initial=position.step,
+            desc=f"epoch {position.epoch + 1}/{config.optim.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         started = time.perf_counter() - position.partial_epoch_seconds
         for images, labels in loader:
             lr = self._set_lr()
@@ -286,7 +333,16 @@ class Trainer:
             position.step += 1
             position.global_step += 1
             position.partial_epoch_seconds = time.perf_counter() - started
-            writer.writerow({"epoch": position.epoch + 1, "step": position.step, "global_step": position.global_step, "lr": f"{lr:.3e}", "loss": f"{loss:.5f}", "elapsed_s": f"{time.perf_counter() - run_started:.1f}"})
+            writer.writerow(
+                {
+                    "epoch": position.epoch + 1,
+                    "step": position.step,
+                    "global_step": position.global_step,
+                    "lr": f"{lr:.3e}",
+                    "loss": f"{loss:.5f}",
+                    "elapsed_s": f"{time.perf_counter() - run_started:.1f}",
+                }
+            )
             handle.flush()
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             bar.update(1)

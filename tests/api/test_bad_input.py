@@ -37,11 +37,19 @@ CASES = {
     "empty file": (dict(files={"image": ("a.jpg", b"", "image/jpeg")}), 400, "empty"),
     "not an image": (dict(files={"image": ("a.pdf", b"%PDF-1.7 hello", "application/pdf")}), 415, "not an image"),
     "truncated image": (lambda: dict(files={"image": ("a.jpg", truncated_jpeg(), "image/jpeg")}), 400, "truncated"),
-    "decompression bomb": (dict(files={"image": ("a.png", huge_png_header(60_000, 60_000), "image/png")}), 413, "pixels"),
+    "decompression bomb": (
+        dict(files={"image": ("a.png", huge_png_header(60_000, 60_000), "image/png")}),
+        413,
+        "pixels",
+    ),
     "body over the limit": (dict(files={"image": ("a.jpg", b"\xff" * (16 * 1024 * 1024), "image/jpeg")}), 413, "limit"),
     "k too small": (lambda: dict(params={"k": 0}, files={"image": ("a.png", png(32, 32), "image/png")}), 422, "k"),
     "k too large": (lambda: dict(params={"k": 101}, files={"image": ("a.png", png(32, 32), "image/png")}), 422, "k"),
-    "k not a number": (lambda: dict(params={"k": "many"}, files={"image": ("a.png", png(32, 32), "image/png")}), 422, "k"),
+    "k not a number": (
+        lambda: dict(params={"k": "many"}, files={"image": ("a.png", png(32, 32), "image/png")}),
+        422,
+        "k",
+    ),
 }
 
 

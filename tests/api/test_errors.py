@@ -25,11 +25,14 @@ def app_raising(exc: Exception) -> FastAPI:
     return app
 
 
-@pytest.mark.parametrize("exc,status,words", [
-    (RuntimeError("a bug"), 500, "Internal error"),
-    (StorageUnavailable("disk full"), 503, "cannot be written"),
-    (DecodeBusy(retry_after=3), 503, "busy"),
-])
+@pytest.mark.parametrize(
+    "exc,status,words",
+    [
+        (RuntimeError("a bug"), 500, "Internal error"),
+        (StorageUnavailable("disk full"), 503, "cannot be written"),
+        (DecodeBusy(retry_after=3), 503, "busy"),
+    ],
+)
 def test_failures_answer_json_with_a_detail(exc, status, words):
     with TestClient(app_raising(exc), raise_server_exceptions=False) as client:
         answer = client.get("/boom")

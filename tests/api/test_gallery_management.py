@@ -57,7 +57,15 @@ def test_delete_then_add_a_landmark_and_find_it_with_a_held_out_photo(server):
     assert TARGET not in {m["landmark_id"] for m in after_delete["matches"]}
     assert httpx.get(f"{url}/landmarks/{TARGET}", timeout=30).status_code == 404
 
-    body = {"landmark_id": TARGET, "name": landmark_names()[TARGET], "city": "Delhi", "country": "India", "lat": 28.5245, "lon": 77.1855, "era": "1192"}
+    body = {
+        "landmark_id": TARGET,
+        "name": landmark_names()[TARGET],
+        "city": "Delhi",
+        "country": "India",
+        "lat": 28.5245,
+        "lon": 77.1855,
+        "era": "1192",
+    }
     created = httpx.post(f"{url}/landmarks", json=body, headers=headers, timeout=30)
     assert created.status_code == 201, created.text
     assert created.json()["era"] == "1192"
@@ -115,7 +123,9 @@ def test_reload_picks_up_an_offline_rebuild_without_a_restart(server, index_copy
     assert httpx.get(f"{server.url}/health", timeout=30).json()["landmark_count"] == 24
     reloaded = httpx.post(f"{server.url}/index/reload", headers={"X-API-Key": KEY}, timeout=120)
     assert reloaded.status_code == 200 and reloaded.json()["landmark_count"] == 23
-    assert TARGET not in {lm["landmark_id"] for lm in search_top(server.url, photos_of(TARGET, "queries")[0])["landmarks"]}
+    assert TARGET not in {
+        lm["landmark_id"] for lm in search_top(server.url, photos_of(TARGET, "queries")[0])["landmarks"]
+    }
 
 
 def test_every_acknowledged_add_survives_sigkill(index_copy):
@@ -123,7 +133,12 @@ def test_every_acknowledged_add_survives_sigkill(index_copy):
     acknowledged: list[tuple[int, str]] = []
     server = ApiServer(index_copy, env={"LANDMARKS_API_KEY": KEY}).start()
     headers = {"X-API-Key": KEY}
-    assert httpx.post(f"{server.url}/landmarks", json={"landmark_id": "stream", "name": "Stream"}, headers=headers, timeout=30).status_code == 201
+    assert (
+        httpx.post(
+            f"{server.url}/landmarks", json={"landmark_id": "stream", "name": "Stream"}, headers=headers, timeout=30
+        ).status_code
+        == 201
+    )
     stop = threading.Event()
 
     def stream() -> None:
@@ -133,7 +148,9 @@ def test_every_acknowledged_add_survives_sigkill(index_copy):
                     return
                 try:
                     response = client.post(
-                        f"{server.url}/landmarks/stream/images", files={"images": (path.name, path.read_bytes(), "image/jpeg")}, headers=headers
+                        f"{server.url}/landmarks/stream/images",
+                        files={"images": (path.name, path.read_bytes(), "image/jpeg")},
+                        headers=headers,
                     )
                 except httpx.HTTPError:
                     return  # the server died mid-request: this add was never acknowledged
@@ -152,7 +169,9 @@ def test_every_acknowledged_add_survives_sigkill(index_copy):
     assert len(acknowledged) >= 6
 
     with ApiServer(index_copy, env={"LANDMARKS_API_KEY": KEY}) as restarted:
-        stored = {ref["image_id"] for ref in httpx.get(f"{restarted.url}/landmarks/stream", timeout=30).json()["images"]}
+        stored = {
+            ref["image_id"] for ref in httpx.get(f"{restarted.url}/landmarks/stream", timeout=30).json()["images"]
+        }
         assert {image_id for image_id, _ in acknowledged} <= stored
         last_id, last_name = acknowledged[-1]
         top = search_top(restarted.url, next(p for p in photos if p.name == last_name and p in photos))

@@ -43,5 +43,7 @@ def test_the_service_serves_an_index_built_by_another_model_than_the_default(lit
     with ApiServer(lite0_index, env={"LANDMARKS_MODEL": ""}) as server:
         health = httpx.get(f"{server.url}/health").json()
         assert health["model"].startswith(f"{BUILT_BY} ("), health
-        answer = httpx.post(f"{server.url}/search", files={"image": (query.name, query.read_bytes(), "image/jpeg")}, timeout=60).json()
+        answer = httpx.post(
+            f"{server.url}/search", files={"image": (query.name, query.read_bytes(), "image/jpeg")}, timeout=60
+        ).json()
         assert answer["matches"][0]["landmark_id"] == "charminar"

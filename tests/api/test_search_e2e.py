@@ -10,7 +10,9 @@ from tests.support import dev_protocol, landmark_names, run_cli
 
 def post_photo(url: str, path, k: int = 5) -> httpx.Response:
     with path.open("rb") as handle:
-        return httpx.post(f"{url}/search", params={"k": k}, files={"image": (path.name, handle, "image/jpeg")}, timeout=60)
+        return httpx.post(
+            f"{url}/search", params={"k": k}, files={"image": (path.name, handle, "image/jpeg")}, timeout=60
+        )
 
 
 def test_every_query_photo_over_http_reaches_the_recall_target(api_server):

@@ -11,13 +11,32 @@ from landmarks.search import SearchConfig
 
 
 def test_from_env_reads_every_stage_switch():
-    config = Settings.from_env({
-        "LANDMARKS_SPATIAL": "0", "LANDMARKS_SCALES": "1, 0.75", "LANDMARKS_QE_K": "3", "LANDMARKS_QE_ALPHA": "2.5",
-        "LANDMARKS_DBA_K": "4", "LANDMARKS_AGGREGATE_TOP": "1", "LANDMARKS_SPATIAL_TOP": "20", "LANDMARKS_THRESHOLD": "0.7",
-        "LANDMARKS_GROUP_MATCHES": "false", "LANDMARKS_CANDIDATES": "50",
-    }).search_config()
-    assert config == SearchConfig(spatial=False, scales=(1.0, 0.75), qe_k=3, qe_alpha=2.5, dba_k=4, aggregate_top=1,
-                                  spatial_top=20, threshold=0.7, group_matches=False, candidates=50)
+    config = Settings.from_env(
+        {
+            "LANDMARKS_SPATIAL": "0",
+            "LANDMARKS_SCALES": "1, 0.75",
+            "LANDMARKS_QE_K": "3",
+            "LANDMARKS_QE_ALPHA": "2.5",
+            "LANDMARKS_DBA_K": "4",
+            "LANDMARKS_AGGREGATE_TOP": "1",
+            "LANDMARKS_SPATIAL_TOP": "20",
+            "LANDMARKS_THRESHOLD": "0.7",
+            "LANDMARKS_GROUP_MATCHES": "false",
+            "LANDMARKS_CANDIDATES": "50",
+        }
+    ).search_config()
+    assert config == SearchConfig(
+        spatial=False,
+        scales=(1.0, 0.75),
+        qe_k=3,
+        qe_alpha=2.5,
+        dba_k=4,
+        aggregate_top=1,
+        spatial_top=20,
+        threshold=0.7,
+        group_matches=False,
+        candidates=50,
+    )
     assert Settings.from_env({}).search_config() == SearchConfig()
     assert Settings.from_env({"LANDMARKS_SPATIAL": "on"}).search_config(qe_k=2) == SearchConfig(spatial=True, qe_k=2)
 
@@ -32,13 +51,22 @@ def test_from_env_rejects_nonsense():
 
 
 def test_settings_read_each_variable_once_with_one_parser_per_type():
-    settings = Settings.from_env({
-        "LANDMARKS_INDEX_DIR": "/srv/index", "LANDMARKS_BATCHING": "off", "LANDMARKS_PROTECT_READS": "yes",
-        "LANDMARKS_BATCH_MAX_SIZE": "8", "LANDMARKS_CORS_ORIGINS": "https://a.org, ,https://b.org",
-        "LANDMARKS_PUBLIC_URL": "https://landmarks.example.org/", "LANDMARKS_LOG_LEVEL": "debug",
-        "XDG_CACHE_HOME": "/xdg", "OMP_NUM_THREADS": "3", "LANDMARKS_LOCAL_FEATURES": "0",
-        "LANDMARKS_EXPORTED_MODELS": "/models", "LANDMARKS_DEVICE": "",
-    })
+    settings = Settings.from_env(
+        {
+            "LANDMARKS_INDEX_DIR": "/srv/index",
+            "LANDMARKS_BATCHING": "off",
+            "LANDMARKS_PROTECT_READS": "yes",
+            "LANDMARKS_BATCH_MAX_SIZE": "8",
+            "LANDMARKS_CORS_ORIGINS": "https://a.org, ,https://b.org",
+            "LANDMARKS_PUBLIC_URL": "https://landmarks.example.org/",
+            "LANDMARKS_LOG_LEVEL": "debug",
+            "XDG_CACHE_HOME": "/xdg",
+            "OMP_NUM_THREADS": "3",
+            "LANDMARKS_LOCAL_FEATURES": "0",
+            "LANDMARKS_EXPORTED_MODELS": "/models",
+            "LANDMARKS_DEVICE": "",
+        }
+    )
     assert settings.index_dir == Path("/srv/index") and settings.batching is False and settings.protect_reads is True
     assert settings.batch_max_size == 8 and settings.cors_origins == ("https://a.org", "https://b.org")
     assert settings.public_url == "https://landmarks.example.org" and settings.log_level == "debug"

@@ -30,8 +30,13 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 def make_settings(telegram: FakeTelegram, api_url: str, db_path: Path, **overrides: Any) -> Settings:
     """Settings for tests: short timeouts so that failures and shutdowns take seconds, not minutes."""
     base = Settings(
-        token=TOKEN, api_url=api_url, telegram_api_base=telegram.url, db_path=db_path,
-        api_timeout=20, polling_timeout=1, retry_max_wait=5,
+        token=TOKEN,
+        api_url=api_url,
+        telegram_api_base=telegram.url,
+        db_path=db_path,
+        api_timeout=20,
+        polling_timeout=1,
+        retry_max_wait=5,
     )
     return replace(base, **overrides)
 
@@ -90,7 +95,9 @@ def landmark_queries() -> list[tuple[Path, str]]:
 def distractor(api_server) -> Path:
     """A distractor photo the API calls "not a landmark" (the threshold is the engine's business)."""
     for path in dev_protocol().distractors[:20]:
-        answer = httpx.post(f"{api_server.url}/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60)
+        answer = httpx.post(
+            f"{api_server.url}/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60
+        )
         answer.raise_for_status()
         if answer.json()["landmark"] is None:
             return path

@@ -20,7 +20,6 @@ from bot.texts import EN, RU, t
 from deploy.fake_telegram import TOKEN, Call, FakeTelegram, TgUser
 from tests.support import REPO_ROOT, ApiServer, free_port, landmark_names, require_dev_data
 
-
 ALICE = TgUser(1001, "Alice")
 BORIS = TgUser(1002, "Борис", language_code="ru")
 
@@ -38,7 +37,11 @@ def help_body(lang: str = EN, k: int = 5) -> str:
 async def answer_since(telegram: FakeTelegram, user: TgUser, mark: int) -> tuple[Call | None, Call]:
     """The first answer after `mark`: the album (sendMediaGroup or sendPhoto, if any) and the text after it."""
     summary = await telegram.wait_call("sendMessage", chat_id=user.id, since=mark)
-    albums = [c for c in telegram.calls[mark:] if c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.chat_id == user.id]
+    albums = [
+        c
+        for c in telegram.calls[mark:]
+        if c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.chat_id == user.id
+    ]
     return (albums[-1] if albums else None), summary
 
 
@@ -70,7 +73,9 @@ def clear_query(api_server, landmark_queries) -> tuple[Path, str]:
     """Of the sample queries, the one the API recognises with the highest confidence."""
     best = None
     for path, landmark_id in landmark_queries:
-        answer = httpx.post(f"{api_server.url}/search", files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}, timeout=60).json()
+        answer = httpx.post(
+            f"{api_server.url}/search", files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}, timeout=60
+        ).json()
         guess = answer["landmark"]
         if guess and guess["landmark_id"] == landmark_id and (best is None or guess["confidence"] > best[0]):
             best = (guess["confidence"], path, landmark_id)
@@ -85,7 +90,9 @@ async def test_photo_yields_album_with_the_landmark_first(telegram, start_bot, a
     for path, landmark_id in landmark_queries:
         mark = telegram.mark()
         sent = []
-        album, summary = await photo_answer(telegram, ALICE, lambda: sent.append(telegram.send_photo(ALICE, path.read_bytes())))
+        album, summary = await photo_answer(
+            telegram, ALICE, lambda: sent.append(telegram.send_photo(ALICE, path.read_bytes()))
+        )  # noqa: B023 (called at once)
         # The user's photo went Telegram -> bot -> API; the answer is an album of gallery JPEGs.
         assert telegram.find("getFile", since=mark) and telegram.find("download", since=mark)
         action = telegram.find("sendChatAction", chat_id=ALICE.id, since=mark)[0]
@@ -110,8 +117,13 @@ async def test_photo_yields_album_with_the_landmark_first(telegram, start_bot, a
 
 @pytest.mark.parametrize(
     ("fmt", "file_name", "mime_type"),
-    [("JPEG", "query.jpg", "image/jpeg"), ("PNG", "query.png", "image/png"), ("WEBP", "query.webp", "image/webp"),
-     ("HEIF", "IMG_0001.HEIC", "image/heic"), ("JPEG", "query.jpeg", None)],
+    [
+        ("JPEG", "query.jpg", "image/jpeg"),
+        ("PNG", "query.png", "image/png"),
+        ("WEBP", "query.webp", "image/webp"),
+        ("HEIF", "IMG_0001.HEIC", "image/heic"),
+        ("JPEG", "query.jpeg", None),
+    ],
 )
 async def test_image_sent_as_a_document(telegram, start_bot, api_server, clear_query, fmt, file_name, mime_type):
     await start_bot(api_server.url)
@@ -150,8 +162,11 @@ async def test_wrong_input_gets_a_short_helpful_reply(telegram, start_bot, api_s
     fake = await reply_to(lambda: telegram.send_document(ALICE, b"\x00" * 64, "fake.jpg", "image/jpeg"))
     assert fake == t("unsupported_image", EN)
     mark = telegram.mark()
-    big = await reply_to(lambda: telegram.send_document(
-        ALICE, clear_query[0].read_bytes(), "huge.jpg", "image/jpeg", file_size=11 * 2**20))
+    big = await reply_to(
+        lambda: telegram.send_document(
+            ALICE, clear_query[0].read_bytes(), "huge.jpg", "image/jpeg", file_size=11 * 2**20
+        )
+    )
     assert big == t("too_large", EN, max_mb="10")
     assert not telegram.find("getFile", since=mark)  # refused without downloading it
     assert not telegram.find("sendMediaGroup")
@@ -205,7 +220,9 @@ async def test_slow_api_gets_the_polite_error(telegram, start_bot, clear_query):
     try:
         await start_bot(f"http://127.0.0.1:{port}", api_timeout=1)
         started = time.monotonic()
-        album, reply = await photo_answer(telegram, BORIS, lambda: telegram.send_photo(BORIS, clear_query[0].read_bytes()))
+        album, reply = await photo_answer(
+            telegram, BORIS, lambda: telegram.send_photo(BORIS, clear_query[0].read_bytes())
+        )
         assert album is None and reply.text == t("api_down", RU)
         assert time.monotonic() - started < 5
     finally:
@@ -217,7 +234,9 @@ async def test_slow_api_gets_the_polite_error(telegram, start_bot, clear_query):
 async def test_flood_control_is_retried_after_the_advised_delay(telegram, start_bot, api_server, clear_query):
     await start_bot(api_server.url)
     telegram.fail_next("sendMediaGroup", 429, "Too Many Requests: retry after 1", retry_after=1)
-    album, summary = await photo_answer(telegram, ALICE, lambda: telegram.send_photo(ALICE, clear_query[0].read_bytes()))
+    album, summary = await photo_answer(
+        telegram, ALICE, lambda: telegram.send_photo(ALICE, clear_query[0].read_bytes())
+    )
     refused, accepted = telegram.find("sendMediaGroup", chat_id=ALICE.id)
     assert not refused.ok and accepted.ok and accepted is album
     assert accepted.at - refused.at >= 1.0
@@ -237,8 +256,12 @@ async def test_more_results_and_show_on_map(telegram, start_bot, api_server, cle
     await start_bot(api_server.url)
     path, landmark_id = clear_query
     first_page, summary = await photo_answer(telegram, ALICE, lambda: telegram.send_photo(ALICE, path.read_bytes()))
-    reference = httpx.post(f"{api_server.url}/search", params={"k": 10},
-                           files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}, timeout=60).json()
+    reference = httpx.post(
+        f"{api_server.url}/search",
+        params={"k": 10},
+        files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")},
+        timeout=60,
+    ).json()
 
     mark = telegram.mark()
     telegram.press(ALICE, summary.result, summary.button("More results"))
@@ -312,9 +335,13 @@ async def test_one_users_burst_does_not_starve_others(telegram, start_bot, api_s
         telegram.send_photo(ALICE, photo)
     telegram.send_photo(BORIS, photo)
     boris = await telegram.wait_call("sendMessage", chat_id=BORIS.id, since=mark)
-    alice_summaries = [c for c in telegram.find("sendMessage", chat_id=ALICE.id, since=mark) if c.params.get("reply_markup")]
+    alice_summaries = [
+        c for c in telegram.find("sendMessage", chat_id=ALICE.id, since=mark) if c.params.get("reply_markup")
+    ]
     assert len(alice_summaries) <= 2, "Boris waited behind Alice's burst"
-    await telegram.wait_call("sendMessage", chat_id=ALICE.id, since=mark, count=4, where=lambda c: bool(c.params.get("reply_markup")))
+    await telegram.wait_call(
+        "sendMessage", chat_id=ALICE.id, since=mark, count=4, where=lambda c: bool(c.params.get("reply_markup"))
+    )
     await asyncio.sleep(0.5)
     to_alice = telegram.find("sendMessage", chat_id=ALICE.id, since=mark)
     assert [c.text for c in to_alice].count(t("busy", EN)) == 1
@@ -329,17 +356,34 @@ async def test_one_users_burst_does_not_starve_others(telegram, start_bot, api_s
 async def test_webhook_mode(telegram, start_bot, api_server):
     port = free_port()
     running = await start_bot(
-        api_server.url, webhook_url=f"http://127.0.0.1:{port}/telegram/hook", webhook_secret="s3cret-Token",
-        webhook_host="127.0.0.1", webhook_port=port,
+        api_server.url,
+        webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
+        webhook_secret="s3cret-Token",
+        webhook_host="127.0.0.1",
+        webhook_port=port,
     )
     registered = telegram.find("setWebhook")[0]
-    assert registered.params["url"] == running.settings.webhook_url and registered.params["secret_token"] == "s3cret-Token"
-    update = {"update_id": 1, "message": {"message_id": 1, "date": int(time.time()), "chat": {"id": ALICE.id, "type": "private"},
-                                          "from": ALICE.as_dict(), "text": "hello"}}
+    assert (
+        registered.params["url"] == running.settings.webhook_url and registered.params["secret_token"] == "s3cret-Token"
+    )
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": int(time.time()),
+            "chat": {"id": ALICE.id, "type": "private"},
+            "from": ALICE.as_dict(),
+            "text": "hello",
+        },
+    }
     async with httpx.AsyncClient() as client:
-        refused = await client.post(running.settings.webhook_url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+        refused = await client.post(
+            running.settings.webhook_url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+        )
         assert refused.status_code == 401
-        accepted = await client.post(running.settings.webhook_url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token"})
+        accepted = await client.post(
+            running.settings.webhook_url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token"}
+        )
         assert accepted.status_code == 200
     assert (await telegram.wait_call("sendMessage", chat_id=ALICE.id)).text == help_body()
 
@@ -358,13 +402,20 @@ async def test_k_survives_a_restart_as_a_real_process(telegram, start_bot, api_s
     await first.stop()
 
     env = {
-        **os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "LANDMARKS_API_URL": api_server.url, "TELEGRAM_API_BASE": telegram.url,
-        "BOT_DB_PATH": str(first.settings.db_path), "BOT_POLLING_TIMEOUT": "1", "BOT_LOG_LEVEL": "DEBUG",
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "LANDMARKS_API_URL": api_server.url,
+        "TELEGRAM_API_BASE": telegram.url,
+        "BOT_DB_PATH": str(first.settings.db_path),
+        "BOT_POLLING_TIMEOUT": "1",
+        "BOT_LOG_LEVEL": "DEBUG",
     }
     log_path = tmp_path / "bot.log"
     mark = telegram.mark()
     with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        )
     try:
         await telegram.wait_call("getMe", since=mark, timeout=60)
         album, _ = await photo_answer(telegram, ALICE, lambda: telegram.send_photo(ALICE, clear_query[0].read_bytes()))

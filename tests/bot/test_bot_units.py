@@ -29,15 +29,36 @@ TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
 def contract_answer(best: str | None = "taj_mahal", n: int = 6, gallery_size: int = 540) -> dict:
     """A /search answer shaped as in docs/api.md: Humayun's Tomb outranks the best guess's photos."""
     landmarks = [
-        {"landmark_id": "taj_mahal", "name": "Taj Mahal", "score": 0.81, "city": "Agra", "country": "India",
-         "lat": 27.1751, "lon": 78.0421, "image_count": 40},
-        {"landmark_id": "humayuns_tomb", "name": "Humayun's Tomb", "score": 0.7, "city": None, "country": None,
-         "lat": None, "lon": None, "image_count": 12},
+        {
+            "landmark_id": "taj_mahal",
+            "name": "Taj Mahal",
+            "score": 0.81,
+            "city": "Agra",
+            "country": "India",
+            "lat": 27.1751,
+            "lon": 78.0421,
+            "image_count": 40,
+        },
+        {
+            "landmark_id": "humayuns_tomb",
+            "name": "Humayun's Tomb",
+            "score": 0.7,
+            "city": None,
+            "country": None,
+            "lat": None,
+            "lon": None,
+            "image_count": 12,
+        },
     ]
     ids = ["humayuns_tomb", "taj_mahal", "humayuns_tomb", "taj_mahal", "taj_mahal", "humayuns_tomb"][:n]
     matches = [
-        {"image_id": i, "landmark_id": lid, "name": next(l["name"] for l in landmarks if l["landmark_id"] == lid),
-         "score": round(0.9 - i / 100, 4), "image_url": f"http://api:8000/gallery/{i}"}
+        {
+            "image_id": i,
+            "landmark_id": lid,
+            "name": next(lm["name"] for lm in landmarks if lm["landmark_id"] == lid),
+            "score": round(0.9 - i / 100, 4),
+            "image_url": f"http://api:8000/gallery/{i}",
+        }
         for i, lid in enumerate(ids)
     ]
     guess = {"landmark_id": best, "name": "Taj Mahal", "confidence": 0.93} if best else None
@@ -53,12 +74,21 @@ def test_settings_from_env_defaults_and_values():
     assert settings.webhook_url is None and settings.default_k == 5 and settings.log_level == "WARNING"
     assert TOKEN not in repr(settings)
 
-    settings = Settings.from_env({
-        "TELEGRAM_BOT_TOKEN": TOKEN, "LANDMARKS_API_URL": "http://api:8000/", "TELEGRAM_API_BASE": "http://tg:8081",
-        "BOT_DB_PATH": "/var/lib/bot/db.sqlite3", "BOT_DEFAULT_K": "3", "BOT_MAX_IMAGE_MB": "2.5",
-        "BOT_API_TIMEOUT": "4.5", "BOT_LOG_LEVEL": "info", "BOT_WEBHOOK_URL": "https://bot.example.org/tg/hook",
-        "BOT_WEBHOOK_SECRET": "abc_DEF-123", "BOT_WEBHOOK_PORT": "9000",
-    })
+    settings = Settings.from_env(
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "LANDMARKS_API_URL": "http://api:8000/",
+            "TELEGRAM_API_BASE": "http://tg:8081",
+            "BOT_DB_PATH": "/var/lib/bot/db.sqlite3",
+            "BOT_DEFAULT_K": "3",
+            "BOT_MAX_IMAGE_MB": "2.5",
+            "BOT_API_TIMEOUT": "4.5",
+            "BOT_LOG_LEVEL": "info",
+            "BOT_WEBHOOK_URL": "https://bot.example.org/tg/hook",
+            "BOT_WEBHOOK_SECRET": "abc_DEF-123",
+            "BOT_WEBHOOK_PORT": "9000",
+        }
+    )
     assert settings.api_url == "http://api:8000" and settings.telegram_api_base == "http://tg:8081"
     assert settings.db_path == Path("/var/lib/bot/db.sqlite3") and settings.default_k == 3
     assert settings.max_image_bytes == int(2.5 * 2**20) and settings.max_image_mb == "2.5"
@@ -90,11 +120,17 @@ def test_settings_errors_name_the_variable(env, names):
 
 def test_log_lines_are_logfmt_and_never_carry_the_token():
     formatter = LogfmtFormatter([TOKEN])
-    record = logging.makeLogRecord({
-        "name": "bot.test", "levelno": logging.ERROR, "levelname": "ERROR",
-        "msg": "download failed: %s", "args": (f"http://tg/file/bot{TOKEN}/photo.jpg",),
-        "chat_id": 42, "error": 'said "no"',
-    })
+    record = logging.makeLogRecord(
+        {
+            "name": "bot.test",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "msg": "download failed: %s",
+            "args": (f"http://tg/file/bot{TOKEN}/photo.jpg",),
+            "chat_id": 42,
+            "error": 'said "no"',
+        }
+    )
     line = formatter.format(record)
     assert TOKEN not in line and f"bot{REDACTED}/photo.jpg" in line
     assert " level=error logger=bot.test " in line and " chat_id=42 " in line and 'error="said \\"no\\""' in line
@@ -136,8 +172,9 @@ def test_captions_summary_and_buttons():
     assert page == "Результаты 4–6: Taj Mahal ×2, Humayun's Tomb."
 
 
-@pytest.mark.parametrize(("confidence", "shown"), [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"),
-                                                   (0.004, "0%")])
+@pytest.mark.parametrize(
+    ("confidence", "shown"), [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"), (0.004, "0%")]
+)
 def test_confidence_is_never_shown_as_certainty(confidence, shown):
     answer = contract_answer()
     answer["landmark"]["confidence"] = confidence
@@ -156,8 +193,14 @@ def test_buttons():
     result = parse_search(contract_answer())
     place = place_of(result, EN)
     assert (place.name, place.address, place.lat, place.lon) == ("Taj Mahal", "Agra, India", 27.1751, 78.0421)
-    record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=2, place=place, search_id=7)
-    assert [row[0].callback_data for row in keyboard(record, result, 0, EN).inline_keyboard] == ["more:7:1", "map:7", "settings"]
+    record = SearchRecord(
+        chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=2, place=place, search_id=7
+    )
+    assert [row[0].callback_data for row in keyboard(record, result, 0, EN).inline_keyboard] == [
+        "more:7:1",
+        "map:7",
+        "settings",
+    ]
     # The last page offers no "more"; a landmark without coordinates offers no map.
     last = keyboard(record, parse_search(contract_answer(n=4, gallery_size=4)), 1, EN)
     assert [row[0].callback_data for row in last.inline_keyboard] == ["map:7", "settings"]
@@ -174,7 +217,8 @@ def test_russian_users_get_the_galleries_russian_names_where_it_has_them():
     assert caption(taj, result, EN) == "Taj Mahal · Agra, India"
     assert caption(humayun, result, RU) == "Humayun's Tomb"  # no Russian name: the gallery's own
     assert summary(result, page_matches(result, 0, 2), 0, 2, RU).splitlines()[0] == (
-        "Похоже, это <b>Тадж-Махал</b> (Агра, Индия), уверенность 93%.")
+        "Похоже, это <b>Тадж-Махал</b> (Агра, Индия), уверенность 93%."
+    )
     assert summary(result, page_matches(result, 1, 3), 1, 3, RU) == "Результаты 4–6: Тадж-Махал ×2, Humayun's Tomb."
     place = place_of(result, RU)
     assert (place.name, place.address) == ("Тадж-Махал", "Агра, Индия")
@@ -182,7 +226,13 @@ def test_russian_users_get_the_galleries_russian_names_where_it_has_them():
 
 
 def test_empty_gallery_answer_shows_the_notice():
-    answer = {**contract_answer(best=None), "matches": [], "landmarks": [], "gallery_size": 0, "notice": "The gallery is empty."}
+    answer = {
+        **contract_answer(best=None),
+        "matches": [],
+        "landmarks": [],
+        "gallery_size": 0,
+        "notice": "The gallery is empty.",
+    }
     assert summary(parse_search(answer), [], 0, 5, EN) == "The gallery is empty."
 
 
@@ -222,8 +272,9 @@ async def test_store_keeps_k_and_searches(tmp_path):
     await store.set_k(1, 4)
     again = Store(tmp_path / "nested" / "bot.sqlite3", default_k=5)
     assert await again.get_k(1) == 4 and await again.get_k(2) == 5
-    record = SearchRecord(chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=4, place=None,
-                          message_id=77)
+    record = SearchRecord(
+        chat_id=1, file_id="f", filename="p.jpg", mime_type="image/jpeg", page_size=4, place=None, message_id=77
+    )
     search_id = await again.add_search(record)
     assert await again.get_search(search_id) == SearchRecord(**{**record.__dict__, "search_id": search_id})
     assert await again.get_search(search_id + 1) is None
@@ -236,15 +287,21 @@ async def test_store_made_by_an_older_bot_gains_the_new_columns_and_keeps_its_ro
     with sqlite3.connect(path) as db:
         db.executescript(old_schema)
         db.execute("INSERT INTO users (user_id, k) VALUES (1, 7)")
-        db.execute("INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, created_at)"
-                   " VALUES (1, 'f', 'p.jpg', 'image/jpeg', 7, ?)", (time.time(),))
+        db.execute(
+            "INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, created_at)"
+            " VALUES (1, 'f', 'p.jpg', 'image/jpeg', 7, ?)",
+            (time.time(),),
+        )
     store = Store(path, default_k=5)
     await store.init()
     await store.init()  # idempotent
     assert await store.get_k(1) == 7
     assert (await store.get_search(1)).message_id is None
-    search_id = await store.add_search(SearchRecord(chat_id=1, file_id="g", filename="p.jpg", mime_type="image/jpeg",
-                                                    page_size=7, place=None, message_id=9))
+    search_id = await store.add_search(
+        SearchRecord(
+            chat_id=1, file_id="g", filename="p.jpg", mime_type="image/jpeg", page_size=7, place=None, message_id=9
+        )
+    )
     assert (await store.get_search(search_id)).message_id == 9
 
 

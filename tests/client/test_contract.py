@@ -110,7 +110,9 @@ def test_request_field_names(openapi) -> None:
     (scheme,) = openapi["components"]["securitySchemes"].values()
     assert (scheme["in"], scheme["name"]) == ("header", contract.API_KEY_HEADER)
     for call in (
-        calls.landmark("taj_mahal"), calls.health(), calls.delete_landmark(API_KEY, "taj_mahal"),
+        calls.landmark("taj_mahal"),
+        calls.health(),
+        calls.delete_landmark(API_KEY, "taj_mahal"),
         calls.delete_photo(API_KEY, 1),
     ):
         operation(openapi, call)  # every call the clients make is an operation of the API

@@ -135,7 +135,11 @@ def build_paths(compose_file: Path, service: dict) -> tuple[Path, Path]:
     """(context, Dockerfile), both resolved."""
     build = service["build"]
     context = resolve(compose_file, build["context"] if isinstance(build, dict) else build)
-    dockerfile = (context / build.get("dockerfile", "Dockerfile")).resolve() if isinstance(build, dict) else context / "Dockerfile"
+    dockerfile = (
+        (context / build.get("dockerfile", "Dockerfile")).resolve()
+        if isinstance(build, dict)
+        else context / "Dockerfile"
+    )
     return context, dockerfile
 
 
@@ -287,7 +291,9 @@ def checkout_files() -> list[str]:
     """The files of this checkout that git knows or would add: what a fresh clone could hold."""
     listing = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     return [name for name in listing.split("\0") if name and (REPO_ROOT / name).is_file()]
 

@@ -29,11 +29,17 @@ def test_an_api_healthcheck_on_the_wrong_port_fails_naming_the_api(tmp_path):
 
 
 def test_waiting_on_an_unhealthy_container_names_its_service_and_its_last_probe():
-    rows = [{"Service": "api", "Name": "landmark-search-api-1", "State": "running", "Health": "unhealthy"},
-            {"Service": "web", "Name": "landmark-search-web-1", "State": "running", "Health": "healthy"}]
+    rows = [
+        {"Service": "api", "Name": "landmark-search-api-1", "State": "running", "Health": "unhealthy"},
+        {"Service": "web", "Name": "landmark-search-web-1", "State": "running", "Health": "healthy"},
+    ]
     with pytest.raises(CheckFailed) as failure:
-        wait_healthy(["api", "web"], ps=lambda: rows, sleep=lambda s: None,
-                     log=lambda name: f"{name}: ConnectionRefusedError 8001")
+        wait_healthy(
+            ["api", "web"],
+            ps=lambda: rows,
+            sleep=lambda s: None,
+            log=lambda name: f"{name}: ConnectionRefusedError 8001",
+        )
     message = str(failure.value)
     assert "service 'api': health unhealthy" in message and "ConnectionRefusedError 8001" in message
     assert "'web'" not in message
@@ -43,7 +49,14 @@ def test_waiting_is_bounded_and_names_a_service_that_never_started():
     clock = iter(range(0, 10_000, 50))
     rows = [{"Service": "api", "Name": "a", "State": "running", "Health": "healthy"}]
     with pytest.raises(CheckFailed, match="service 'web': no container"):
-        wait_healthy(["api", "web"], timeout=300, ps=lambda: rows, sleep=lambda s: None, clock=lambda: next(clock), log=lambda n: "")
+        wait_healthy(
+            ["api", "web"],
+            timeout=300,
+            ps=lambda: rows,
+            sleep=lambda s: None,
+            clock=lambda: next(clock),
+            log=lambda n: "",
+        )
 
 
 def test_a_healthy_stack_passes():

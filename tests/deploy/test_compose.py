@@ -60,11 +60,15 @@ def test_compose_file_parses_and_builds_from_existing_dockerfiles(path):
             continue  # an override: its build context comes from the file it sits on
         assert "build" in service, f"{path}: service {name} has no build section"
         context, dockerfile = build_paths(path, service)
-        assert context == REPO_ROOT, f"{path}: {name} builds from {context}, not the repository root (uv.lock lives there)"
+        assert context == REPO_ROOT, (
+            f"{path}: {name} builds from {context}, not the repository root (uv.lock lives there)"
+        )
         assert dockerfile.is_file(), f"{path}: {name} names a missing Dockerfile {dockerfile}"
         assert dockerfile in DOCKERFILES.values(), f"{path}: {name} builds from {dockerfile}"
-    for volume in (document.get("volumes") or {}):
-        used = any(m.kind == "volume" and m.source == volume for s in document["services"].values() for m in mounts(path, s))
+    for volume in document.get("volumes") or {}:
+        used = any(
+            m.kind == "volume" and m.source == volume for s in document["services"].values() for m in mounts(path, s)
+        )
         assert used, f"{path}: volume {volume} is declared but no service mounts it"
 
 
@@ -113,7 +117,11 @@ def test_ports_agree_with_images_commands_and_landmarks_up():
     # Web: published = container port = STREAMLIT_SERVER_PORT (forced in compose, so web.env cannot move it).
     (mapping,) = ports(web)
     assert mapping.published == mapping.target == SERVICE_PORT["web"]
-    assert environment(web)["STREAMLIT_SERVER_PORT"] == env_vars(DOCKERFILES["web"])["STREAMLIT_SERVER_PORT"] == str(mapping.target)
+    assert (
+        environment(web)["STREAMLIT_SERVER_PORT"]
+        == env_vars(DOCKERFILES["web"])["STREAMLIT_SERVER_PORT"]
+        == str(mapping.target)
+    )
     assert environment(web)["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
     assert [i.rest for i in _instructions("web", "EXPOSE")] == [str(mapping.target)]
     # The bot polls Telegram: it publishes nothing.
@@ -121,11 +129,16 @@ def test_ports_agree_with_images_commands_and_landmarks_up():
 
 
 def test_healthchecks_probe_the_right_port_and_match_the_images():
-    probes = {"api": f"http://127.0.0.1:{SERVICE_PORT['api']}/ready", "web": f"http://127.0.0.1:{SERVICE_PORT['web']}/_stcore/health"}
+    probes = {
+        "api": f"http://127.0.0.1:{SERVICE_PORT['api']}/ready",
+        "web": f"http://127.0.0.1:{SERVICE_PORT['web']}/_stcore/health",
+    }
     for name in SERVICES:
         for path, service in ((ROOT_COMPOSE, root()[name]), (SERVICE_COMPOSE[name], alone(name)[name])):
             argv = healthcheck_argv(service)
-            assert argv == healthcheck(DOCKERFILES[name])[1], f"{path}: {name}'s healthcheck differs from its Dockerfile's"
+            assert argv == healthcheck(DOCKERFILES[name])[1], (
+                f"{path}: {name}'s healthcheck differs from its Dockerfile's"
+            )
             if name in probes:
                 assert probes[name] in " ".join(argv), f"{path}: {name} healthcheck does not probe {probes[name]}"
             else:  # the bot checks the API it is configured with
@@ -144,7 +157,9 @@ def test_web_and_bot_wait_for_a_healthy_api_and_reach_it_by_name():
         assert env_vars(DOCKERFILES[name])["LANDMARKS_API_URL"] == api_url, f"{name} image default"
         # Run alone, they reach an API on the host unless told otherwise.
         own = alone(name)[name]
-        assert interpolate(environment(own)["LANDMARKS_API_URL"]) == f"http://host.docker.internal:{SERVICE_PORT['api']}"
+        assert (
+            interpolate(environment(own)["LANDMARKS_API_URL"]) == f"http://host.docker.internal:{SERVICE_PORT['api']}"
+        )
         assert interpolate(environment(own)["LANDMARKS_API_URL"], {"LANDMARKS_API_URL": "http://x:1"}) == "http://x:1"
         assert "host.docker.internal:host-gateway" in own.get("extra_hosts", [])
 
@@ -155,12 +170,16 @@ def test_env_files_are_the_documented_ones():
             files = env_files(path, service)
             assert [f for f, _ in files] == [REPO_ROOT / name / f"{name}.env"], f"{path}: {name} env_file"
         example = REPO_ROOT / name / f"{name}.env.example"
-        assert example.is_file(), f"{example.relative_to(REPO_ROOT)} is missing: it documents {name}'s settings for compose"
+        assert example.is_file(), (
+            f"{example.relative_to(REPO_ROOT)} is missing: it documents {name}'s settings for compose"
+        )
         documented = example.read_text(encoding="utf-8")
         assert "LANDMARKS_API_URL" in documented, f"{example.name} does not document LANDMARKS_API_URL"
     assert "TELEGRAM_BOT_TOKEN" in (REPO_ROOT / "bot" / "bot.env.example").read_text(encoding="utf-8")
     # Optional in the full stack (the bot is behind a profile), required when the bot runs alone.
-    assert all(not required for _, required in env_files(ROOT_COMPOSE, root()["web"]) + env_files(ROOT_COMPOSE, root()["bot"]))
+    assert all(
+        not required for _, required in env_files(ROOT_COMPOSE, root()["web"]) + env_files(ROOT_COMPOSE, root()["bot"])
+    )
     assert "bot" in root()["bot"].get("profiles", [])
     # The env files hold secrets: git must ignore them.
     import subprocess
@@ -185,7 +204,10 @@ def test_data_volume_holds_gallery_index_and_checkpoints():
     assert interpolate(services["index"]["command"][services["index"]["command"].index("--model") + 1]) == interpolate(
         environment(services["api"])["LANDMARKS_MODEL"]
     )
-    assert services["index"]["command"][services["index"]["command"].index("--model") + 1] == environment(services["api"])["LANDMARKS_MODEL"]
+    assert (
+        services["index"]["command"][services["index"]["command"].index("--model") + 1]
+        == environment(services["api"])["LANDMARKS_MODEL"]
+    )
     # The bot's state lives on its own volume, where BOT_DB_PATH points.
     (state,) = mounts(ROOT_COMPOSE, services["bot"])
     db_path = environment(services["bot"])["BOT_DB_PATH"]
@@ -202,13 +224,17 @@ def test_gpu_reservation_by_default_and_a_cpu_override():
         (device,) = gpu_devices(services[name])
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"], name
         assert services[name]["build"]["args"]["UV_GROUP"] == "api-gpu"
-        assert services[name]["build"]["args"]["BASE_IMAGE"] == build_args(DOCKERFILES["api"])["BASE_IMAGE"], "compose and the Dockerfile name different CUDA bases"
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == build_args(DOCKERFILES["api"])["BASE_IMAGE"], (
+            "compose and the Dockerfile name different CUDA bases"
+        )
         cpu = override[name]
         assert isinstance(cpu["deploy"], Reset), f"the CPU override must drop {name}'s GPU reservation with !reset"
         assert cpu["build"]["args"]["UV_GROUP"] == "api"
         assert cpu["build"]["args"]["BASE_IMAGE"].startswith("python:3.11-slim")
         assert cpu["image"] != services[name]["image"], "CPU and GPU images need different tags"
-    assert set(override["api"]["build"]["args"]) <= set(build_args(DOCKERFILES["api"])), "override sets an ARG the Dockerfile lacks"
+    assert set(override["api"]["build"]["args"]) <= set(build_args(DOCKERFILES["api"])), (
+        "override sets an ARG the Dockerfile lacks"
+    )
     assert environment(override["api"]).get("LANDMARKS_DEVICE") == "cpu"
     for name in ("web", "bot"):
         assert not gpu_devices(services[name])

@@ -30,7 +30,9 @@ from tests.support import REPO_ROOT
 GROUPS = {"api": "api-gpu", "web": "web", "bot": "bot"}
 # The api Dockerfile's `slim` stage (the CPU API without torch) installs its own fixed group.
 SLIM_GROUP = "api-slim"
-HEAVY = re.compile(r"^(torch|torchvision|torchaudio|triton|timm|faiss(-.*)?|nvidia-.*|cuda-.*|opencv.*|efficientnet-.*)$")
+HEAVY = re.compile(
+    r"^(torch|torchvision|torchaudio|triton|timm|faiss(-.*)?|nvidia-.*|cuda-.*|opencv.*|efficientnet-.*)$"
+)
 PYTHON = (REPO_ROOT / ".python-version").read_text().strip()
 # The top-level source folders the images copy.
 SOURCE_PACKAGES = {"landmarks", "cli", "api", "client", "bot", "web"}
@@ -61,7 +63,9 @@ def test_installs_only_its_own_group_from_the_lock(service):
         assert group in allowed, f"{path}: installs group {group}, not {GROUPS[service]}"
     # No other installer can slip packages past the lock.
     text = " ".join(i.rest for i in instructions(path, "RUN"))
-    assert not re.search(r"\bpip3? install\b|\buv pip\b|\buv add\b|\bconda\b", text), f"{path}: installs packages outside uv.lock"
+    assert not re.search(r"\bpip3? install\b|\buv pip\b|\buv add\b|\bconda\b", text), (
+        f"{path}: installs packages outside uv.lock"
+    )
 
 
 def test_api_group_is_a_build_arg_of_the_two_lockable_api_groups():
@@ -90,7 +94,9 @@ def test_bases_cuda_runtime_for_the_api_and_slim_python_for_bot_and_web():
     for service in ("web", "bot"):
         base = build_args(DOCKERFILES[service])["PYTHON_IMAGE"]
         assert re.fullmatch(rf"python:{re.escape(PYTHON)}-slim(-\w+)?", base), f"{service}: {base}"
-        assert env_vars(DOCKERFILES[service]).get("UV_PYTHON_DOWNLOADS") == "never", f"{service} must use the base's Python"
+        assert env_vars(DOCKERFILES[service]).get("UV_PYTHON_DOWNLOADS") == "never", (
+            f"{service} must use the base's Python"
+        )
     for service, path in DOCKERFILES.items():
         (final,) = [i for i in final_stage(path)[:1]]
         base = final.rest.split(" AS ")[0]
@@ -116,7 +122,9 @@ def test_runs_as_non_root_with_a_healthcheck(service):
     assert probe[0] == "python", f"{path}: the slim images have no curl; probe with python"
     exposed = [i.rest for i in stage if i.keyword == "EXPOSE"]
     if service != "bot":  # the bot's probe is the API it talks to; the others probe themselves
-        assert any(f"127.0.0.1:{port}/" in " ".join(probe) for port in exposed), f"{path}: healthcheck misses EXPOSE {exposed}"
+        assert any(f"127.0.0.1:{port}/" in " ".join(probe) for port in exposed), (
+            f"{path}: healthcheck misses EXPOSE {exposed}"
+        )
     assert {"interval", "timeout", "start-period", "retries"} <= set(options)
     assert exec_form(cmd.rest), f"{path}: CMD must use the exec form (signals reach the process)"
 
@@ -149,7 +157,9 @@ def test_copies_only_what_the_build_context_keeps(service):
             runs_cli = any(i.keyword == "CMD" and exec_form(i.rest)[0] == "landmarks" for i in stage)
             stage_copies = {source for i in stage if i.keyword == "COPY" for source in i.rest.split()[:-1]}
             if runs_cli:
-                assert {"landmarks", "cli", "api"} <= stage_copies, f"{path}: {stage[0].rest} runs `landmarks` without cli/"
+                assert {"landmarks", "cli", "api"} <= stage_copies, (
+                    f"{path}: {stage[0].rest} runs `landmarks` without cli/"
+                )
     else:  # bot and web reach the API through the shared client package
         assert "client" in copied
 
@@ -174,12 +184,25 @@ def test_build_context_is_small_and_keeps_data_checkpoints_and_caches_out():
     ]
     for path in must_stay_out:
         assert not in_build_context(path), f"{path} would be sent to the Docker daemon"
-    for path in ("pyproject.toml", "uv.lock", ".python-version", "README.md", "cli/up.py", "api/app.py",
-                 "client/sync.py", "web/app.py", "web/.streamlit/config.toml", "bot/__main__.py"):
+    for path in (
+        "pyproject.toml",
+        "uv.lock",
+        ".python-version",
+        "README.md",
+        "cli/up.py",
+        "api/app.py",
+        "client/sync.py",
+        "web/app.py",
+        "web/.streamlit/config.toml",
+        "bot/__main__.py",
+    ):
         assert in_build_context(path), f"{path} is needed by an image but .dockerignore drops it"
     files = checkout_files()
-    dropped = [name for name in files if name.endswith(".py") and name.split("/")[0] in SOURCE_PACKAGES
-               and not in_build_context(name)]
+    dropped = [
+        name
+        for name in files
+        if name.endswith(".py") and name.split("/")[0] in SOURCE_PACKAGES and not in_build_context(name)
+    ]
     assert not dropped, f".dockerignore drops source files the images need: {dropped}"
     kept = [name for name in files if in_build_context(name)]
     size = sum((REPO_ROOT / name).stat().st_size for name in kept)

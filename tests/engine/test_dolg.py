@@ -81,7 +81,9 @@ def test_starts_from_the_offline_imagenet_weights_with_the_same_new_layers_every
     assert torch.equal(model.backbone.conv_stem.weight, packaged["_conv_stem.weight"])
     again = create_model(NAME, image_size=SIZE)
     assert model_fingerprint(again, again.config) == model_fingerprint(model, model.config)
-    assert all(name.startswith(("backbone.", "head.")) for name, _ in model.named_parameters())  # head lr for all new layers
+    assert all(
+        name.startswith(("backbone.", "head.")) for name, _ in model.named_parameters()
+    )  # head lr for all new layers
 
 
 def test_torchscript_export_embeds_like_the_eager_model(tmp_path, photos):

@@ -11,7 +11,11 @@ from tests.support import dev_protocol
 
 def test_folder_layout_reads_metadata_and_keeps_extra_columns(tmp_path):
     protocol = dev_protocol()
-    photos = [item for lid in ("taj_mahal", "charminar") for item in [(p, l) for p, l in protocol.gallery if l == lid][:3]]
+    photos = [
+        item
+        for lid in ("taj_mahal", "charminar")
+        for item in [(p, label) for p, label in protocol.gallery if label == lid][:3]
+    ]
     for path, landmark_id in photos:
         (tmp_path / landmark_id).mkdir(exist_ok=True)
         os.symlink(path, tmp_path / landmark_id / path.name)
@@ -64,7 +68,11 @@ def make_gldv2(root, photos):
 
 def test_gldv2_layout(tmp_path):
     protocol = dev_protocol()
-    photos = [item for lid in ("taj_mahal", "charminar") for item in [(p, l) for p, l in protocol.gallery if l == lid][:4]]
+    photos = [
+        item
+        for lid in ("taj_mahal", "charminar")
+        for item in [(p, label) for p, label in protocol.gallery if label == lid][:4]
+    ]
     numeric = make_gldv2(tmp_path, photos)
     gallery = scan_gallery(tmp_path)
     assert gallery.layout == "gldv2"

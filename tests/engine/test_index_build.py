@@ -24,9 +24,7 @@ def extractor():
 def photos():
     protocol = dev_protocol()
     chosen = ("taj_mahal", "charminar", "golden_temple")
-    return [
-        item for lid in chosen for item in [(p, l) for p, l in protocol.gallery if l == lid][:4]
-    ]
+    return [item for lid in chosen for item in [(p, label) for p, label in protocol.gallery if label == lid][:4]]
 
 
 def link(photos, root):

@@ -38,7 +38,9 @@ def open_index(directory: Path, **kwargs) -> GalleryIndex:
     store = GalleryStore(directory / STORE_FILE)
     meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim")}
     store.close()
-    return GalleryIndex.open(directory, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False, **kwargs)
+    return GalleryIndex.open(
+        directory, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False, **kwargs
+    )
 
 
 def search(directory: Path, queries: np.ndarray, **kwargs) -> tuple[str, list[list[Neighbour]]]:
@@ -66,11 +68,15 @@ def queries(dev_index, gallery) -> np.ndarray:
     store = GalleryStore(dev_index / STORE_FILE)
     assert extractor.fingerprint == store.get_meta("fingerprint"), "the dev index was built by another model"
     store.close()
-    photos = [decode_image(path) for path, _ in protocol.queries] + [decode_image(path) for path in protocol.distractors]
+    photos = [decode_image(path) for path, _ in protocol.queries] + [
+        decode_image(path) for path in protocol.distractors
+    ]
     return np.concatenate([extractor.embed_images(photos), np.stack(list(gallery.values()))])
 
 
-def assert_same_neighbours(expected: list[list[Neighbour]], got: list[list[Neighbour]], queries: np.ndarray, gallery: dict[int, np.ndarray]) -> None:
+def assert_same_neighbours(
+    expected: list[list[Neighbour]], got: list[list[Neighbour]], queries: np.ndarray, gallery: dict[int, np.ndarray]
+) -> None:
     """The same top-k ids in the same order; two photos may trade places only where their scores
     tie, which is checked against the exact score of the photo each backend put there."""
     assert len(got) == len(expected) == len(queries)
@@ -81,7 +87,9 @@ def assert_same_neighbours(expected: list[list[Neighbour]], got: list[list[Neigh
             assert abs(a.score - b.score) < TIE, f"query {row} rank {rank}: score {b.score} instead of {a.score}"
             if a.image_id != b.image_id:
                 exact = float(gallery[b.image_id] @ query)
-                assert abs(exact - a.score) < TIE, f"query {row} rank {rank}: photo {b.image_id} instead of {a.image_id}, not a tie"
+                assert abs(exact - a.score) < TIE, (
+                    f"query {row} rank {rank}: photo {b.image_id} instead of {a.image_id}, not a tie"
+                )
             else:
                 assert a.landmark_id == b.landmark_id
 

@@ -66,7 +66,9 @@ def test_ensemble_descriptor_is_its_members_descriptors_side_by_side(photos):
     assert combined.shape == (len(photos), sum(single.shape[1] for single in singles))
     np.testing.assert_allclose(np.linalg.norm(combined, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.hstack(singles) / np.sqrt(len(members)), combined, atol=1e-5)
-    np.testing.assert_allclose(combined @ combined.T, np.mean([single @ single.T for single in singles], axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        combined @ combined.T, np.mean([single @ single.T for single in singles], axis=0), atol=1e-5
+    )
 
 
 def test_ensemble_checkpoint_round_trip(tmp_path, photos):
@@ -105,7 +107,9 @@ def test_pretrained_features_recognise_landmarks_and_random_ones_do_not():
     labels = [lid for _, lid in paths]
     pretrained = nearest_neighbour_accuracy(load_extractor().embed_images(images), labels)
     untrained_net = create_model(pretrained=False)
-    untrained = nearest_neighbour_accuracy(Extractor(untrained_net, untrained_net.config, source="random").embed_images(images), labels)
+    untrained = nearest_neighbour_accuracy(
+        Extractor(untrained_net, untrained_net.config, source="random").embed_images(images), labels
+    )
     assert pretrained >= 0.7
     assert pretrained > untrained + 0.2
 
@@ -150,7 +154,9 @@ def test_state_dict_files_load(tmp_path, photos, wrapped):
     model = create_model(image_size=128)
     with torch.no_grad():
         gem_exponents(model)[0].fill_(4.0)  # a trained-looking change that must survive the round trip
-    payload = {"model_config": model.config.to_dict(), "state_dict": model.state_dict()} if wrapped else model.state_dict()
+    payload = (
+        {"model_config": model.config.to_dict(), "state_dict": model.state_dict()} if wrapped else model.state_dict()
+    )
     path = tmp_path / "model.pt"
     torch.save(payload, path)
     loaded = load_extractor(path, image_size=128)

@@ -29,7 +29,9 @@ def test_queries_that_are_gallery_photos_are_found_first(tmp_path):
 
 def cells(table: str) -> dict[str, list[str]]:
     """Model name → the row's cells, from the Markdown table."""
-    rows = [line.strip().strip("|").split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [
+        line.strip().strip("|").split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     header = [cell.strip() for cell in rows[0]]
     assert header == ["Model-backbone", "SIZE", "ACC", "GAP", "R@1", "R@2", "R@10", "mAP@100", "epoch time", "FPS"]
     return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[1:]}
@@ -41,7 +43,12 @@ def test_eval_command_writes_the_table_for_several_models(tmp_path):
     model = create_model("efficientnet_lite0")
     checkpoint = tmp_path / "same-weights.pt"
     torch.save(
-        {"model_config": model.config.to_dict(), "state_dict": model.state_dict(), "train_config": {"loss": {"name": "roadmap"}}, "epoch_seconds": [30.0, 90.0]},
+        {
+            "model_config": model.config.to_dict(),
+            "state_dict": model.state_dict(),
+            "train_config": {"loss": {"name": "roadmap"}},
+            "epoch_seconds": [30.0, 90.0],
+        },
         checkpoint,
     )
     out = tmp_path / "table.md"
@@ -53,19 +60,29 @@ def test_eval_command_writes_the_table_for_several_models(tmp_path):
     table = out.read_text()
     assert table in result.stdout
     rows = cells(table)
-    assert list(rows) == ["efficientnet_lite0 (ImageNet, offline package)", "efficientnet_lite0 + ROADMAP (same-weights.pt, 2 ep)"]
+    assert list(rows) == [
+        "efficientnet_lite0 (ImageNet, offline package)",
+        "efficientnet_lite0 + ROADMAP (same-weights.pt, 2 ep)",
+    ]
     baseline, trained = rows.values()
     assert baseline[:7] == trained[:7]  # same weights, same size: the same metrics
     size, acc, gap, r1, r2, r10, map100 = baseline[:7]
     assert size == "96"
-    assert 0 < float(acc) <= 1 and 0 < float(r1) <= float(r2) <= float(r10) <= 1 and 0 < float(map100) <= 1 and 0 < float(gap) <= 1
+    assert (
+        0 < float(acc) <= 1
+        and 0 < float(r1) <= float(r2) <= float(r10) <= 1
+        and 0 < float(map100) <= 1
+        and 0 < float(gap) <= 1
+    )
     assert (baseline[7], trained[7]) == ("—", "60 s")  # mean epoch time from the checkpoint
     assert float(baseline[8]) > 0
     assert re.search(r"\d+ landmark queries, 47 distractor queries, \d+ gallery photos", table)
 
 
 def test_eval_refuses_unknown_landmarks():
-    result = run_cli("eval", "--data", str(require_dev_data()), "--landmarks", "atlantis", "--model", "efficientnet_lite0")
+    result = run_cli(
+        "eval", "--data", str(require_dev_data()), "--landmarks", "atlantis", "--model", "efficientnet_lite0"
+    )
     assert result.returncode == 2 and "atlantis" in result.stderr
 
 
@@ -90,8 +107,15 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
     labels = {name: next(label for label in rows if label.startswith(f"{name} (")) for name in list_models()}
     assert len(rows) == len(list_models())
 
-    evaluated = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite_ensemble",
-                 "dolg_efficientnet_lite0", "delf_efficientnet_lite0", "clip_vit_b16"}
+    evaluated = {
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "efficientnet_lite_ensemble",
+        "dolg_efficientnet_lite0",
+        "delf_efficientnet_lite0",
+        "clip_vit_b16",
+    }
     for name in evaluated:
         size, acc, gap, r1, r2, r10, map100, _, fps = rows[labels[name]]
         assert size == "96" and 0 <= float(r1) <= float(r10) <= 1 and float(fps) > 0, (name, rows[labels[name]])
@@ -100,8 +124,11 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
         assert rows[labels[name]][1:] == ["—"] * 8
     assert labels["efficientnet_lite0"].startswith("efficientnet_lite0 (ImageNet, offline package)")
     assert labels["efficientnet_lite_ensemble"].startswith(
-        "efficientnet_lite_ensemble (ImageNet efficientnet_lite0 + efficientnet_lite1 + efficientnet_lite2, offline packages)")
-    assert labels["dolg_efficientnet_lite0"].startswith("dolg_efficientnet_lite0 (ImageNet efficientnet_lite0, offline package; untrained DOLG head)")
+        "efficientnet_lite_ensemble (ImageNet efficientnet_lite0 + efficientnet_lite1 + efficientnet_lite2, offline packages)"
+    )
+    assert labels["dolg_efficientnet_lite0"].startswith(
+        "dolg_efficientnet_lite0 (ImageNet efficientnet_lite0, offline package; untrained DOLG head)"
+    )
     assert labels["clip_vit_b16"] == "clip_vit_b16 (weights file open_clip_pytorch_model.bin)"
     assert labels["resnet50"].startswith("resnet50 (ImageNet, timm hub)")
 
@@ -109,5 +136,18 @@ def test_eval_all_gives_every_registered_model_a_row(tmp_path, monkeypatch, clip
 def test_eval_asks_which_model_a_weights_file_is_for(capsys):
     from cli import main
 
-    assert main(["eval", "--data", str(require_dev_data()), "--model", "all", "--weights-file", "open_clip_pytorch_model.bin"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(require_dev_data()),
+                "--model",
+                "all",
+                "--weights-file",
+                "open_clip_pytorch_model.bin",
+            ]
+        )
+        == 2
+    )
     assert "say which model the file is for, as MODEL=PATH" in capsys.readouterr().err

@@ -25,7 +25,9 @@ def test_folds_make_every_photo_a_query_once():
     assert set(queried) == everything
     for protocol in folds:
         assert not {p for p, _ in protocol.queries} & {p for p, _ in protocol.gallery}
-        assert {label for _, label in protocol.queries} == {label for _, label in protocol.gallery}  # every landmark on both sides
+        assert {label for _, label in protocol.queries} == {
+            label for _, label in protocol.gallery
+        }  # every landmark on both sides
 
 
 def test_a_fold_outside_the_split_is_refused():

@@ -34,7 +34,14 @@ def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
 # Each kind's floors (top-1 on the moved copy, recall@10); a kind added to vectors.KINDS needs its row.
 # PQ at 16 bytes for 64 dimensions (2 bits a dimension) ranks coarsely; chance would give 0.003.
 # ivf-pq-rerank scores its candidates on the full vectors: what its 4-bit codes lose, the second pass restores.
-FLOORS = {"flat": (1.0, 1.0), "ivf": (0.95, 0.99), "ivf-sq8": (0.95, 0.95), "ivf-pq": (0.6, 0.4), "ivf-pq-rerank": (1.0, 0.99), "hnsw": (0.95, 0.99)}
+FLOORS = {
+    "flat": (1.0, 1.0),
+    "ivf": (0.95, 0.99),
+    "ivf-sq8": (0.95, 0.95),
+    "ivf-pq": (0.6, 0.4),
+    "ivf-pq-rerank": (1.0, 0.99),
+    "hnsw": (0.95, 0.99),
+}
 
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)

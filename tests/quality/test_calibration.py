@@ -9,7 +9,14 @@ import httpx
 import numpy as np
 import pytest
 
-from landmarks.quality.calibration import CALIBRATION_FILE, FEATURES, Calibration, feature_vector, fit_logistic, fit_model
+from landmarks.quality.calibration import (
+    CALIBRATION_FILE,
+    FEATURES,
+    Calibration,
+    feature_vector,
+    fit_logistic,
+    fit_model,
+)
 from landmarks.search import SearchConfig
 from tests.support import ApiServer, dev_protocol, run_cli
 
@@ -69,7 +76,12 @@ def test_calibrate_stores_a_monotone_model_for_the_default_configuration(calibra
 
 
 def post(server: ApiServer, path, k: int = 5) -> dict:
-    response = httpx.post(f"{server.url}/search", params={"k": k}, files={"image": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60)
+    response = httpx.post(
+        f"{server.url}/search",
+        params={"k": k},
+        files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -80,7 +92,9 @@ def test_service_names_landmarks_and_refuses_kitchens_with_the_calibration(calib
     threshold = Calibration.load(calibrated_index / CALIBRATION_FILE).model_for(SearchConfig().signature()).threshold
     with ApiServer(calibrated_index) as server:
         answers = [post(server, path) for path, _ in queries]
-        right = [a["landmark"] and a["landmark"]["landmark_id"] == lid for a, (_, lid) in zip(answers, queries, strict=True)]
+        right = [
+            a["landmark"] and a["landmark"]["landmark_id"] == lid for a, (_, lid) in zip(answers, queries, strict=True)
+        ]
         assert sum(bool(r) for r in right) >= 5, answers
         confidences = [a["landmark"]["confidence"] for a in answers if a["landmark"]]
         assert all(threshold <= c <= 1.0 for c in confidences)

@@ -31,14 +31,18 @@ def embedded_queries(dev_index):
     extractor = load_extractor(device="cpu")
     protocol = dev_protocol()
     vectors = extractor.embed_images([decode_image(path) for path, _ in protocol.queries])
-    index = GalleryIndex.open(dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    index = GalleryIndex.open(
+        dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
     yield extractor, index, vectors, [label for _, label in protocol.queries]
     index.close()
 
 
 def map100(searcher: Searcher, vectors: np.ndarray, labels: list[str], counts: dict[str, int]) -> tuple[float, float]:
     results = searcher.search([Query(vector) for vector in vectors], 100)
-    ranked = np.array([[m.landmark_id for m in r.matches] + [None] * (100 - len(r.matches)) for r in results], dtype=object)
+    ranked = np.array(
+        [[m.landmark_id for m in r.matches] + [None] * (100 - len(r.matches)) for r in results], dtype=object
+    )
     relevance = metrics.relevance_matrix(ranked, labels)
     return metrics.recall_at_k(relevance, 1), metrics.map_at_k(relevance, [counts[label] for label in labels], 100)
 
@@ -48,8 +52,26 @@ def test_qe_and_dba_raise_map_on_the_dev_protocol(embedded_queries):
     counts = index.store.image_counts()
     plain = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
     _, base_map = map100(Searcher(extractor, index, plain), vectors, labels, counts)
-    _, dba_map = map100(Searcher(extractor, index, SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False, dba_k=3)), vectors, labels, counts)
-    _, both_map = map100(Searcher(extractor, index, SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False, dba_k=3, qe_k=2)), vectors, labels, counts)
+    _, dba_map = map100(
+        Searcher(
+            extractor,
+            index,
+            SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False, dba_k=3),
+        ),
+        vectors,
+        labels,
+        counts,
+    )
+    _, both_map = map100(
+        Searcher(
+            extractor,
+            index,
+            SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False, dba_k=3, qe_k=2),
+        ),
+        vectors,
+        labels,
+        counts,
+    )
     assert dba_map > base_map + 0.03, (base_map, dba_map)
     assert both_map > dba_map, (dba_map, both_map)
 
@@ -61,6 +83,11 @@ def test_aggregation_and_grouping_on_the_dev_protocol(embedded_queries):
     counts = index.store.image_counts()
     base = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
     r1, base_map = map100(Searcher(extractor, index, base), vectors, labels, counts)
-    agg_r1, grouped_map = map100(Searcher(extractor, index, SearchConfig(spatial=False, aggregate_top=2, group_matches=True, calibrated=False)), vectors, labels, counts)
+    agg_r1, grouped_map = map100(
+        Searcher(extractor, index, SearchConfig(spatial=False, aggregate_top=2, group_matches=True, calibrated=False)),
+        vectors,
+        labels,
+        counts,
+    )
     assert agg_r1 >= r1 >= 0.9, (r1, agg_r1)
     assert grouped_map > base_map + 0.15, (base_map, grouped_map)

@@ -10,6 +10,7 @@ from landmarks.models import load_extractor
 from landmarks.quality.multiscale import MultiScaleEmbedder, scale_sizes
 from tests.support import dev_protocol
 
+
 @pytest.fixture(scope="module")
 def extractor():
     return load_extractor(device="cpu")

@@ -68,8 +68,14 @@ def lite_index(tmp_path_factory) -> Path:
 
     protocol = dev_protocol()
     chosen = protocol.landmark_ids[:LITE_LANDMARKS]
-    photos = [(path, label) for label in chosen for path, _ in [p for p in protocol.gallery if p[1] == label][:LITE_PHOTOS_PER_LANDMARK]]
-    gallery = materialize_gallery(photos, tmp_path_factory.mktemp("lite-gallery"), require_dev_data() / "images" / "landmarks.csv")
+    photos = [
+        (path, label)
+        for label in chosen
+        for path, _ in [p for p in protocol.gallery if p[1] == label][:LITE_PHOTOS_PER_LANDMARK]
+    ]
+    gallery = materialize_gallery(
+        photos, tmp_path_factory.mktemp("lite-gallery"), require_dev_data() / "images" / "landmarks.csv"
+    )
     out = tmp_path_factory.mktemp("lite-index") / "index"
     result = run_cli("index", "build", str(gallery), "--out", str(out), "--model", LITE_MODEL, "--no-progress")
     assert result.returncode == 0, result.stderr + result.stdout

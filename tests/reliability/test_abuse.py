@@ -72,8 +72,10 @@ def test_headers_trickled_a_byte_at_a_time_are_dropped_at_the_deadline(abuse_ser
 
 def test_a_stalled_body_is_dropped(abuse_server):
     with socket.create_connection(("127.0.0.1", abuse_server.port)) as sock:
-        sock.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 100000\r\n\r\n--b\r\n")
+        sock.sendall(
+            b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n--b\r\n"
+        )
         closed = closed_within(sock, BODY_TIMEOUT + 10)
     assert closed is not None and closed < BODY_TIMEOUT + 2.5, closed
 
@@ -172,7 +174,9 @@ def test_connections_past_the_cap_get_a_quick_503(abuse_server):
 
     started = time.monotonic()
     answers = asyncio.run(scenario())
-    assert all(answer.startswith(b"HTTP/1.1 503") and b"too many open connections" in answer for answer in answers), answers[:3]
+    assert all(answer.startswith(b"HTTP/1.1 503") and b"too many open connections" in answer for answer in answers), (
+        answers[:3]
+    )
     assert time.monotonic() - started < 30
     deadline = time.monotonic() + 10
     while httpx.get(f"{abuse_server.url}/health", timeout=5).status_code != 200:
@@ -181,7 +185,9 @@ def test_connections_past_the_cap_get_a_quick_503(abuse_server):
 
 def huge_image(format: str, side: int) -> bytes:
     out = io.BytesIO()
-    Image.new("RGB", (side, side), (90, 140, 200)).save(out, format=format, **({"quality": 10} if format == "WEBP" else {}))
+    Image.new("RGB", (side, side), (90, 140, 200)).save(
+        out, format=format, **({"quality": 10} if format == "WEBP" else {})
+    )
     return out.getvalue()
 
 
@@ -206,8 +212,12 @@ def test_small_uploads_declaring_huge_images_share_one_decode_budget(abuse_serve
 
     async def eight_searches():
         async with httpx.AsyncClient(timeout=180) as client:
-            return await asyncio.gather(*(client.post(f"{abuse_server.url}/search", files={"image": ("x.webp", webp, "image/webp")})
-                                          for _ in range(8)))
+            return await asyncio.gather(
+                *(
+                    client.post(f"{abuse_server.url}/search", files={"image": ("x.webp", webp, "image/webp")})
+                    for _ in range(8)
+                )
+            )
 
     answers = []
     growth = peak_growth_mb(abuse_server.process.pid, lambda: answers.extend(asyncio.run(eight_searches())))
@@ -219,7 +229,9 @@ def test_small_uploads_declaring_huge_images_share_one_decode_budget(abuse_serve
 def test_a_batch_upload_decodes_one_photo_at_a_time(abuse_server):
     url = abuse_server.url
     headers = {"X-API-Key": KEY}
-    assert httpx.post(f"{url}/landmarks", headers=headers, json={"landmark_id": "huge", "name": "Huge"}).status_code == 201
+    assert (
+        httpx.post(f"{url}/landmarks", headers=headers, json={"landmark_id": "huge", "name": "Huge"}).status_code == 201
+    )
     base = huge_image("PNG", 6300)
     # ten different photos (a different corner pixel each), each 39.7 MP
     photos = []
@@ -231,8 +243,10 @@ def test_a_batch_upload_decodes_one_photo_at_a_time(abuse_server):
         photos.append(out.getvalue())
     files = [("images", (f"{n}.png", data, "image/png")) for n, data in enumerate(photos)]
     answers = []
-    growth = peak_growth_mb(abuse_server.process.pid,
-                            lambda: answers.append(httpx.post(f"{url}/landmarks/huge/images", headers=headers, files=files, timeout=300)))
+    growth = peak_growth_mb(
+        abuse_server.process.pid,
+        lambda: answers.append(httpx.post(f"{url}/landmarks/huge/images", headers=headers, files=files, timeout=300)),
+    )
     assert answers[0].status_code == 201 and len(answers[0].json()["added"]) == 10, answers[0].text[:300]
     print(f"10-PNG upload: peak RSS growth {growth:.0f} MiB")
     assert growth < 1024, f"one upload of 10 x 6300x6300 PNGs grew peak RSS by {growth:.0f} MiB"
@@ -240,5 +254,7 @@ def test_a_batch_upload_decodes_one_photo_at_a_time(abuse_server):
 
 def test_searches_still_answer_right_after_the_abuse(abuse_server):
     path, label = dev_protocol().queries[0]
-    answer = httpx.post(f"{abuse_server.url}/search", files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}, timeout=60)
+    answer = httpx.post(
+        f"{abuse_server.url}/search", files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}, timeout=60
+    )
     assert answer.status_code == 200 and answer.json()["landmarks"][0]["landmark_id"] == label, answer.text[:300]

@@ -9,14 +9,18 @@ import httpx
 from tests.support import dev_protocol
 
 
-async def search_and_reload(url: str, key: str, photos: list[bytes], searches: int, reloads: int) -> tuple[list[int], list[int]]:
+async def search_and_reload(
+    url: str, key: str, photos: list[bytes], searches: int, reloads: int
+) -> tuple[list[int], list[int]]:
     statuses: list[int] = []
     reload_statuses: list[int] = []
     pending = iter(range(searches))
 
     async def searcher(client: httpx.AsyncClient) -> None:
         for number in pending:
-            response = await client.post(f"{url}/search", files={"image": ("q.jpg", photos[number % len(photos)], "image/jpeg")})
+            response = await client.post(
+                f"{url}/search", files={"image": ("q.jpg", photos[number % len(photos)], "image/jpeg")}
+            )
             statuses.append(response.status_code)
 
     async def reloader(client: httpx.AsyncClient) -> None:

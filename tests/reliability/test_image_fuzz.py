@@ -68,7 +68,9 @@ def memory(reliable_server) -> Memory:
 
 # --- requests and answers ------------------------------------------------------------------------
 def search(url: str, data: bytes, name: str = "photo", k: int = 5) -> httpx.Response:
-    return httpx.post(f"{url}/search", params={"k": k}, files={"image": (name, data, "application/octet-stream")}, timeout=90)
+    return httpx.post(
+        f"{url}/search", params={"k": k}, files={"image": (name, data, "application/octet-stream")}, timeout=90
+    )
 
 
 def check_answer(response: httpx.Response, *, k: int = 5) -> dict:
@@ -179,7 +181,12 @@ def test_declared_dimensions_over_the_pixel_limit_are_refused_before_any_decodin
     started = time.monotonic()
     with memory.peak() as peak:
         response = search(reliable_server.url, data, f"bomb.{fmt}")
-    assert response.status_code in (400, 413), (fmt, width, height, response.text)  # 400: the codec refused the header itself
+    assert response.status_code in (400, 413), (
+        fmt,
+        width,
+        height,
+        response.text,
+    )  # 400: the codec refused the header itself
     if response.status_code == 413:
         assert "pixels" in response.json()["detail"]
     assert peak["mb"] < 40, f"{fmt} {width}x{height}: the server's RSS rose {peak['mb']:.0f} MB on a refused image"
@@ -252,7 +259,9 @@ def test_a_decoded_photo_holds_no_more_memory_than_its_pixels():
     """What a search keeps alive while it waits for the model is the RGB image only (a decoded WebP
     used to pin its decoder's canvases: four times the photo). In a fresh process, so that memory
     freed by earlier tests cannot hide an allocation."""
-    result = subprocess.run([sys.executable, "-c", HELD_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     image_mb = 4000 * 4000 * 3 / MiB
     for kind, held in zip(("webp", "jpeg"), map(int, result.stdout.split()), strict=True):
@@ -260,7 +269,17 @@ def test_a_decoded_photo_holds_no_more_memory_than_its_pixels():
 
 
 # --- random and damaged files --------------------------------------------------------------------
-MAGIC = [b"", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x01\x00\x00WEBPVP8 ", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM", b"\x00\x00\x00\x1cftypheic"]
+MAGIC = [
+    b"",
+    b"\xff\xd8\xff\xe0",
+    b"\x89PNG\r\n\x1a\n",
+    b"RIFF\x00\x01\x00\x00WEBPVP8 ",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"BM",
+    b"\x00\x00\x00\x1cftypheic",
+]
 
 
 @settings(FUZZ, max_examples=40)
@@ -361,12 +380,21 @@ def _variants(photo: Image.Image) -> dict[str, tuple[bytes, str]]:
     return {
         "rgba-opaque png": (encode(opaque, "PNG"), "exact"),
         "rgba-opaque webp": (encode(opaque, "WEBP", lossless=True), "exact"),
-        "palette png, unused transparent index": (encode(palette, "PNG", transparency=255), ("same-as", palette.convert("RGB"))),
+        "palette png, unused transparent index": (
+            encode(palette, "PNG", transparency=255),
+            ("same-as", palette.convert("RGB")),
+        ),
         "palette png": (encode(palette, "PNG"), ("same-as", palette.convert("RGB"))),
-        "16-bit grey png": (encode(Image.fromarray((np.asarray(gray, dtype=np.uint16) * 257)), "PNG"), ("same-as", gray.convert("RGB"))),
+        "16-bit grey png": (
+            encode(Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257), "PNG"),
+            ("same-as", gray.convert("RGB")),
+        ),
         "la png, opaque": (encode(gray.convert("LA"), "PNG"), ("same-as", gray.convert("RGB"))),
         "apng, photo first": (encode(photo, "PNG", save_all=True, append_images=[noise]), "exact"),
-        "animated webp, photo first": (encode(photo, "WEBP", lossless=True, save_all=True, append_images=[noise]), "exact"),
+        "animated webp, photo first": (
+            encode(photo, "WEBP", lossless=True, save_all=True, append_images=[noise]),
+            "exact",
+        ),
         "cmyk jpeg": (encode(photo.convert("CMYK"), "JPEG", quality=95), "landmark"),
         "animated gif, photo first": (encode(photo, "GIF", save_all=True, append_images=[noise]), "landmark"),
         "heic": (encode(photo, "HEIF", quality=90), "landmark"),
@@ -375,8 +403,18 @@ def _variants(photo: Image.Image) -> dict[str, tuple[bytes, str]]:
 
 
 VARIANTS = [
-    "rgba-opaque png", "rgba-opaque webp", "palette png, unused transparent index", "palette png", "16-bit grey png",
-    "la png, opaque", "apng, photo first", "animated webp, photo first", "cmyk jpeg", "animated gif, photo first", "heic", "tiff",
+    "rgba-opaque png",
+    "rgba-opaque webp",
+    "palette png, unused transparent index",
+    "palette png",
+    "16-bit grey png",
+    "la png, opaque",
+    "apng, photo first",
+    "animated webp, photo first",
+    "cmyk jpeg",
+    "animated gif, photo first",
+    "heic",
+    "tiff",
 ]
 
 
@@ -389,15 +427,24 @@ def test_unusual_pixel_formats_get_the_answer_of_the_plain_photo(reliable_server
     if expectation == "exact":
         assert same_matches(body, expected), (body["matches"], expected["matches"])
     elif expectation == "landmark":
-        assert body["landmark"] and body["landmark"]["landmark_id"] == expected["landmark"]["landmark_id"], body["landmark"]
+        assert body["landmark"] and body["landmark"]["landmark_id"] == expected["landmark"]["landmark_id"], body[
+            "landmark"
+        ]
     else:  # decodes to the same pixels as an 8-bit RGB rendering of it
         plain = check_answer(search(reliable_server.url, encode(expectation[1], "PNG"), "plain.png"))
         assert same_matches(body, plain), (body["matches"], plain["matches"])
 
 
 # What ImageOps.exif_transpose applies for each orientation, and its inverse (to make the stored file).
-UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+UNDO = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 INVERSE = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
 
 
@@ -419,13 +466,19 @@ def with_orientation(orientation: int):
 def test_every_exif_orientation_is_turned_upright(reliable_server, reference, orientation):
     photo, expected = reference
     stored = stored_as(photo, orientation)
-    body = check_answer(search(reliable_server.url, encode(stored, "PNG", exif=with_orientation(orientation)), "rotated.png"))
+    body = check_answer(
+        search(reliable_server.url, encode(stored, "PNG", exif=with_orientation(orientation)), "rotated.png")
+    )
     assert same_matches(body, expected), (orientation, body["matches"], expected["matches"])
     if orientation != 1:  # the comparison can tell: without the tag the same pixels answer differently
         untagged = check_answer(search(reliable_server.url, encode(stored, "PNG"), "untagged.png"))
         assert not same_matches(untagged, expected), orientation
     # and as a phone sends it: a JPEG with the tag
-    jpeg = check_answer(search(reliable_server.url, encode(stored, "JPEG", quality=95, exif=with_orientation(orientation)), "rotated.jpg"))
+    jpeg = check_answer(
+        search(
+            reliable_server.url, encode(stored, "JPEG", quality=95, exif=with_orientation(orientation)), "rotated.jpg"
+        )
+    )
     assert jpeg["landmark"] and jpeg["landmark"]["landmark_id"] == expected["landmark"]["landmark_id"]
     assert abs(jpeg["matches"][0]["score"] - expected["matches"][0]["score"]) < 0.03
 
@@ -433,7 +486,9 @@ def test_every_exif_orientation_is_turned_upright(reliable_server, reference, or
 @pytest.mark.parametrize("orientation", [0, 9, 65535])
 def test_out_of_range_exif_orientations_are_ignored(reliable_server, reference, orientation):
     photo, expected = reference
-    body = check_answer(search(reliable_server.url, encode(photo, "PNG", exif=with_orientation(orientation)), "odd.png"))
+    body = check_answer(
+        search(reliable_server.url, encode(photo, "PNG", exif=with_orientation(orientation)), "odd.png")
+    )
     assert same_matches(body, expected)
 
 

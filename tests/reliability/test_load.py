@@ -50,7 +50,9 @@ def test_searches_under_load_all_succeed_and_memory_stays_flat(load_server):
     bench = load_module()
     photos = [path.read_bytes() for path, _ in dev_protocol().queries]
     asyncio.run(bench.run_load(load_server.url, photos, WARMUP, CONCURRENCY))
-    report = asyncio.run(bench.run_load(load_server.url, photos, REQUESTS, CONCURRENCY, pid=load_server.process.pid, window=WINDOW))
+    report = asyncio.run(
+        bench.run_load(load_server.url, photos, REQUESTS, CONCURRENCY, pid=load_server.process.pid, window=WINDOW)
+    )
     print("\n" + report.table())
     assert report.errors == 0, (report.statuses, report.error_samples)
     assert report.p95_ms > 0 and report.p50_ms <= report.p95_ms <= report.max_ms

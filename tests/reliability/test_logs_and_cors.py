@@ -30,7 +30,11 @@ def test_no_secret_reaches_the_log_at_debug_level(reliable_server, secrets_in_en
         ("POST", "/landmarks", dict(json={"landmark_id": "log-probe", "name": "Log probe", "city": "Nowhere"})),
         ("POST", "/landmarks", dict(json={"landmark_id": "log-probe", "name": "Again"})),  # 409
         ("POST", "/landmarks", dict(content=b"{not json", headers={"content-type": "application/json"})),  # 422
-        ("POST", "/landmarks/log-probe/images", dict(files=[("images", ("a.jpg", photo, "image/jpeg")), ("images", ("bad.png", b"nope", "image/png"))])),
+        (
+            "POST",
+            "/landmarks/log-probe/images",
+            dict(files=[("images", ("a.jpg", photo, "image/jpeg")), ("images", ("bad.png", b"nope", "image/png"))]),
+        ),
         ("POST", "/landmarks/log-probe/images", dict(files=[("images", ("bad.png", b"nope", "image/png"))])),  # 400
         ("POST", "/search", dict(files={"image": ("a.png", png(), "image/png")})),
         ("POST", "/search", dict(files={"image": ("a.jpg", b"\xff\xd8broken", "image/jpeg")})),
@@ -48,7 +52,9 @@ def test_no_secret_reaches_the_log_at_debug_level(reliable_server, secrets_in_en
 
     log = reliable_server.log()
     lines = [line for line in log.splitlines() if line.startswith("{")]
-    assert any(json.loads(line)["level"] == "debug" for line in lines), "debug logging is not on: the test proves nothing"
+    assert any(json.loads(line)["level"] == "debug" for line in lines), (
+        "debug logging is not on: the test proves nothing"
+    )
     for name, secret in secrets_in_env.items():
         for form in {secret, urllib.parse.quote(secret), secret.encode().hex()}:
             assert form not in log, f"{name} appears in the server log"
@@ -67,7 +73,9 @@ def test_cors_answers_the_configured_origin_only(reliable_server):
     ok = httpx.options(f"{reliable_server.url}/search", headers={"Origin": ALLOWED_ORIGIN, **preflight}, timeout=30)
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert "POST" in ok.headers["access-control-allow-methods"]
-    refused = httpx.options(f"{reliable_server.url}/search", headers={"Origin": "https://evil.example", **preflight}, timeout=30)
+    refused = httpx.options(
+        f"{reliable_server.url}/search", headers={"Origin": "https://evil.example", **preflight}, timeout=30
+    )
     assert refused.status_code >= 400 and "access-control-allow-origin" not in refused.headers
 
 

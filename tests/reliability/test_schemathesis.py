@@ -34,10 +34,23 @@ EXCLUDED_CHECKS = ("positive_data_acceptance", "allow_header_conformance", "obje
 
 def schemathesis(url: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [
-        str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json",
-        "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
-        "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--request-timeout", "60",
-        "--generation-database", "none", "--no-color", *extra,
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        ",".join(EXCLUDED_CHECKS),
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "60",
+        "--generation-database",
+        "none",
+        "--no-color",
+        *extra,
     ]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
 
@@ -52,7 +65,12 @@ def assert_clean_run(result: subprocess.CompletedProcess, operations: int) -> No
 @pytest.fixture(scope="module")
 def operations(reliable_server) -> set[tuple[str, str]]:
     schema = httpx.get(f"{reliable_server.url}/openapi.json", timeout=30).json()
-    return {(method, path) for path, item in schema["paths"].items() for method in item if method in {"get", "post", "put", "patch", "delete"}}
+    return {
+        (method, path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
 
 
 def test_the_schema_declares_the_write_operations_with_the_api_key(reliable_server, operations):

@@ -22,10 +22,18 @@ RATE = "20/minute"  # bursts of 20, then one request every 3 s
 
 
 # --- the token buckets on their own ----------------------------------------------------------------
-@pytest.mark.parametrize("text,expected", [
-    ("60/minute", (60, 60.0)), ("10/s", (10, 1.0)), ("1000/hour", (1000, 3600.0)), ("5/10s", (5, 10.0)),
-    ("100/day", (100, 86400.0)), (" 3 / min ", (3, 60.0)), ("60/Minutes", (60, 60.0)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("60/minute", (60, 60.0)),
+        ("10/s", (10, 1.0)),
+        ("1000/hour", (1000, 3600.0)),
+        ("5/10s", (5, 10.0)),
+        ("100/day", (100, 86400.0)),
+        (" 3 / min ", (3, 60.0)),
+        ("60/Minutes", (60, 60.0)),
+    ],
+)
 def test_rates_are_parsed(text, expected):
     assert parse_rate(text) == expected
 
@@ -113,8 +121,10 @@ def test_a_forwarded_for_header_does_not_buy_a_fresh_bucket(guarded_server):
     with client_from("127.0.0.16") as client:
         for _ in range(20):
             client.get(f"{guarded_server.url}/landmarks?q=zz")
-        spoofed = [client.get(f"{guarded_server.url}/landmarks", headers={"X-Forwarded-For": f"10.1.0.{n}"}).status_code
-                   for n in range(10)]
+        spoofed = [
+            client.get(f"{guarded_server.url}/landmarks", headers={"X-Forwarded-For": f"10.1.0.{n}"}).status_code
+            for n in range(10)
+        ]
     assert spoofed == [429] * 10, spoofed
 
 
@@ -127,7 +137,11 @@ def test_cors_is_closed_by_default(guarded_server):
         assert not any(name.startswith("access-control-") for name in simple.headers), dict(simple.headers)
         preflight = client.options(
             f"{guarded_server.url}/search",
-            headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
         )
         assert preflight.status_code >= 400
         assert not any(name.startswith("access-control-") for name in preflight.headers), dict(preflight.headers)
@@ -145,8 +159,10 @@ def slow_photo(path, side: int = 2400) -> bytes:
 def trickled_upload(photo: bytes, seconds: float, pieces: int = 6) -> tuple[dict, object]:
     """A multipart search body sent in pieces over `seconds`: certainly in flight mid-way."""
     boundary = "reliability-boundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"slow.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="slow.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = -(-len(photo) // pieces)
 
@@ -175,15 +191,21 @@ def test_sigterm_lets_in_flight_searches_finish_and_exits_cleanly(guarded_server
                 headers, body = trickled_upload(photo, seconds=3.0)
                 uploading.append(asyncio.create_task(client.post(url, headers=headers, content=body)))
             await asyncio.sleep(0.8)
-            sent = [asyncio.create_task(client.post(url, files={"image": ("big.jpg", photo, "image/jpeg")})) for photo in photos[3:]]
+            sent = [
+                asyncio.create_task(client.post(url, files={"image": ("big.jpg", photo, "image/jpeg")}))
+                for photo in photos[3:]
+            ]
             await asyncio.sleep(0.2)
             assert not any(task.done() for task in uploading), [task.result() for task in uploading if task.done()]
             os.kill(process.pid, signal.SIGTERM)
             return await asyncio.gather(*uploading, *sent, return_exceptions=True)
 
     answers = asyncio.run(scenario())
-    problems = [repr(answer) if isinstance(answer, Exception) else f"{answer.status_code}: {answer.text[:200]}"
-                for answer in answers if isinstance(answer, Exception) or answer.status_code != 200]
+    problems = [
+        repr(answer) if isinstance(answer, Exception) else f"{answer.status_code}: {answer.text[:200]}"
+        for answer in answers
+        if isinstance(answer, Exception) or answer.status_code != 200
+    ]
     assert not problems, f"in-flight searches lost on SIGTERM: {problems}\n{guarded_server.log()[-3000:]}"
     assert all(answer.json()["matches"] for answer in answers)
     returncode = process.wait(timeout=60)

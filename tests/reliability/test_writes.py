@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import sqlite3
 import subprocess
 import threading
@@ -28,7 +27,9 @@ AUTH = {"X-API-Key": KEY}
 @pytest.fixture(scope="module")
 def writes_server(lite_index, tmp_path_factory):
     index = copy_index(lite_index, tmp_path_factory.mktemp("writes") / "index")
-    server = ApiServer(index, env={"LANDMARKS_API_KEY": KEY, "LANDMARKS_PROTECT_READS": "1", "LANDMARKS_PUBLIC_URL": PUBLIC_URL})
+    server = ApiServer(
+        index, env={"LANDMARKS_API_KEY": KEY, "LANDMARKS_PROTECT_READS": "1", "LANDMARKS_PUBLIC_URL": PUBLIC_URL}
+    )
     server.start(timeout=START_TIMEOUT)
     try:
         yield server
@@ -62,7 +63,12 @@ def unique_id(prefix: str) -> str:
 
 
 def create_landmark(url: str, landmark_id: str, **extra) -> httpx.Response:
-    return httpx.post(f"{url}/landmarks", headers=AUTH, json={"landmark_id": landmark_id, "name": landmark_id.title(), **extra}, timeout=60)
+    return httpx.post(
+        f"{url}/landmarks",
+        headers=AUTH,
+        json={"landmark_id": landmark_id, "name": landmark_id.title(), **extra},
+        timeout=60,
+    )
 
 
 def upload(url: str, landmark_id: str, photos: list[Path], timeout: float = 300) -> httpx.Response:
@@ -71,7 +77,9 @@ def upload(url: str, landmark_id: str, photos: list[Path], timeout: float = 300)
 
 
 def search(url: str, photo: Path, k: int = 10) -> dict:
-    response = httpx.post(f"{url}/search?k={k}", headers=AUTH, files={"image": ("q.jpg", photo.read_bytes(), "image/jpeg")}, timeout=120)
+    response = httpx.post(
+        f"{url}/search?k={k}", headers=AUTH, files={"image": ("q.jpg", photo.read_bytes(), "image/jpeg")}, timeout=120
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -100,7 +108,9 @@ def check_invariants(server: ApiServer, acknowledged: dict[int, Path], *, after_
 
     def is_known(image_id: int) -> bool:
         if image_id not in known:
-            known[image_id] = httpx.get(f"{url}/gallery/{image_id}?size=64", headers=AUTH, timeout=30).status_code == 200
+            known[image_id] = (
+                httpx.get(f"{url}/gallery/{image_id}?size=64", headers=AUTH, timeout=30).status_code == 200
+            )
         return known[image_id]
 
     for image_id, photo in acknowledged.items():
@@ -150,10 +160,14 @@ def test_a_write_without_the_key_is_refused_before_its_body_is_read(writes_serve
 
 
 def test_photo_urls_are_built_on_the_public_url_not_the_host_header(writes_server):
-    listing = httpx.get(f"{writes_server.url}/landmarks", headers={**AUTH, "Host": "evil.example:666"}).json()["landmarks"]
+    listing = httpx.get(f"{writes_server.url}/landmarks", headers={**AUTH, "Host": "evil.example:666"}).json()[
+        "landmarks"
+    ]
     landmark = listing[0]
     assert landmark["sample_image_url"].startswith(f"{PUBLIC_URL}/gallery/")
-    detail = httpx.get(f"{writes_server.url}/landmarks/{landmark['landmark_id']}", headers={**AUTH, "Host": "evil.example:666"}).json()
+    detail = httpx.get(
+        f"{writes_server.url}/landmarks/{landmark['landmark_id']}", headers={**AUTH, "Host": "evil.example:666"}
+    ).json()
     assert detail["images"] and all(ref["image_url"].startswith(f"{PUBLIC_URL}/gallery/") for ref in detail["images"])
 
 
@@ -169,7 +183,9 @@ def test_thumbnails_come_in_a_few_sizes(writes_server):
 
 def test_a_chunked_body_over_the_limit_gets_413(writes_server):
     """No Content-Length, so the limit is found while the body streams in: still a 413, not a 400."""
-    head = b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    head = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    )
 
     def chunks():
         yield head
@@ -177,7 +193,12 @@ def test_a_chunked_body_over_the_limit_gets_413(writes_server):
             yield b"\0" * (1024 * 1024)
         yield b"\r\n--x--\r\n"
 
-    answer = httpx.post(f"{writes_server.url}/search", headers={**AUTH, "content-type": "multipart/form-data; boundary=x"}, content=chunks(), timeout=60)
+    answer = httpx.post(
+        f"{writes_server.url}/search",
+        headers={**AUTH, "content-type": "multipart/form-data; boundary=x"},
+        content=chunks(),
+        timeout=60,
+    )
     assert answer.status_code == 413 and "limit" in answer.json()["detail"], answer.text
 
 
@@ -191,14 +212,17 @@ def test_reserved_metadata_names_are_refused_and_reads_keep_working(writes_serve
     assert httpx.get(f"{writes_server.url}/landmarks", headers=AUTH).status_code == 200
 
 
-@pytest.mark.parametrize("extra,why", [
-    ({f"k{n}": "v" for n in range(33)}, "at most 32"),
-    ({"note": "x" * 2001}, "longer than 2000"),
-    ({"note": "x" * (14 * 1024 * 1024)}, "longer than 2000"),
-    ({f"k{n}": "x" * 1000 for n in range(20)}, "16 KB"),
-    ({"nested": {"a": 1}}, "string, number or boolean"),
-    ({"bad key!": "v"}, "must be 1-64"),
-])
+@pytest.mark.parametrize(
+    "extra,why",
+    [
+        ({f"k{n}": "v" for n in range(33)}, "at most 32"),
+        ({"note": "x" * 2001}, "longer than 2000"),
+        ({"note": "x" * (14 * 1024 * 1024)}, "longer than 2000"),
+        ({f"k{n}": "x" * 1000 for n in range(20)}, "16 KB"),
+        ({"nested": {"a": 1}}, "string, number or boolean"),
+        ({"bad key!": "v"}, "must be 1-64"),
+    ],
+)
 def test_metadata_is_bounded(writes_server, extra, why):
     answer = create_landmark(writes_server.url, unique_id("bounded"), **extra)
     assert answer.status_code == 422 and why in answer.json()["detail"], answer.text[:300]
@@ -206,7 +230,9 @@ def test_metadata_is_bounded(writes_server, extra, why):
 
 def test_metadata_within_bounds_is_kept(writes_server):
     landmark_id = unique_id("kept")
-    answer = create_landmark(writes_server.url, landmark_id, wikipedia="https://en.wikipedia.org/wiki/X", name_ru="Икс", floors=3)
+    answer = create_landmark(
+        writes_server.url, landmark_id, wikipedia="https://en.wikipedia.org/wiki/X", name_ru="Икс", floors=3
+    )
     assert answer.status_code == 201, answer.text
     detail = httpx.get(f"{writes_server.url}/landmarks/{landmark_id}", headers=AUTH).json()
     assert detail["name_ru"] == "Икс" and detail["floors"] == "3" and detail["image_count"] == 0
@@ -219,8 +245,10 @@ def test_metadata_an_older_index_holds_under_reserved_names_cannot_break_reads(w
     photo = take_photos(1)[0]
     image_id = upload(writes_server.url, landmark_id, [photo]).json()["added"][0]["image_id"]
     with sqlite3.connect(writes_server.index_dir / "gallery.sqlite") as db:
-        db.execute("UPDATE landmarks SET extra = ? WHERE landmark_id = ?",
-                   ('{"image_count": "7", "score": "x", "images": "y", "sample_image_url": "z", "kept": "yes"}', landmark_id))
+        db.execute(
+            "UPDATE landmarks SET extra = ? WHERE landmark_id = ?",
+            ('{"image_count": "7", "score": "x", "images": "y", "sample_image_url": "z", "kept": "yes"}', landmark_id),
+        )
     assert httpx.post(f"{writes_server.url}/index/reload", headers=AUTH, timeout=120).status_code == 200
     listing = httpx.get(f"{writes_server.url}/landmarks?q={landmark_id}", headers=AUTH)
     assert listing.status_code == 200 and listing.json()["landmarks"][0]["image_count"] == 1
@@ -288,7 +316,9 @@ def test_an_upload_racing_the_landmarks_delete_leaves_no_file(writes_server):
     uploaded, deleted = asyncio.run(scenario())
     assert deleted.status_code == 200 and uploaded.status_code in (201, 404), (uploaded.text, deleted.text)
     assert httpx.get(f"{url}/landmarks/{landmark_id}", headers=AUTH).status_code == 404
-    assert not (writes_server.index_dir / "photos" / landmark_id).exists() or not any((writes_server.index_dir / "photos" / landmark_id).iterdir())
+    assert not (writes_server.index_dir / "photos" / landmark_id).exists() or not any(
+        (writes_server.index_dir / "photos" / landmark_id).iterdir()
+    )
     check_invariants(writes_server, {})
 
 

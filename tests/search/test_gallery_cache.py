@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from landmarks.evaluation.protocol import materialize_gallery
 from landmarks.gallery import scan_gallery
 from landmarks.images import decode_image
@@ -18,7 +17,9 @@ def test_multiscale_search_embeds_the_gallery_once_and_finds_the_landmark(extrac
     gallery = [item for lid in LANDMARKS for item in [g for g in protocol.gallery if g[1] == lid][:6]]
     folder = materialize_gallery(gallery, tmp_path / "gallery")
     build_index(scan_gallery(folder), extractor, tmp_path / "index", progress=False)
-    index = GalleryIndex.open(tmp_path / "index", fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    index = GalleryIndex.open(
+        tmp_path / "index", fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
     try:
         config = SearchConfig(scales=(1.0, 1.2), calibrated=False)
         searcher = Searcher(extractor, index, config)
@@ -26,11 +27,16 @@ def test_multiscale_search_embeds_the_gallery_once_and_finds_the_landmark(extrac
         results = [searcher.search_images([decode_image(path)], 5)[0] for path, _ in queries]
         assert (tmp_path / "index" / MULTISCALE_FILE).exists()
         right = sum(r.landmarks[0].landmark_id == lid for r, (_, lid) in zip(results, queries, strict=True))
-        assert right >= len(queries) - 1, [(r.landmarks[0].landmark_id, lid) for r, (_, lid) in zip(results, queries, strict=True)]
+        assert right >= len(queries) - 1, [
+            (r.landmarks[0].landmark_id, lid) for r, (_, lid) in zip(results, queries, strict=True)
+        ]
         # A second searcher reads the cache instead of embedding the gallery again.
         mtime = (tmp_path / "index" / MULTISCALE_FILE).stat().st_mtime
         again = Searcher(extractor, index, config)
-        assert again.search_images([decode_image(queries[0][0])], 5)[0].landmarks[0].landmark_id == results[0].landmarks[0].landmark_id
+        assert (
+            again.search_images([decode_image(queries[0][0])], 5)[0].landmarks[0].landmark_id
+            == results[0].landmarks[0].landmark_id
+        )
         assert (tmp_path / "index" / MULTISCALE_FILE).stat().st_mtime == mtime
     finally:
         index.close()

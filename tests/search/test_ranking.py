@@ -8,10 +8,19 @@ from landmarks.search import UNCALIBRATED_SCORE_AT_HALF, confidence_from_score, 
 
 
 def test_landmarks_rank_by_the_mean_of_their_best_photos():
-    scored = [("taj_mahal", 0.90), ("humayuns_tomb", 0.85), ("humayuns_tomb", 0.84), ("taj_mahal", 0.70), ("lotus_temple", 0.80)]
+    scored = [
+        ("taj_mahal", 0.90),
+        ("humayuns_tomb", 0.85),
+        ("humayuns_tomb", 0.84),
+        ("taj_mahal", 0.70),
+        ("lotus_temple", 0.80),
+    ]
     by_best_photo = rank_landmarks(scored, aggregate_top=1)
     assert [(lm.landmark_id, lm.score, lm.votes) for lm in by_best_photo] == [
-        ("taj_mahal", 0.90, 2), ("humayuns_tomb", 0.85, 2), ("lotus_temple", 0.80, 1)]
+        ("taj_mahal", 0.90, 2),
+        ("humayuns_tomb", 0.85, 2),
+        ("lotus_temple", 0.80, 1),
+    ]
     by_two = rank_landmarks(scored, aggregate_top=2)
     assert [lm.landmark_id for lm in by_two] == ["humayuns_tomb", "taj_mahal", "lotus_temple"]
     assert by_two[0].score == pytest.approx(0.845) and by_two[1].score == pytest.approx(0.80)

@@ -14,7 +14,9 @@ from tests.quality.test_spatial import LOOKALIKE, QUERY, TRUE_MATCH, photo
 
 
 def open_index(directory, extractor) -> GalleryIndex:
-    return GalleryIndex.open(directory, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False)
+    return GalleryIndex.open(
+        directory, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
 
 
 def test_embed_returns_queries_with_their_local_features_and_search_answers_them_as_search_images(dev_index, extractor):
@@ -28,7 +30,13 @@ def test_embed_returns_queries_with_their_local_features_and_search_answers_them
         assert all(q.vector.shape == (extractor.dim,) and q.local is not None and len(q.local) > 100 for q in queries)
         by_query, by_images = searcher.search(queries, 10), searcher.search_images(images, 10)
         for a, b in zip(by_query, by_images, strict=True):
-            assert (a.matches, a.landmarks, a.landmark, a.confidence, a.inliers) == (b.matches, b.landmarks, b.landmark, b.confidence, b.inliers)
+            assert (a.matches, a.landmarks, a.landmark, a.confidence, a.inliers) == (
+                b.matches,
+                b.landmarks,
+                b.landmark,
+                b.confidence,
+                b.inliers,
+            )
             np.testing.assert_array_equal(a.features, b.features)
         assert max(by_query[0].inliers.values()) > 0  # the query's own local features reached the verification
         assert not searcher.search([Query(queries[0].vector)], 10)[0].inliers  # none given: unverified
@@ -56,7 +64,10 @@ def test_searcher_reranks_the_true_match_above_the_lookalike(dev_index, extracto
         right, wrong = image_id(index, TRUE_MATCH), image_id(index, LOOKALIKE)
         plain = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
         results = {}
-        for name, config in {"plain": plain, "verified": SearchConfig(spatial=True, aggregate_top=1, group_matches=False, calibrated=False)}.items():
+        for name, config in {
+            "plain": plain,
+            "verified": SearchConfig(spatial=True, aggregate_top=1, group_matches=False, calibrated=False),
+        }.items():
             searcher = Searcher(extractor, index, config)
             result = searcher.search_images([photo(QUERY)], 20)[0]
             order = [m.image_id for m in result.matches]

@@ -84,7 +84,10 @@ def test_service_answers_a_burst_with_and_without_batching(dev_index):
     async def burst(url):
         async with httpx.AsyncClient(timeout=120) as client:
             responses = await asyncio.gather(
-                *(client.post(f"{url}/search", files={"image": (p.name, p.read_bytes(), "image/jpeg")}) for p, _ in queries)
+                *(
+                    client.post(f"{url}/search", files={"image": (p.name, p.read_bytes(), "image/jpeg")})
+                    for p, _ in queries
+                )
             )
         return [r.json()["matches"][0]["image_id"] for r in responses if r.status_code == 200]
 

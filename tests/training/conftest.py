@@ -23,7 +23,9 @@ BATCH_IMAGE_SIZE = 128
 def real_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of BATCH_LANDMARKS' gallery photos, preprocessed for EfficientNet-Lite0."""
     protocol = dev_protocol()
-    photos = {lid: [path for path, label in protocol.gallery if label == lid][:BATCH_PER_LANDMARK] for lid in BATCH_LANDMARKS}
+    photos = {
+        lid: [path for path, label in protocol.gallery if label == lid][:BATCH_PER_LANDMARK] for lid in BATCH_LANDMARKS
+    }
     config = create_model("efficientnet_lite0", pretrained=False, image_size=BATCH_IMAGE_SIZE).config
     preprocess = Preprocessor(BATCH_IMAGE_SIZE, config.mean, config.std, config.interpolation)
     images = [torch.from_numpy(preprocess(decode_image(path))) for lid in BATCH_LANDMARKS for path in photos[lid]]
@@ -64,7 +66,15 @@ def write_tiny_config(path: Path, run_dir: Path, **overrides) -> Path:
             "batches_per_epoch": 3,
             "workers": 0,
         },
-        "loss": {"name": "roadmap", "tau": 0.01, "rho": 100, "delta": 0.05, "pos_margin": 0.9, "neg_margin": 0.6, "lambda": 0.5},
+        "loss": {
+            "name": "roadmap",
+            "tau": 0.01,
+            "rho": 100,
+            "delta": 0.05,
+            "pos_margin": 0.9,
+            "neg_margin": 0.6,
+            "lambda": 0.5,
+        },
         "optim": {"epochs": 2, "lr": 1.0e-4, "warmup_steps": 1},
     }
     for key, value in overrides.items():

@@ -55,8 +55,14 @@ def test_landmarks_train_makes_a_checkpoint_that_loads(tmp_path, name, train_fro
     config = write_tiny_config(
         tmp_path / "config.yaml",
         tmp_path / "run",
-        **{"model.backbone": name, "model.train_from": train_from, "loss": {"name": "arcface", **ARCFACE},
-           "optim.epochs": 1, "data.batches_per_epoch": 2, "checkpoint_every_steps": 0},
+        **{
+            "model.backbone": name,
+            "model.train_from": train_from,
+            "loss": {"name": "arcface", **ARCFACE},
+            "optim.epochs": 1,
+            "data.batches_per_epoch": 2,
+            "checkpoint_every_steps": 0,
+        },
     )
     assert main(["train", str(config), "--no-progress"]) == 0
     checkpoint = tmp_path / "run" / LAST

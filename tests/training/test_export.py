@@ -24,7 +24,9 @@ def test_export_matches_eager_and_serves(trained_run, tmp_path):
     assert torchscript.is_file()
 
     protocol = dev_protocol().restricted_to(LANDMARKS)
-    gallery = [(path, lid) for lid in sorted(LANDMARKS) for path in [p for p, label in protocol.gallery if label == lid][:2]]
+    gallery = [
+        (path, lid) for lid in sorted(LANDMARKS) for path in [p for p, label in protocol.gallery if label == lid][:2]
+    ]
     images = [decode_image(path) for path, _ in gallery]
     eager = load_extractor(checkpoint, device="cpu")
     traced = load_extractor(torchscript, device="cpu")
@@ -38,7 +40,12 @@ def test_export_matches_eager_and_serves(trained_run, tmp_path):
 
     photo, landmark_id = gallery[0]
     with ApiServer(index_dir, extra_args=("--model", str(torchscript))) as server:
-        response = httpx.post(f"{server.url}/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}, params={"k": 3}, timeout=60)
+        response = httpx.post(
+            f"{server.url}/search",
+            files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+            params={"k": 3},
+            timeout=60,
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["gallery_size"] == len(gallery)

@@ -30,7 +30,9 @@ def test_loss_decreases_over_a_few_steps(name, params, real_batch, pretrained):
     model = copy.deepcopy(pretrained)
     torch.manual_seed(0)
     loss_fn = build_loss(name, params, embedding_dim=model.output_dim, num_classes=len(BATCH_LANDMARKS))
-    optimizer = torch.optim.AdamW([{"params": model.parameters(), "lr": 1e-4}, {"params": loss_fn.parameters(), "lr": 1e-2}])
+    optimizer = torch.optim.AdamW(
+        [{"params": model.parameters(), "lr": 1e-4}, {"params": loss_fn.parameters(), "lr": 1e-2}]
+    )
     history = losses_over_steps(model, loss_fn, optimizer, images, labels, steps=3)
     assert all(torch.isfinite(torch.tensor(history)))
     assert history[-1] < 0.8 * history[0], history

@@ -47,7 +47,9 @@ def smooth_ap(step, scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
 def test_smooth_ap_approaches_exact_ap_as_the_temperature_falls():
     scores, relevant = random_queries(0)
     exact = np.array([brute_force_ap(s, r) for s, r in zip(scores, relevant, strict=True)])
-    errors = [np.abs(smooth_ap(SigmoidStep(tau), scores, relevant) - exact).max() for tau in (0.5, 0.1, 0.01, 1e-3, 1e-5)]
+    errors = [
+        np.abs(smooth_ap(SigmoidStep(tau), scores, relevant) - exact).max() for tau in (0.5, 0.1, 0.01, 1e-3, 1e-5)
+    ]
     assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
     assert errors[0] > 0.05  # a warm sigmoid really is a rough approximation ...
     assert errors[-1] < 1e-6  # ... and a cold one is AP itself

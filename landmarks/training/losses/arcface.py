@@ -43,7 +43,9 @@ def additive_angular_margin(cosine: torch.Tensor, labels: torch.Tensor, margin: 
 
 
 class ArcFaceLoss(nn.Module):
-    def __init__(self, embedding_dim: int, num_classes: int, margin: float = 0.3, scale: float = 30.0, sub_centers: int = 1) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, margin: float = 0.3, scale: float = 30.0, sub_centers: int = 1
+    ) -> None:
         super().__init__()
         self.classifier = SubCenterCosine(embedding_dim, num_classes, sub_centers)
         self.margin, self.scale = margin, scale
