@@ -29,7 +29,9 @@ def test_every_query_photo_over_http_reaches_the_recall_target(api_server):
             assert body["landmarks"][0]["name"] == names[landmark_id]
     recall_at_1 = hits / len(protocol.queries)
     print(f"R@1 over HTTP: {recall_at_1:.3f} on {len(protocol.queries)} queries")
-    assert recall_at_1 >= 0.85
+    # README's quality table: 137/146 (0.938) through the product with the default model; one query
+    # of slack (136/146) for ONNX Runtime's CPU-dependent rounding.
+    assert hits >= 136, f"R@1 {recall_at_1:.3f} ({hits}/{len(protocol.queries)}), 137/146 measured"
 
 
 def test_search_answer_follows_the_contract(api_server):
