@@ -53,8 +53,9 @@ def widget(widgets, label: str):
 
 
 def fill(app: AppTest, key: str, name: str, photos: list[tuple[str, bytes, str]], **fields) -> AppTest:
-    """Type into the form the way a person would; `fields` by label ('Landmark id', 'City', ...)."""
-    widget(app.text_input, "API key").input(key)
+    """Type into the form the way a person would; `fields` by label ('Landmark id', 'City', ...).
+    The key last, and not sent yet: it shares an `st.form` with the submit button, so it reaches the
+    page with the click (`submit`), as in a browser."""
     widget(app.text_input, "Name").input(name)
     for label, value in fields.items():
         kind = app.number_input if isinstance(value, float) else app.text_input
@@ -62,6 +63,7 @@ def fill(app: AppTest, key: str, name: str, photos: list[tuple[str, bytes, str]]
     app.file_uploader[0].set_value(photos)
     app.run()
     assert not app.exception, app.exception
+    widget(app.text_input, "API key").input(key)
     return app
 
 
