@@ -193,22 +193,21 @@ def landmark_map(best: Landmark, others: list[Landmark]) -> None:
         }
     )
     position = ["lon", "lat"]
-    # A 1 m radius clamped to a few pixels: a dot of the same size at every zoom.
-    dots = [
-        pdk.Layer(
+    # Runner-ups first, the answer drawn over them. A 1 m radius clamped to a few pixels: a dot of
+    # the same size at every zoom; each label on a white ground, readable without map tiles.
+    layers = []
+    for points, radius in ((frame.iloc[1:], 5), (frame.iloc[:1], 8)):
+        layers.append(pdk.Layer(
             "ScatterplotLayer", points, get_position=position, get_fill_color="color", get_radius=1,
             radius_min_pixels=radius, stroked=True, get_line_color=[255, 255, 255],
             line_width_min_pixels=1,
-        )
-        for points, radius in ((frame.iloc[1:], 5), (frame.iloc[:1], 8))
-    ]
-    labels = pdk.Layer(
-        "TextLayer", frame, get_position=position, get_text="name", get_color="color",
-        get_size="size", get_text_anchor=pdk.types.String("start"),
-        get_alignment_baseline=pdk.types.String("center"), get_pixel_offset=[12, 0],
-        background=True, get_background_color=[255, 255, 255, 220], background_padding=[4, 2],
-    )
-    layers = [*dots, labels]
+        ))
+        layers.append(pdk.Layer(
+            "TextLayer", points, get_position=position, get_text="name", get_color="color",
+            get_size="size", get_text_anchor=pdk.types.String("start"),
+            get_alignment_baseline=pdk.types.String("center"), get_pixel_offset=[radius + 5, 0],
+            background=True, get_background_color=[255, 255, 255, 230], background_padding=[4, 2],
+        ))
     # Centred on the answer, zoomed out just enough for the runner-ups: at zoom z the world is
     # 256 * 2**z pixels wide, and the farthest runner-up should sit inside the map's height.
     farthest = max([abs(lm.lat - best.lat) for lm in placed] + [abs(lm.lon - best.lon) for lm in placed])
