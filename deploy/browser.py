@@ -30,13 +30,31 @@ def launch(playwright):
 def upload_and_read_verdict(page, url: str, photo: Path, name: str, timeout_ms: int = ANSWER_TIMEOUT_MS):
     """Opens the page, uploads `photo` through the file input and waits until the verdict names
     `name` and the grid's MATCHES_SHOWN match photos have all arrived and decoded; returns them."""
+    page.goto(url)
+    upload_photo(page, photo)
+    wait_for_verdict(page, name, timeout_ms)
+    return wait_for_match_photos(page, timeout_ms)
+
+
+def upload_photo(page, photo: Path) -> None:
+    """Puts `photo` in the page's file input, replacing the one there (on Search: the search starts)."""
+    page.locator('input[type="file"]').set_input_files(str(photo))
+
+
+def wait_for_verdict(page, name: str, timeout_ms: int = ANSWER_TIMEOUT_MS):
+    """Waits until the verdict card names `name` with its confidence; returns the card."""
     from playwright.sync_api import expect
 
-    page.goto(url)
-    page.locator('input[type="file"]').set_input_files(str(photo))
     verdict = page.locator(".st-key-verdict")
     expect(verdict.get_by_role("heading", name=name)).to_be_visible(timeout=timeout_ms)
     expect(verdict).to_contain_text("Confidence")
+    return verdict
+
+
+def wait_for_match_photos(page, timeout_ms: int = ANSWER_TIMEOUT_MS):
+    """Waits until the grid's MATCHES_SHOWN photos have all arrived and decoded; returns them."""
+    from playwright.sync_api import expect
+
     photos = page.locator(".st-key-match-grid img")
     expect(photos).to_have_count(MATCHES_SHOWN, timeout=timeout_ms)
     # Each match photo is fetched server-side from the API: it must really arrive and decode.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 
 import pandas as pd
+import pydeck as pdk
 import streamlit as st
 
 from client import (
@@ -15,17 +18,22 @@ from client import (
     ApiServerError,
     ApiTimeout,
     ApiUnavailable,
+    BestGuess,
     Landmark,
     LandmarksClient,
     Match,
 )
 
+log = logging.getLogger(__name__)
+
 # Longest side asked of the API for thumbnails: sharp on a 2x phone screen in a ~180 px cell
 # while keeping each photo a few tens of kB.
 THUMB_SIZE = 384
-# Best guess in the primary colour, the other candidates in grey (RGBA for st.map).
-MAP_BEST_COLOR = "#b4532aee"
-MAP_OTHER_COLOR = "#6b728099"
+# The answer in the primary colour, its runner-ups in grey (RGBA for deck.gl), at most this many.
+MAP_BEST_RGBA = [180, 83, 42, 240]
+MAP_OTHER_RGBA = [107, 114, 128, 200]
+MAP_RUNNER_UPS = 3
+MAP_HEIGHT = 360
 
 # Gallery photos come in every aspect ratio; cropping thumbnails to one shape keeps grid rows
 # even. Scoped by the `st-key-<key>` class Streamlit gives keyed containers.
@@ -49,30 +57,31 @@ def api_client() -> LandmarksClient:
 
 
 def api_error_message(exc: ApiError, api_url: str) -> str:
-    """A sentence for a person, not a stack trace; the API's own `detail` when it gave one."""
+    """A sentence for a person, in the page's own words: the API's address and its raw `detail`
+    go to the log (for the operator), not on screen."""
+    log.warning("API call to %s failed: %r", api_url, exc)
     if isinstance(exc, ApiUnavailable):
-        return (
-            f"The landmark search service is not reachable at {api_url}. "
-            "It may be stopped or still starting; please try again in a minute."
-        )
+        return "The search service is not answering; try again in a minute."
     if isinstance(exc, ApiTimeout):
-        return "The landmark search service took too long to answer. Please try again."
+        return "The search service took too long to answer. Please try again."
+    if isinstance(exc, ApiClientError) and exc.status == 429:
+        wait = f"{math.ceil(exc.retry_after)} seconds" if exc.retry_after else "a few seconds"
+        return f"Too many searches at once. Please wait {wait} and try again."
     if isinstance(exc, ApiClientError):
-        prefix = {
-            400: "This file could not be read as a photo.",
-            413: "This photo is too large.",
+        return {
+            400: "This file could not be read as a photo. Please send a JPEG, PNG or WebP photo.",
+            413: "This photo is too large. Please send a smaller one.",
             415: "This file is not an image. Please send a JPEG, PNG or WebP photo.",
-        }.get(exc.status, "The search service refused the request.")
-        return f"{prefix} ({exc.detail})"
+        }.get(exc.status, "The search service refused the request. Please try again.")
     if isinstance(exc, ApiServerError) and exc.status == 503:
         return "The search service is still loading its model and gallery. Try again in a moment."
-    if isinstance(exc, ApiServerError):
-        return f"The search service ran into a problem: {exc.detail}"
-    return f"Something went wrong talking to the search service: {exc}"
+    return "The search service ran into a problem. Please try again in a minute."
 
 
 def admin_error_message(exc: ApiError, api_url: str) -> str:
-    """Like `api_error_message`, for gallery changes (the write endpoints need the API key)."""
+    """Like `api_error_message`, for gallery changes (the write endpoints need the API key). The
+    operator's page keeps the API's `detail` for the refusals the operator can act on (which key,
+    which field); the rest reads like the search page."""
     if isinstance(exc, ApiClientError):
         prefix = {
             401: "This needs the operator's API key (the server's LANDMARKS_API_KEY).",
@@ -113,23 +122,52 @@ def thumbnail_style() -> None:
     st.html(_THUMB_CSS)
 
 
+def confidence_percent(confidence: float) -> str:
+    """The confidence as a person reads it, rounded down so that a guess never shows as a certain
+    "100%": 0.998 -> "over 99%", 0.876 -> "87%"."""
+    if confidence > 0.99:
+        return "over 99%"
+    # round() first: 0.29 * 100 is 28.999999999999996 in floating point.
+    return f"{math.floor(round(confidence * 100, 6))}%"
+
+
+def osm_link(lat: float, lon: float) -> str:
+    """The place on openstreetmap.org, pinned: works wherever the map tiles here do not load."""
+    return f"https://www.openstreetmap.org/?mlat={lat:.5f}&mlon={lon:.5f}#map=16/{lat:.5f}/{lon:.5f}"
+
+
+def place_line(landmark: Landmark) -> str | None:
+    """'Agra, India · 27.18, 78.04 · [Open in OpenStreetMap](…)' (markdown) with what is known, for
+    under the verdict: readable and linked even when the map cannot draw (offline)."""
+    parts = [landmark.place] if landmark.place else []
+    if landmark.has_coordinates:
+        parts.append(f"{landmark.lat:.2f}, {landmark.lon:.2f}")
+        parts.append(f"[Open in OpenStreetMap]({osm_link(landmark.lat, landmark.lon)})")
+    return f":material/location_on: {' · '.join(parts)}" if parts else None
+
+
 def match_grid(matches: list[Match], client: LandmarksClient) -> None:
-    """The top-k gallery photos, best first, reflowing to one or two columns on a phone."""
+    """The top-k gallery photos, best first, reflowing to one or two columns on a phone. Captioned
+    by rank and name only: the raw similarities (0.4 to 0.8 for right and wrong landmarks alike)
+    would compete with the verdict's confidence, the one number meant for a person."""
     with st.container(key="match-grid"):
         with st.grid(min_column_width=150, gap="small"):
             for rank, match in enumerate(matches, start=1):
-                gallery_photo(
-                    match.image_url, client, match.name, f"{rank}. {match.name} · {match.score:.2f}"
-                )
+                gallery_photo(match.image_url, client, match.name, f"{rank}. {match.name}")
 
 
-def landmark_table(landmarks: list[Landmark]) -> None:
-    """The distinct landmarks among the candidates, ranked by the API."""
-    # Similarity right after the name: on a phone only the first two columns fit without scrolling.
+def landmark_table(landmarks: list[Landmark], best: BestGuess) -> None:
+    """The distinct landmarks among the matches, ranked by the API: the answer with its confidence
+    first, the runner-ups without a number (their similarity bars looked almost as full as the
+    answer's, which read as 'almost as likely')."""
+    # Confidence right after the name: on a phone only the first two columns fit without scrolling.
     frame = pd.DataFrame(
         {
             "Landmark": [lm.name for lm in landmarks],
-            "Similarity": [lm.score or 0.0 for lm in landmarks],
+            "Confidence": [
+                confidence_percent(best.confidence) if lm.landmark_id == best.landmark_id else "—"
+                for lm in landmarks
+            ],
             "Place": [lm.place or "—" for lm in landmarks],
             "Photos": [lm.image_count for lm in landmarks],
         }
@@ -137,30 +175,42 @@ def landmark_table(landmarks: list[Landmark]) -> None:
     st.dataframe(
         frame,
         hide_index=True,
-        column_config={
-            "Similarity": st.column_config.ProgressColumn(
-                "Similarity", min_value=0.0, max_value=1.0, format="%.2f", width="small"
-            ),
-            "Photos": st.column_config.NumberColumn("Photos in gallery", format="%d"),
-        },
+        column_config={"Photos": st.column_config.NumberColumn("Photos in gallery", format="%d")},
     )
 
 
-def landmark_map(landmarks: list[Landmark], best_id: str | None) -> None:
-    """The matched landmarks that have coordinates; the best guess stands out."""
-    placed = [lm for lm in landmarks if lm.has_coordinates]
-    if not placed:
-        st.caption("None of these landmarks has coordinates in the gallery.")
-        return
+def landmark_map(best: Landmark, others: list[Landmark]) -> None:
+    """The answer (which has coordinates), labelled, with at most MAP_RUNNER_UPS runner-ups
+    smaller and in grey."""
+    placed = [best] + [lm for lm in others if lm.has_coordinates][:MAP_RUNNER_UPS]
     frame = pd.DataFrame(
         {
             "name": [lm.name for lm in placed],
             "lat": [lm.lat for lm in placed],
             "lon": [lm.lon for lm in placed],
-            "color": [
-                MAP_BEST_COLOR if lm.landmark_id == best_id else MAP_OTHER_COLOR for lm in placed
-            ],
+            "color": [MAP_BEST_RGBA] + [MAP_OTHER_RGBA] * (len(placed) - 1),
+            "size": [15] + [12] * (len(placed) - 1),
         }
     )
-    # A fixed radius in metres reads as a dot at country zoom and stays visible when zoomed in.
-    st.map(frame, latitude="lat", longitude="lon", color="color", size=30000, height=360)
+    position = ["lon", "lat"]
+    # Runner-ups first, the answer drawn over them. A 1 m radius clamped to a few pixels: a dot of
+    # the same size at every zoom; each label on a white ground, readable without map tiles.
+    layers = []
+    for points, radius in ((frame.iloc[1:], 5), (frame.iloc[:1], 8)):
+        layers.append(pdk.Layer(
+            "ScatterplotLayer", points, get_position=position, get_fill_color="color", get_radius=1,
+            radius_min_pixels=radius, stroked=True, get_line_color=[255, 255, 255],
+            line_width_min_pixels=1,
+        ))
+        layers.append(pdk.Layer(
+            "TextLayer", points, get_position=position, get_text="name", get_color="color",
+            get_size="size", get_text_anchor=pdk.types.String("start"),
+            get_alignment_baseline=pdk.types.String("center"), get_pixel_offset=[radius + 5, 0],
+            background=True, get_background_color=[255, 255, 255, 230], background_padding=[4, 2],
+        ))
+    # Centred on the answer, zoomed out just enough for the runner-ups: at zoom z the world is
+    # 256 * 2**z pixels wide, and the farthest runner-up should sit inside the map's height.
+    farthest = max([abs(lm.lat - best.lat) for lm in placed] + [abs(lm.lon - best.lon) for lm in placed])
+    zoom = min(13.0, math.log2(MAP_HEIGHT * 360 / (2 * 256 * farthest * 1.8))) if farthest else 13.0
+    view = pdk.ViewState(latitude=best.lat, longitude=best.lon, zoom=zoom)
+    st.pydeck_chart(pdk.Deck(layers=layers, initial_view_state=view, tooltip={"text": "{name}"}), height=MAP_HEIGHT)

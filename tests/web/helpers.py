@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from client import LandmarksClient
 from tests.support import dev_protocol, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -14,6 +15,9 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 # (every one of the top 8 matches is that landmark), so a failure means the page broke.
 UPLOAD_LANDMARK = "taj_mahal"
 CAMERA_LANDMARK = "india_gate"
+# The write-enabled API (tests/web/conftest.py): its key and its lowered 1 MiB upload limit.
+API_KEY = "web-admin-test-key"
+UPLOAD_LIMIT = 2**20
 
 
 def dev_query(landmark_id: str = UPLOAD_LANDMARK) -> tuple[Path, str]:
@@ -21,9 +25,14 @@ def dev_query(landmark_id: str = UPLOAD_LANDMARK) -> tuple[Path, str]:
     return next((path, lid) for path, lid in dev_protocol().queries if lid == landmark_id)
 
 
-def dev_distractor() -> Path:
-    """An indoor photo with no landmark; the model answers 'no landmark' for it."""
-    return dev_protocol().distractors[0]
+def refused_distractor(api_url: str) -> Path:
+    """A distractor photo this API answers "not a landmark" for (where the engine draws the line is
+    its own business)."""
+    with LandmarksClient(api_url) as client:
+        for path in dev_protocol().distractors[:20]:
+            if client.search(path.read_bytes(), path.name, "image/jpeg", k=1).landmark is None:
+                return path
+    raise AssertionError("the API called every one of 20 distractors a landmark")
 
 
 def closed_port_url() -> str:

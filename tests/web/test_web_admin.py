@@ -1,15 +1,13 @@
-"""The Add landmark page and the client's write methods, against a real API that accepts writes.
-
-One API for the whole file, over a copy of the session's dev index (these tests change the
-gallery), with a key and a 1 MiB upload limit: the dev photos are small, and the lowered limit
-puts the API's real 413 answer on the upload path under test.
+"""The Add landmark page and the client's write methods, against a real API that accepts writes
+(`write_api`, tests/web/conftest.py: a copy of the dev index, with a key and a 1 MiB upload limit).
+The browser tests search the same API afterwards: what these tests add must leave the dev queries'
+answers as they were (no query photo goes into the gallery).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,25 +17,14 @@ from streamlit.testing.v1 import AppTest
 from client import ApiClientError, LandmarksClient, Photo, photo_batches
 from web.components import admin_error_message
 
-from tests.support import ApiServer, dev_protocol, landmark_names
-from tests.web.helpers import APP, closed_port_url, dev_query
+from tests.support import dev_protocol, landmark_names
+from tests.web.helpers import API_KEY, APP, UPLOAD_LIMIT, closed_port_url, dev_query
 
-API_KEY = "web-admin-test-key"
 WRONG_KEY = "not-the-operators-key"
-UPLOAD_LIMIT = 2**20
 # Deleted, then added back through the page with its gallery photos; the held-out query photo the
 # model matches to it (all top 8) when it is in the gallery, and to Iron Pillar when it is not.
 READDED = "qutub_minar"
 RUN_TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def write_api(dev_index, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("web-admin") / "index"
-    shutil.copytree(dev_index, copy)
-    env = {"LANDMARKS_API_KEY": API_KEY, "LANDMARKS_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
-    with ApiServer(copy, env=env) as server:
-        yield server
 
 
 def gallery_photos(landmark_id: str) -> list[Path]:
@@ -66,8 +53,9 @@ def widget(widgets, label: str):
 
 
 def fill(app: AppTest, key: str, name: str, photos: list[tuple[str, bytes, str]], **fields) -> AppTest:
-    """Type into the form the way a person would; `fields` by label ('Landmark id', 'City', ...)."""
-    widget(app.text_input, "API key").input(key)
+    """Type into the form the way a person would; `fields` by label ('Landmark id', 'City', ...).
+    The key last, and not sent yet: it shares an `st.form` with the submit button, so it reaches the
+    page with the click (`submit`), as in a browser."""
     widget(app.text_input, "Name").input(name)
     for label, value in fields.items():
         kind = app.number_input if isinstance(value, float) else app.text_input
@@ -75,6 +63,7 @@ def fill(app: AppTest, key: str, name: str, photos: list[tuple[str, bytes, str]]
     app.file_uploader[0].set_value(photos)
     app.run()
     assert not app.exception, app.exception
+    widget(app.text_input, "API key").input(key)
     return app
 
 
@@ -177,7 +166,8 @@ def test_wrong_or_missing_key_is_explained_and_changes_nothing(monkeypatch, writ
 def test_existing_id_offers_to_add_the_photos_to_it(monkeypatch, write_api):
     client = LandmarksClient(write_api.url)
     existing = client.landmark("taj_mahal")
-    photo = as_upload(dev_query("taj_mahal")[0])
+    # Its last query photo: the browser tests search this API with the first one afterwards.
+    photo = as_upload([path for path, lid in dev_protocol().queries if lid == "taj_mahal"][-1])
     app = fill(open_add_page(monkeypatch, write_api.url), API_KEY, "My Taj", [photo], **{"Landmark id": "taj_mahal"})
 
     submit(app)
@@ -198,7 +188,7 @@ def test_existing_id_offers_to_add_the_photos_to_it(monkeypatch, write_api):
 
 
 def test_details_are_checked_before_anything_is_sent(monkeypatch):
-    # Nothing listens at this address: an attempt to send would show "not reachable".
+    # Nothing listens at this address: an attempt to send would show "not answering".
     app = open_add_page(monkeypatch, closed_port_url())
     fill(app, API_KEY, "Big Ben", [], **{"Landmark id": "big ben!", "Latitude (optional)": 51.5})
     submit(app)
@@ -207,7 +197,7 @@ def test_details_are_checked_before_anything_is_sent(monkeypatch):
     assert "“big ben!” cannot be a landmark id" in problems
     assert "both the latitude and the longitude" in problems
     assert "at least one photo" in problems
-    assert "not reachable" not in problems
+    assert "not answering" not in problems
 
 
 def test_api_down_is_explained(monkeypatch):
@@ -216,7 +206,8 @@ def test_api_down_is_explained(monkeypatch):
     fill(app, API_KEY, "Big Ben", [as_upload(gallery_photos("taj_mahal")[0])])
     submit(app)
     assert len(app.error) == 1
-    assert "not reachable" in app.error[0].value and url in app.error[0].value
+    assert "The search service is not answering" in app.error[0].value
+    assert url not in app.error[0].value  # the address is for the operator's log
     assert not app.success
 
 

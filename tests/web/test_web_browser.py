@@ -7,19 +7,39 @@ never used). Screenshots land in test-artifacts/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from deploy.browser import ANSWER_TIMEOUT_MS, CHROMIUM, DESKTOP, launch, upload_and_read_verdict
-from tests.support import IN_CI, REPO_ROOT, free_port, landmark_names
-from tests.web.helpers import APP, ARTIFACTS, dev_query
+from client import LandmarksClient
+from deploy.browser import (
+    ANSWER_TIMEOUT_MS,
+    CHROMIUM,
+    DESKTOP,
+    MATCHES_SHOWN,
+    launch,
+    upload_and_read_verdict,
+    upload_photo,
+    wait_for_match_photos,
+    wait_for_verdict,
+)
+from tests.support import IN_CI, REPO_ROOT, dev_protocol, free_port, landmark_names
+from tests.web.helpers import API_KEY, APP, ARTIFACTS, dev_query, refused_distractor
 
 PHONE = {"width": 390, "height": 844}
+# Added through the page by the desktop visit: a photo of no landmark (far past the distractors
+# `refused_distractor` tries), so that the dev queries' answers stay as they were.
+ADDED_NAME, ADDED_ID = "Tab Key Check", "tab_key_check"
+
+
+def added_photo() -> Path:
+    return dev_protocol().distractors[-1]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +53,9 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def web_url(api_server) -> Iterator[str]:
-    """`streamlit run web/app.py` as a real process, talking to the real API."""
+def web_url(write_api) -> Iterator[str]:
+    """`streamlit run web/app.py` as a real process, talking to the real API (the write-enabled
+    one, for the Add landmark visit; the admin tests leave the dev queries' answers alone)."""
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = (ARTIFACTS / "web-streamlit.log").open("w")
@@ -44,7 +65,7 @@ def web_url(api_server) -> Iterator[str]:
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "LANDMARKS_API_URL": api_server.url},
+        env={**os.environ, "LANDMARKS_API_URL": write_api.url},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,33 +98,113 @@ def screenshot_whole_page(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
-@pytest.mark.parametrize(
-    ("viewport", "shot"), [(DESKTOP, "web-search.png"), (PHONE, "web-search-phone.png")], ids=["desktop", "phone"]
-)
-def test_upload_in_a_browser_shows_the_landmark_and_matches(chromium_path, web_url, viewport, shot):
+def check_landmark_page(page, name: str) -> None:
+    """What every viewport must show once the verdict is there: grid, table, map, no overflow."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".st-key-match-grid")).to_contain_text(f"1. {name}")
+    assert not page.locator('[data-testid="stAlertContentError"]').count()
+    # The landmark list (first cell: the answer) and the map have drawn.
+    table = page.get_by_test_id("stDataFrame")
+    expect(table.get_by_test_id("glide-cell-0-0")).to_have_text(name, timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator('[data-testid="stDeckGlJsonChart"] #deckgl-overlay')).to_be_attached()
+    # Nothing may be cut off sideways on a phone.
+    overflow = page.evaluate(
+        "() => document.querySelector('[data-testid=stMain]').scrollWidth"
+        " - document.querySelector('[data-testid=stMain]').clientWidth"
+    )
+    assert overflow <= 1
+
+
+def test_search_refusal_and_add_landmark_in_a_browser(chromium_path, web_url, write_api):
+    """One desktop visit the way a person makes it: a landmark, then a photo of no landmark, then
+    the operator adds a landmark, typing the key and pressing Tab before submitting."""
     from playwright.sync_api import expect, sync_playwright
+
+    path, landmark_id = dev_query()
+    name = landmark_names()[landmark_id]
+    distractor = refused_distractor(write_api.url)  # also warms the API up before the timing
+    with LandmarksClient(write_api.url) as client:
+        known = client.landmark(landmark_id)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.goto(web_url)
+            page.locator('input[type="file"]').wait_for(state="attached")
+            # Measured, not asserted: upload to the verdict on screen, and to every match photo.
+            start = time.monotonic()
+            upload_photo(page, path)
+            verdict = wait_for_verdict(page, name)
+            to_verdict = time.monotonic() - start
+            wait_for_match_photos(page)
+            to_photos = time.monotonic() - start
+            timing = (
+                f"upload to verdict on screen: {to_verdict:.2f} s; "
+                f"to all {MATCHES_SHOWN} match photos decoded: {to_photos:.2f} s\n"
+            )
+            print(timing, end="")
+            (ARTIFACTS / "web-timing.txt").write_text(timing)
+
+            # One number: the confidence as a percent never rounded up to 100%.
+            expect(verdict.get_by_test_id("stProgress")).to_have_text(re.compile(r"^Confidence (over 99|\d{1,2})%$"))
+            # The place line works without map tiles: place, coordinates and a link to a map.
+            coordinates = f"{known.lat:.2f}, {known.lon:.2f}"
+            expect(verdict).to_contain_text(f"{known.place} · {coordinates}")
+            link = verdict.get_by_role("link", name="Open in OpenStreetMap")
+            lat, lon = f"{known.lat:.5f}", f"{known.lon:.5f}"
+            expect(link).to_have_attribute(
+                "href", f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=16/{lat}/{lon}"
+            )
+            check_landmark_page(page, name)
+            screenshot_whole_page(page, ARTIFACTS / "web-search.png")
+
+            # A refusal: no verdict card naming a landmark, no map pin; the photos are not a match.
+            page.set_viewport_size(DESKTOP)
+            upload_photo(page, distractor)
+            expect(page.locator(".st-key-refusal")).to_contain_text("Not a landmark I know.", timeout=ANSWER_TIMEOUT_MS)
+            expect(page.get_by_role("heading", name="Closest gallery photos, not a match")).to_be_visible()
+            expect(page.locator(".st-key-verdict")).to_have_count(0)
+            expect(page.get_by_test_id("stDeckGlJsonChart")).to_have_count(0)
+            expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
+            wait_for_match_photos(page)
+            screenshot_whole_page(page, ARTIFACTS / "web-refusal.png")
+
+            # Add landmark: the key typed, then Tab (focus moves to "Show password"), then submit.
+            page.set_viewport_size(DESKTOP)
+            page.get_by_role("link", name="Add landmark").click()
+            name_field = page.get_by_role("textbox", name="Name")
+            name_field.fill(ADDED_NAME)
+            name_field.press("Tab")
+            upload_photo(page, added_photo())
+            expect(page.get_by_role("button", name=f"Remove {added_photo().name}")).to_be_visible()
+            key = page.get_by_role("textbox", name="API key")
+            key.click()
+            key.press_sequentially(API_KEY)
+            key.press("Tab")
+            page.get_by_role("button", name="Add landmark").click()
+            expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text(
+                f"{ADDED_NAME} ({ADDED_ID}) is now in the gallery: 1 photo added.", timeout=ANSWER_TIMEOUT_MS
+            )
+            assert not page.get_by_test_id("stAlertContentError").count()
+            screenshot_whole_page(page, ARTIFACTS / "web-add-landmark.png")
+        finally:
+            browser.close()
+    with LandmarksClient(write_api.url) as client:
+        assert client.landmark(ADDED_ID).image_count == 1  # the write reached the API with the key
+
+
+def test_upload_on_a_phone_shows_the_landmark_and_matches(chromium_path, web_url):
+    from playwright.sync_api import sync_playwright
 
     path, landmark_id = dev_query()
     name = landmark_names()[landmark_id]
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            page = browser.new_page(viewport=viewport)
+            page = browser.new_page(viewport=PHONE)
             upload_and_read_verdict(page, web_url, path, name)
-            expect(page.locator(".st-key-match-grid")).to_contain_text(f"1. {name}")
-            assert not page.locator('[data-testid="stAlertContentError"]').count()
-
-            # The landmark list (first cell: the best landmark) and the map have drawn.
-            table = page.get_by_test_id("stDataFrame")
-            expect(table.get_by_test_id("glide-cell-0-0")).to_have_text(name, timeout=ANSWER_TIMEOUT_MS)
-            expect(page.locator('[data-testid="stDeckGlJsonChart"] #deckgl-overlay')).to_be_attached()
-
-            # Nothing may be cut off sideways on a phone.
-            overflow = page.evaluate(
-                "() => document.querySelector('[data-testid=stMain]').scrollWidth"
-                " - document.querySelector('[data-testid=stMain]').clientWidth"
-            )
-            assert overflow <= 1
-            screenshot_whole_page(page, ARTIFACTS / shot)
+            check_landmark_page(page, name)
+            screenshot_whole_page(page, ARTIFACTS / "web-search-phone.png")
         finally:
             browser.close()

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.support import landmark_names
-from tests.web.helpers import APP, CAMERA_LANDMARK, closed_port_url, dev_distractor, dev_query
+from tests.web.helpers import APP, CAMERA_LANDMARK, closed_port_url, dev_query, refused_distractor
 
 # The first search makes the API load the model's kernels; later ones take well under a second.
 RUN_TIMEOUT_S = 60
@@ -43,14 +43,17 @@ def test_uploaded_photo_gets_its_landmark_and_matches(monkeypatch, api_server):
 
     assert not app.error
     assert [header.value for header in app.header] == [name]
-    assert any(bar.proto.text.startswith("Confidence") for bar in app.get("progress"))
+    [bar] = app.get("progress")
+    assert re.fullmatch(r"Confidence (over 99|\d{1,2})%", bar.proto.text), bar.proto.text  # never "100%"
     captions = match_captions(app)
     assert len(captions) == DEFAULT_K
-    assert captions[0].startswith(f"1. {name} · ")
+    assert captions[0] == f"1. {name}"  # the photos' similarities stay out of the way
+    # The answer with its confidence; the runner-ups without a number to compare.
     table = app.dataframe[0].value
     assert table["Landmark"].iloc[0] == name
-    assert table["Similarity"].is_monotonic_decreasing
-    assert len(app.get("deck_gl_json_chart")) == 1  # the map of matched landmarks
+    assert table["Confidence"].iloc[0] == bar.proto.text.removeprefix("Confidence ")
+    assert set(table["Confidence"].iloc[1:]) <= {"—"}
+    assert len(app.get("deck_gl_json_chart")) == 1  # the map: the answer and its runner-ups
 
 
 def test_top_k_control_changes_the_number_of_matches(monkeypatch, api_server):
@@ -72,13 +75,15 @@ def test_camera_photo_gets_its_landmark(monkeypatch, api_server):
 
 
 def test_distractor_is_not_a_landmark(monkeypatch, api_server):
-    app = upload(open_app(monkeypatch, api_server.url), dev_distractor())
+    app = upload(open_app(monkeypatch, api_server.url), refused_distractor(api_server.url))
     assert not app.header  # no landmark named as the answer
     assert [warning.value for warning in app.warning] == ["Not a landmark I know."]
     closest = " ".join(markdown.value for markdown in app.markdown)
     assert "closest landmarks" in closest
     assert any(name in closest for name in landmark_names().values())
     assert len(match_captions(app)) == DEFAULT_K
+    assert "Closest gallery photos, not a match" in [subheader.value for subheader in app.subheader]
+    assert not app.get("deck_gl_json_chart") and not app.dataframe  # no pins, no candidate list
 
 
 def test_stopped_api_shows_a_clear_error(monkeypatch):
@@ -86,7 +91,7 @@ def test_stopped_api_shows_a_clear_error(monkeypatch):
     path, _ = dev_query()
     app = upload(open_app(monkeypatch, url), path)
     assert len(app.error) == 1
-    assert "not reachable" in app.error[0].value and url in app.error[0].value
+    assert app.error[0].value == "The search service is not answering; try again in a minute."
     assert not app.image and not app.header
 
 
@@ -115,6 +120,10 @@ def test_gallery_lists_landmarks_with_counts_and_filters(monkeypatch, api_server
     assert sorted(cards) == sorted(names.values())
     assert len(app.image) == len(names)  # one sample photo per landmark
     assert any(caption.value.endswith(" photos") for caption in app.caption)
+    # The model string is for the operator, in a collapsed expander.
+    [operators] = app.expander
+    assert operators.label == "For operators" and not operators.proto.expanded
+    assert operators.caption[0].value.startswith("Model: ")
 
     path, landmark_id = dev_query()
     word = names[landmark_id].split()[0]

@@ -287,9 +287,16 @@ def render(client: LandmarksClient) -> None:
         "Adds a landmark and its photos to the gallery; searches recognise it right away. "
         "Needs the operator's API key."
     )
-    key = api_key_input()
     details = details_form()
-    if st.button("Add landmark", type="primary", key="add-submit", icon=":material/add_location_alt:"):
+    # The key and the button share a form: a form sends what its fields show when it is
+    # submitted. Alone, a password field keeps a typed key only once it commits (Enter, or focus
+    # leaving it), and Tab moves the focus to its own "Show password" button, so the key was lost.
+    with st.form("add-key-form", border=False):
+        key = api_key_input()
+        submitted = st.form_submit_button(
+            "Add landmark", type="primary", key="add-submit", icon=":material/add_location_alt:"
+        )
+    if submitted:
         st.session_state.pop(REPORT, None)
         st.session_state.pop(OFFER, None)
         submit(client, key, details)

@@ -51,9 +51,15 @@ def render(client: LandmarksClient) -> None:
     if health.gallery_size == 0:
         st.info(EMPTY_GALLERY_HELP, icon=":material/photo_library:")
         return
-    st.caption(
-        f"{health.landmark_count} landmarks · {health.gallery_size} photos · model {health.model}"
-    )
+    st.caption(f"{health.landmark_count} landmarks · {health.gallery_size} photos")
+    listing(client, health.landmark_count)
+    # The model string means something to the operator only: kept out of a visitor's way.
+    with st.expander("For operators", icon=":material/engineering:"):
+        st.caption(f"Model: {health.model}")
+
+
+def listing(client: LandmarksClient, landmark_count: int) -> None:
+    """The search box and one page of landmark cards."""
     query = st.text_input(
         "Find a landmark",
         placeholder="Search by name, e.g. taj",
@@ -63,23 +69,23 @@ def render(client: LandmarksClient) -> None:
         label_visibility="collapsed",
     ).strip()
     try:
-        listing = client.landmarks(query)
+        found = client.landmarks(query)
     except ApiError as exc:
         show_api_error(exc, client.base_url)
         return
-    if not listing.landmarks:
+    if not found.landmarks:
         st.info(f"No landmark in the gallery matches “{query}”.", icon=":material/search_off:")
         return
     if query:
-        st.caption(f"{listing.total} of {health.landmark_count} landmarks match “{query}”")
-    pages = math.ceil(len(listing.landmarks) / PAGE_SIZE)
+        st.caption(f"{found.total} of {landmark_count} landmarks match “{query}”")
+    pages = math.ceil(len(found.landmarks) / PAGE_SIZE)
     page = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1)
     start = (page - 1) * PAGE_SIZE
     with st.container(key="landmark-grid"):
         with st.grid(min_column_width=160, gap="small"):
-            for landmark in listing.landmarks[start : start + PAGE_SIZE]:
+            for landmark in found.landmarks[start : start + PAGE_SIZE]:
                 landmark_card(landmark, client)
 
 

@@ -9,9 +9,11 @@ import streamlit as st
 from client import ApiError, LandmarksClient, SearchResult
 from web.components import (
     api_client,
+    confidence_percent,
     landmark_map,
     landmark_table,
     match_grid,
+    place_line,
     show_api_error,
     thumbnail_style,
 )
@@ -69,7 +71,8 @@ def run_search(
 
 
 def verdict(result: SearchResult) -> None:
-    """The answer: the best landmark with its confidence, or 'not a landmark I know'."""
+    """The answer: the best landmark with its confidence and place, or 'not a landmark I know'
+    (a refusal names no landmark as the answer, in a card of its own)."""
     if result.notice:
         st.info(result.notice, icon=":material/info:")
     best = result.landmark
@@ -78,15 +81,16 @@ def verdict(result: SearchResult) -> None:
         with st.container(border=True, key="verdict"):
             st.caption("This looks like")
             st.header(best.name, anchor=False)
-            if info is not None and info.place:
-                st.markdown(f":material/location_on: {info.place}")
-            st.progress(best.confidence, text=f"Confidence {best.confidence:.0%}")
+            line = place_line(info) if info is not None else None
+            if line:
+                st.markdown(line)
+            st.progress(best.confidence, text=f"Confidence {confidence_percent(best.confidence)}")
         return
     if not result.matches:
         # Nothing to compare against (the notice, if any, already said why).
         return
     closest = ", ".join(f"**{lm.name}**" for lm in result.landmarks[:CLOSEST_SHOWN])
-    with st.container(border=True, key="verdict"):
+    with st.container(border=True, key="refusal"):
         st.warning("Not a landmark I know.", icon=":material/help:")
         st.markdown(
             f"The closest landmarks in the gallery are {closest}, but none is a confident match."
@@ -96,12 +100,21 @@ def verdict(result: SearchResult) -> None:
 def results(result: SearchResult, client: LandmarksClient) -> None:
     if not result.matches:
         return
+    best = result.landmark
+    if best is None:
+        # A refusal: the photos are what the gallery holds nearest, not candidates for an answer,
+        # so no table of landmarks and no map pins.
+        st.subheader("Closest gallery photos, not a match", anchor=False)
+        match_grid(result.matches, client)
+        return
     st.subheader("Most similar gallery photos", anchor=False)
     match_grid(result.matches, client)
     st.subheader("Landmarks among the matches", anchor=False)
-    landmark_table(result.landmarks)
-    st.subheader("Where they are", anchor=False)
-    landmark_map(result.landmarks, result.landmark.landmark_id if result.landmark else None)
+    landmark_table(result.landmarks, best)
+    info = result.landmark_info(best.landmark_id)
+    if info is not None and info.has_coordinates:
+        st.subheader("Where it is", anchor=False)
+        landmark_map(info, [lm for lm in result.landmarks if lm.landmark_id != best.landmark_id])
 
 
 def render(client: LandmarksClient) -> None:
