@@ -85,8 +85,7 @@ def admin_error_message(exc: ApiError, api_url: str) -> str:
     if isinstance(exc, ApiClientError):
         prefix = {
             401: "This needs the operator's API key (the server's LANDMARKS_API_KEY).",
-            403: "The server refused the change: the API key is wrong, or gallery changes are "
-            "disabled on the server.",
+            403: "The server refused the change: the API key is wrong, or gallery changes are disabled on the server.",
             404: "That landmark is not in the gallery (any more).",
             413: "The upload is too large for the server.",
             422: "The server did not accept these details.",
@@ -165,8 +164,7 @@ def landmark_table(landmarks: list[Landmark], best: BestGuess) -> None:
         {
             "Landmark": [lm.name for lm in landmarks],
             "Confidence": [
-                confidence_percent(best.confidence) if lm.landmark_id == best.landmark_id else "—"
-                for lm in landmarks
+                confidence_percent(best.confidence) if lm.landmark_id == best.landmark_id else "—" for lm in landmarks
             ],
             "Place": [lm.place or "—" for lm in landmarks],
             "Photos": [lm.image_count for lm in landmarks],
@@ -197,17 +195,35 @@ def landmark_map(best: Landmark, others: list[Landmark]) -> None:
     # the same size at every zoom; each label on a white ground, readable without map tiles.
     layers = []
     for points, radius in ((frame.iloc[1:], 5), (frame.iloc[:1], 8)):
-        layers.append(pdk.Layer(
-            "ScatterplotLayer", points, get_position=position, get_fill_color="color", get_radius=1,
-            radius_min_pixels=radius, stroked=True, get_line_color=[255, 255, 255],
-            line_width_min_pixels=1,
-        ))
-        layers.append(pdk.Layer(
-            "TextLayer", points, get_position=position, get_text="name", get_color="color",
-            get_size="size", get_text_anchor=pdk.types.String("start"),
-            get_alignment_baseline=pdk.types.String("center"), get_pixel_offset=[radius + 5, 0],
-            background=True, get_background_color=[255, 255, 255, 230], background_padding=[4, 2],
-        ))
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                points,
+                get_position=position,
+                get_fill_color="color",
+                get_radius=1,
+                radius_min_pixels=radius,
+                stroked=True,
+                get_line_color=[255, 255, 255],
+                line_width_min_pixels=1,
+            )
+        )
+        layers.append(
+            pdk.Layer(
+                "TextLayer",
+                points,
+                get_position=position,
+                get_text="name",
+                get_color="color",
+                get_size="size",
+                get_text_anchor=pdk.types.String("start"),
+                get_alignment_baseline=pdk.types.String("center"),
+                get_pixel_offset=[radius + 5, 0],
+                background=True,
+                get_background_color=[255, 255, 255, 230],
+                background_padding=[4, 2],
+            )
+        )
     # Centred on the answer, zoomed out just enough for the runner-ups: at zoom z the world is
     # 256 * 2**z pixels wide, and the farthest runner-up should sit inside the map's height.
     farthest = max([abs(lm.lat - best.lat) for lm in placed] + [abs(lm.lon - best.lon) for lm in placed])

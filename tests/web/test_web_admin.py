@@ -15,10 +15,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from client import ApiClientError, LandmarksClient, Photo, photo_batches
-from web.components import admin_error_message
-
 from tests.support import dev_protocol, landmark_names
 from tests.web.helpers import API_KEY, APP, UPLOAD_LIMIT, closed_port_url, dev_query
+from web.components import admin_error_message
 
 WRONG_KEY = "not-the-operators-key"
 # Deleted, then added back through the page with its gallery photos; the held-out query photo the
@@ -101,10 +100,19 @@ def test_added_landmark_is_found_by_search_and_in_the_gallery(monkeypatch, write
         *map(as_upload, photos),
         ("huge.png", noise_png(UPLOAD_LIMIT), "image/png"),
     ]
-    fill(app, API_KEY, name, uploads, **{
-        "Landmark id": READDED, "City": "Delhi", "Country": "India",
-        "Latitude (optional)": 28.5245, "Longitude (optional)": 77.1855,
-    })
+    fill(
+        app,
+        API_KEY,
+        name,
+        uploads,
+        **{
+            "Landmark id": READDED,
+            "City": "Delhi",
+            "Country": "India",
+            "Latitude (optional)": 28.5245,
+            "Longitude (optional)": 77.1855,
+        },
+    )
     submit(app)
 
     assert not app.error
@@ -179,9 +187,7 @@ def test_existing_id_offers_to_add_the_photos_to_it(monkeypatch, write_api):
 
     app.button(key="add-to-existing").click().run()
     assert not app.exception and not app.error
-    assert [s.value for s in app.success] == [
-        f"**{existing.name}** (`taj_mahal`) has new photos: 1 photo added."
-    ]
+    assert [s.value for s in app.success] == [f"**{existing.name}** (`taj_mahal`) has new photos: 1 photo added."]
     now = client.landmark("taj_mahal")
     assert (now.name, now.image_count) == (existing.name, existing.image_count + 1)
     assert not app.warning  # the offer is gone once used
@@ -255,6 +261,9 @@ def test_photo_batches_respect_count_and_size():
     photos = [Photo(f"{n}.jpg", b"x" * size) for n, size in enumerate([5, 5, 5, 20, 1, 1, 1])]
     batches = photo_batches(photos, max_count=3, max_bytes=10)
     assert [[p.filename for p in batch] for batch in batches] == [
-        ["0.jpg", "1.jpg"], ["2.jpg"], ["3.jpg"], ["4.jpg", "5.jpg", "6.jpg"]
+        ["0.jpg", "1.jpg"],
+        ["2.jpg"],
+        ["3.jpg"],
+        ["4.jpg", "5.jpg", "6.jpg"],
     ]
     assert [photo for batch in batches for photo in batch] == photos

@@ -112,11 +112,19 @@ def details_form() -> Details:
     country = country_column.text_input("Country", key=f"add-country-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH)
     lat_column, lon_column = st.columns(2)
     lat = lat_column.number_input(
-        "Latitude (optional)", min_value=-90.0, max_value=90.0, value=None, format="%.5f",
+        "Latitude (optional)",
+        min_value=-90.0,
+        max_value=90.0,
+        value=None,
+        format="%.5f",
         key=f"add-lat-{round_}",
     )
     lon = lon_column.number_input(
-        "Longitude (optional)", min_value=-180.0, max_value=180.0, value=None, format="%.5f",
+        "Longitude (optional)",
+        min_value=-180.0,
+        max_value=180.0,
+        value=None,
+        format="%.5f",
         key=f"add-lon-{round_}",
     )
     uploads = st.file_uploader(
@@ -134,8 +142,7 @@ def details_form() -> Details:
         lat=lat,
         lon=lon,
         photos=[
-            Photo(upload.name, upload.getvalue(), upload.type or "application/octet-stream")
-            for upload in uploads or []
+            Photo(upload.name, upload.getvalue(), upload.type or "application/octet-stream") for upload in uploads or []
         ],
     )
 
@@ -284,8 +291,7 @@ def show_report(report: Report) -> None:
 def render(client: LandmarksClient) -> None:
     st.title("Add a landmark", anchor=False)
     st.caption(
-        "Adds a landmark and its photos to the gallery; searches recognise it right away. "
-        "Needs the operator's API key."
+        "Adds a landmark and its photos to the gallery; searches recognise it right away. Needs the operator's API key."
     )
     details = details_form()
     # The key and the button share a form: a form sends what its fields show when it is

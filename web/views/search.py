@@ -51,9 +51,7 @@ def photo_input() -> tuple[bytes, str, str] | None:
     return photo.getvalue(), photo.name, photo.type or "application/octet-stream"
 
 
-def run_search(
-    client: LandmarksClient, image: bytes, filename: str, mime_type: str, k: int
-) -> SearchResult | None:
+def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult | None:
     """Search once per (photo, k, API): Streamlit reruns the page on every interaction and the
     answer for the same photo does not change. Shows the error and returns None on failure."""
     key = (hashlib.sha256(image).hexdigest(), k, client.base_url)
@@ -92,9 +90,7 @@ def verdict(result: SearchResult) -> None:
     closest = ", ".join(f"**{lm.name}**" for lm in result.landmarks[:CLOSEST_SHOWN])
     with st.container(border=True, key="refusal"):
         st.warning("Not a landmark I know.", icon=":material/help:")
-        st.markdown(
-            f"The closest landmarks in the gallery are {closest}, but none is a confident match."
-        )
+        st.markdown(f"The closest landmarks in the gallery are {closest}, but none is a confident match.")
 
 
 def results(result: SearchResult, client: LandmarksClient) -> None:
@@ -120,10 +116,7 @@ def results(result: SearchResult, client: LandmarksClient) -> None:
 def render(client: LandmarksClient) -> None:
     thumbnail_style()
     st.title("Which landmark is this?", anchor=False)
-    st.caption(
-        "Send a photo of a monument or building: you get its name and the most similar "
-        "gallery photos."
-    )
+    st.caption("Send a photo of a monument or building: you get its name and the most similar gallery photos.")
     photo = photo_input()
     k = st.slider("Matches to show", min_value=1, max_value=24, value=8)
     if photo is None:
