@@ -9,12 +9,12 @@ the OpenAPI schema.
 from __future__ import annotations
 
 import hmac
-import json
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.routing import BaseRoute, Match
 
+from api.asgi import send_error
 from api.settings import Settings
 
 KEY_HEADER = "X-API-Key"
@@ -72,14 +72,10 @@ class KeyGuard:
         if problem is None:
             return await self.app(scope, receive, send)
         status, detail = problem
-        body = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if status == 401:
-            headers.append((b"www-authenticate", b"APIKey"))
+        headers = [(b"www-authenticate", b"APIKey")] if status == 401 else []
         # The body was never read: the connection cannot carry another request after this answer.
         headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, status, detail, headers)
 
     def _guarded(self, scope) -> bool:
         return any(route.matches(scope)[0] == Match.FULL for route in self.guarded)

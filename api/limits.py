@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from api.asgi import send_error
 
 
 class BodyTooLarge(Exception):
@@ -53,16 +53,5 @@ class BodySizeLimit:
 
     async def _refuse(self, send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)
-        body = json.dumps({"detail": f"The upload is larger than the {limit_mb:.0f} MB limit."}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"The upload is larger than the {limit_mb:.0f} MB limit."
+        await send_error(send, 413, detail, [(b"connection", b"close")])

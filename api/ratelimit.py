@@ -10,13 +10,14 @@ as dead because it polls often).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+
+from api.asgi import send_error
 
 _UNITS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
@@ -88,18 +89,5 @@ class RateLimit:
         if wait <= 0:
             return await self.app(scope, receive, send)
         retry_after = max(1, math.ceil(wait))
-        body = json.dumps(
-            {"detail": f"Too many requests (limit {self.rate} per client); retry in {retry_after} s."}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"Too many requests (limit {self.rate} per client); retry in {retry_after} s."
+        await send_error(send, 429, detail, [(b"retry-after", str(retry_after).encode())])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model, open_existing_index
 
 
 def register(commands) -> None:
@@ -72,7 +72,6 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from cli import CommandError
     from landmarks.images import IMAGE_SUFFIXES, ImageError, decode_image
-    from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples
     from landmarks.search import Searcher
 
@@ -99,12 +98,7 @@ def run(args: argparse.Namespace) -> int:
             except (ImageError, OSError) as exc:
                 print(f"  skipped {path}: {exc}")
     extractor = load_model(args, args.index)
-    try:
-        index = GalleryIndex.open(
-            args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
-        )
-    except (FingerprintMismatch, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
+    index = open_existing_index(args.index, extractor)
     try:
         counts = index.store.image_counts()
         if len(counts) < 2 or len(index) < 3:

@@ -99,6 +99,19 @@ def load_model(args, index_dir: Path):
         raise CommandError(f"cannot load model {model}: {exc}") from exc
 
 
+def open_existing_index(index_dir: Path, extractor):
+    """The index at INDEX_DIR, which `extractor` must have built; otherwise a one-line error."""
+    from cli import CommandError
+    from landmarks.index import FingerprintMismatch, GalleryIndex
+
+    try:
+        return GalleryIndex.open(
+            index_dir, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+        )
+    except (FingerprintMismatch, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def run_build(args) -> int:
     from api.uploads import UPLOAD_PREFIX
     from cli import CommandError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.index import add_model_arguments, load_model
+from cli.index import add_model_arguments, load_model, open_existing_index
 
 
 def register(commands) -> None:
@@ -27,17 +27,11 @@ def register(commands) -> None:
 def run(args) -> int:
     from cli import CommandError
     from landmarks.images import ImageError, decode_image
-    from landmarks.index import FingerprintMismatch, GalleryIndex
     from landmarks.search import Searcher
 
     args.index = args.index or args.settings.index_dir
     extractor = load_model(args, args.index)
-    try:
-        index = GalleryIndex.open(
-            args.index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
-        )
-    except (FingerprintMismatch, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
+    index = open_existing_index(args.index, extractor)
     if len(index) == 0:
         raise CommandError(
             f"the index at {args.index} is empty: build it with `landmarks index build GALLERY_DIR --out {args.index}`"
