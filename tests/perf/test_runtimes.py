@@ -58,7 +58,7 @@ def test_onnx_embeds_like_eager_and_ranks_the_same(eager, onnx, photos):
     np.testing.assert_array_equal((got[0] @ got[1].T).argmax(axis=1), (expected[0] @ expected[1].T).argmax(axis=1))
 
 
-def test_the_export_is_cached(onnx):
+def test_the_export_is_cached(onnx, cache):
     started = time.perf_counter()
     again = load_extractor(device="cpu", image_size=SIZE, runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx"
