@@ -16,6 +16,19 @@ from landmarks.evaluation.protocol import materialize_gallery  # noqa: E402
 from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_cache() -> None:
+    """Models loaded in the test process cache their ONNX exports where the CLI and the service do
+    (LANDMARKS_CACHE_DIR, read at the edge by api.settings), so each export is made once a machine,
+    not once in the tests and again in every `landmarks` subprocess."""
+    from api.settings import Settings
+    from landmarks.models import runtime
+
+    cache_dir = Settings.from_env().cache_dir
+    if cache_dir is not None:
+        runtime.DEFAULT_CACHE_DIR = cache_dir
+
+
 @pytest.fixture(scope="session")
 def dev_gallery(tmp_path_factory) -> Path:
     """The protocol's gallery as a folder per landmark (symbolic links to the shared photos)."""
