@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 
 from aiogram import Bot
@@ -84,10 +85,7 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
         return quote(result.notice or t("no_more" if page else "nothing_found", lang))
     if page > 0:
         first = page * page_size + 1
-        counts: dict[str, int] = {}
-        for match in matches:
-            name = result.name_in(match.landmark_id, match.name, lang)
-            counts[name] = counts.get(name, 0) + 1
+        counts = Counter(result.name_in(m.landmark_id, m.name, lang) for m in matches)  # in first-seen order
         shown = ", ".join(quote(name) if n == 1 else f"{quote(name)} ×{n}" for name, n in counts.items())
         return t("page", lang, first=first, last=first + len(matches) - 1, landmarks=shown)
     if result.landmark is None:

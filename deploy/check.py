@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import json
 import os
 import re
@@ -256,6 +257,7 @@ def image_size(image: str) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
+@functools.cache
 def landmark_name(landmark_id: str) -> str:
     with (DEV / "images" / "landmarks.csv").open(newline="") as handle:
         return next(row["name"] for row in csv.DictReader(handle) if row["landmark_id"] == landmark_id)
