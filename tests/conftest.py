@@ -10,10 +10,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from landmarks.evaluation.protocol import materialize_gallery  # noqa: E402
-from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli  # noqa: E402
+from tests.support import (  # noqa: E402
+    LITE_LANDMARKS,
+    LITE_MODEL,
+    LITE_PHOTOS_PER_LANDMARK,
+    ApiServer,
+    dev_protocol,
+    require_dev_data,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +53,54 @@ def dev_index(dev_gallery, tmp_path_factory) -> Path:
     """An index over the protocol's gallery, built with the real CLI and the default model."""
     out = tmp_path_factory.mktemp("dev-index")
     result = run_cli("index", "build", str(dev_gallery), "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr + result.stdout
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_extractor():
+    """The default model, loaded once for every test that embeds in-process."""
+    from landmarks.models import load_extractor
+
+    return load_extractor(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def dev_query_vectors(default_extractor, dev_index) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol's landmark queries and distractors, embedded once by the model that built the
+    dev index (embedding them costs half a minute on two cores)."""
+    from landmarks.images import decode_image
+    from landmarks.index.gallery_index import STORE_FILE
+    from landmarks.index.store import GalleryStore
+
+    store = GalleryStore(dev_index / STORE_FILE)
+    try:
+        assert default_extractor.fingerprint == store.get_meta("fingerprint"), (
+            "the dev index was built by another model"
+        )
+    finally:
+        store.close()
+    protocol = dev_protocol()
+    queries = default_extractor.embed_images([decode_image(path) for path, _ in protocol.queries])
+    distractors = default_extractor.embed_images([decode_image(path) for path in protocol.distractors])
+    return queries, distractors
+
+
+@pytest.fixture(scope="session")
+def lite_index(tmp_path_factory) -> Path:
+    """A small index built by the real CLI with Lite0 (a pristine copy: tests copy it before writing)."""
+    protocol = dev_protocol()
+    chosen = protocol.landmark_ids[:LITE_LANDMARKS]
+    photos = [
+        (path, label)
+        for label in chosen
+        for path, _ in [p for p in protocol.gallery if p[1] == label][:LITE_PHOTOS_PER_LANDMARK]
+    ]
+    gallery = materialize_gallery(
+        photos, tmp_path_factory.mktemp("lite-gallery"), require_dev_data() / "images" / "landmarks.csv"
+    )
+    out = tmp_path_factory.mktemp("lite-index") / "index"
+    result = run_cli("index", "build", str(gallery), "--out", str(out), "--model", LITE_MODEL, "--no-progress")
     assert result.returncode == 0, result.stderr + result.stdout
     return out
 

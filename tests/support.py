@@ -18,6 +18,13 @@ DEV_DATA = (REPO_ROOT.parent / "shared" / "data" / "landmarks-dev").resolve()
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+# Tests of writes, abuse and recorded models restart servers and embed many photos: they run on Lite0, one network
+# (the fastest to load and embed), over a small gallery. What they test does not depend on the model.
+LITE_MODEL = "efficientnet_lite0"
+LITE_LANDMARKS = 6
+LITE_PHOTOS_PER_LANDMARK = 5
+
+
 def require_dev_data() -> Path:
     """The dev photos, or a loud failure in CI (a skipped test there would hide a broken setup)."""
     if not (DEV_DATA / "images").is_dir():

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landmarks.images import decode_image
 from landmarks.index import GalleryIndex, MilvusVectorIndex, Neighbour
 from landmarks.index.gallery_index import MILVUS_FILE, STORE_FILE
 from landmarks.index.store import GalleryStore
-from landmarks.models import load_extractor
-from tests.support import dev_protocol, run_cli
+from tests.support import run_cli
 
 TOP_K = 10
 # FAISS and Milvus Lite sum the same products in different orders: scores agree to ~1e-6.
@@ -60,18 +58,10 @@ def gallery(dev_index) -> dict[int, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def queries(dev_index, gallery) -> np.ndarray:
+def queries(dev_query_vectors, gallery) -> np.ndarray:
     """Every protocol query and distractor, embedded by the model that built the index, then every
     gallery vector (each one's own photo is its nearest neighbour)."""
-    protocol = dev_protocol()
-    extractor = load_extractor()
-    store = GalleryStore(dev_index / STORE_FILE)
-    assert extractor.fingerprint == store.get_meta("fingerprint"), "the dev index was built by another model"
-    store.close()
-    photos = [decode_image(path) for path, _ in protocol.queries] + [
-        decode_image(path) for path in protocol.distractors
-    ]
-    return np.concatenate([extractor.embed_images(photos), np.stack(list(gallery.values()))])
+    return np.concatenate([*dev_query_vectors, np.stack(list(gallery.values()))])
 
 
 def assert_same_neighbours(

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from landmarks.evaluation import metrics
-from landmarks.images import decode_image
 from landmarks.index import GalleryIndex
-from landmarks.models import load_extractor
 from landmarks.quality.expansion import alpha_query_expansion, database_augment
 from landmarks.search import Query, SearchConfig, Searcher
 from tests.support import dev_protocol
@@ -26,11 +24,10 @@ def test_dba_keeps_unit_vectors_and_k1_is_identity():
 
 
 @pytest.fixture(scope="module")
-def embedded_queries(dev_index):
+def embedded_queries(dev_index, default_extractor, dev_query_vectors):
     """The protocol's landmark queries, embedded once, and the dev index opened."""
-    extractor = load_extractor(device="cpu")
+    extractor, (vectors, _) = default_extractor, dev_query_vectors
     protocol = dev_protocol()
-    vectors = extractor.embed_images([decode_image(path) for path, _ in protocol.queries])
     index = GalleryIndex.open(
         dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
     )

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from landmarks.images import decode_image
-from landmarks.models import load_extractor
 from landmarks.quality.multiscale import MultiScaleEmbedder, scale_sizes
 from tests.support import dev_protocol
 
 
 @pytest.fixture(scope="module")
-def extractor():
-    return load_extractor(device="cpu")
+def extractor(default_extractor):
+    return default_extractor
 
 
 def test_scale_one_is_the_plain_embedding_and_more_scales_differ(extractor):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from landmarks.images import decode_image
-from landmarks.models import load_extractor
 from landmarks.quality.local_features import LOCAL_FEATURES_FILE, LocalFeatureParams, LocalFeatureStore, extract
 from landmarks.quality.spatial import count_inliers
 from landmarks.search import SearchConfig
@@ -28,8 +27,8 @@ def photo(relative: str):
 
 
 @pytest.fixture(scope="module")
-def extractor():
-    return load_extractor(device="cpu")
+def extractor(default_extractor):
+    return default_extractor
 
 
 def test_inliers_separate_the_true_landmark_from_a_lookalike(extractor):

@@ -53,35 +53,6 @@ def reliable_server(throwaway_index, secrets_in_env):
         server.stop()
 
 
-# The write and abuse tests restart servers and embed many photos: they run on Lite0, one network
-# (the fastest to load and embed), over a small gallery. What they test does not depend on the model.
-LITE_MODEL = "efficientnet_lite0"
-LITE_LANDMARKS = 6
-LITE_PHOTOS_PER_LANDMARK = 5
-
-
-@pytest.fixture(scope="session")
-def lite_index(tmp_path_factory) -> Path:
-    """A small index built by the real CLI with Lite0 (a pristine copy: tests copy it before writing)."""
-    from landmarks.evaluation.protocol import materialize_gallery
-    from tests.support import dev_protocol, require_dev_data, run_cli
-
-    protocol = dev_protocol()
-    chosen = protocol.landmark_ids[:LITE_LANDMARKS]
-    photos = [
-        (path, label)
-        for label in chosen
-        for path, _ in [p for p in protocol.gallery if p[1] == label][:LITE_PHOTOS_PER_LANDMARK]
-    ]
-    gallery = materialize_gallery(
-        photos, tmp_path_factory.mktemp("lite-gallery"), require_dev_data() / "images" / "landmarks.csv"
-    )
-    out = tmp_path_factory.mktemp("lite-index") / "index"
-    result = run_cli("index", "build", str(gallery), "--out", str(out), "--model", LITE_MODEL, "--no-progress")
-    assert result.returncode == 0, result.stderr + result.stdout
-    return out
-
-
 def copy_index(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
