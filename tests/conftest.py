@@ -59,10 +59,11 @@ def dev_index(dev_gallery, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def default_extractor():
-    """The default model, loaded once for every test that embeds in-process."""
+    """The default model as the CLI and the service run it (ONNX Runtime, the export cached), loaded
+    once for every test that embeds in-process: three times faster than eager PyTorch on two cores."""
     from landmarks.models import load_extractor
 
-    return load_extractor(device="cpu")
+    return load_extractor(device="cpu", runtime="auto")
 
 
 @pytest.fixture(scope="session")

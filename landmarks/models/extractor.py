@@ -101,10 +101,13 @@ class Extractor:
     @torch.inference_mode()
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocessed CHW arrays → (N, D) float32 unit vectors."""
-        if self._onnx is not None:
-            vectors = torch.from_numpy(self._onnx(np.stack(arrays)))
+        stacked = np.stack(arrays)
+        # The ONNX graph is exported at the model's own input size; other sizes (multi-scale search)
+        # run through the eager module, which gives the same vectors (tests/perf/test_runtimes.py).
+        if self._onnx is not None and stacked.shape[-1] == stacked.shape[-2] == self.config.image_size:
+            vectors = torch.from_numpy(self._onnx(stacked))
         else:
-            batch = torch.from_numpy(np.stack(arrays)).to(self.device)
+            batch = torch.from_numpy(stacked).to(self.device)
             if self.half:
                 batch = batch.half()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.runtime == "bf16"):
