@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 
 import httpx
@@ -77,7 +78,9 @@ async def test_a_failing_batch_fails_its_callers_and_the_worker_lives_on():
         await batcher.stop()
 
 
-def test_service_answers_a_burst_with_and_without_batching(dev_index):
+def test_service_answers_a_burst_with_and_without_batching(lite_index, tmp_path):
+    # Lite0 over a small gallery: batching is the service's, whatever the model (and it loads fast).
+    index = shutil.copytree(lite_index, tmp_path / "index")
     protocol = dev_protocol()
     queries = protocol.queries[:16]
 
@@ -91,9 +94,9 @@ def test_service_answers_a_burst_with_and_without_batching(dev_index):
             )
         return [r.json()["matches"][0]["image_id"] for r in responses if r.status_code == 200]
 
-    with ApiServer(dev_index, env={"LANDMARKS_BATCHING": "0"}) as unbatched:
+    with ApiServer(index, env={"LANDMARKS_BATCHING": "0"}) as unbatched:
         plain = asyncio.run(burst(unbatched.url))
-    with ApiServer(dev_index, env={"LANDMARKS_BATCH_MAX_WAIT_MS": "20"}) as batched:
+    with ApiServer(index, env={"LANDMARKS_BATCH_MAX_WAIT_MS": "20"}) as batched:
         grouped = asyncio.run(burst(batched.url))
     assert len(plain) == len(grouped) == len(queries)
     assert grouped == plain  # batching changes speed, never answers
