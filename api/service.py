@@ -35,6 +35,7 @@ from landmarks.gallery import Landmark
 from landmarks.images import decode_image, decoded_size_estimate, thumbnail_jpeg
 from landmarks.index import GalleryIndex, recorded_model
 from landmarks.models import Extractor, load_extractor, resolve_model
+from landmarks.quality.prior import LandmarkPrior
 from landmarks.search import Query, Searcher, SearchResult
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class PreparedPhoto:
     filename: str
     data: bytes
     vector: np.ndarray
+    prior: float | None = None  # its landmark prior, when the service has the prior model
 
 
 @dataclass
@@ -104,9 +106,12 @@ class _Generation:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, extractor: Extractor, index: GalleryIndex) -> None:
+    def __init__(
+        self, settings: Settings, extractor: Extractor, index: GalleryIndex, prior: LandmarkPrior | None = None
+    ) -> None:
         self.settings = settings
         self.extractor = extractor
+        self.prior = prior
         self.decode_budget = DecodeBudget(settings.decode_memory_mb * 2**20, settings.max_decodes)
         self._generation_lock = threading.Lock()  # guards the swap and the users counts
         self._write_lock = threading.Lock()  # one gallery change (or reload) at a time
@@ -125,7 +130,8 @@ class SearchService:
             weights_file=settings.weights_file,
             **settings.model_files(),
         )
-        service = cls(settings, extractor, cls._open_index(settings, extractor))
+        prior = settings.landmark_prior() if settings.search_config().prior_keep > 0 else None
+        service = cls(settings, extractor, cls._open_index(settings, extractor), prior)
         log.info("service loaded", extra={"model": extractor.describe(), "gallery_size": service.gallery_size})
         return service
 
@@ -141,7 +147,7 @@ class SearchService:
         )
 
     def _generation(self, index: GalleryIndex) -> _Generation:
-        return _Generation(index, Searcher(self.extractor, index, self.settings.search_config()))
+        return _Generation(index, Searcher(self.extractor, index, self.settings.search_config(), prior=self.prior))
 
     def close(self) -> None:
         with self._write_lock:
@@ -286,7 +292,7 @@ class SearchService:
                     path = folder / f"{source.rsplit('/', 1)[-1]}.img"
                     _write_durably(path, photo.data)
                     written.append(path)
-                    rows.append((landmark_id, source, str(path), len(photo.data), 0.0, photo.vector))
+                    rows.append((landmark_id, source, str(path), len(photo.data), 0.0, photo.vector, photo.prior))
                 ids = self._index.add([], rows) if rows else []  # committed to SQLite before this returns
             except BaseException:
                 for path in written:  # nothing was acknowledged: leave no file behind

@@ -7,6 +7,7 @@ nothing heavy: `landmarks up` reads it in installs without the engine.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -198,6 +199,17 @@ class Settings:
     def model_files(self) -> dict[str, object]:
         """The folders and threads `landmarks.models.load_extractor` takes from the environment."""
         return {"cache_dir": self.cache_dir, "threads": self.onnx_threads, "exported_dir": self.exported_dir}
+
+    def landmark_prior(self):
+        """The landmark prior (landmarks.quality.prior) from the exported models or the ONNX cache, or None
+        with a warning where it cannot be had (a slim image exported without it): no landmark gate then."""
+        from landmarks.quality.prior import load_prior
+
+        try:
+            return load_prior(**self.model_files())
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            logging.getLogger(__name__).warning("no landmark prior (%s): non-landmark photos are not gated", exc)
+            return None
 
     def local_feature_params(self):
         """What the index build extracts for spatial verification: the search's local features, or None."""

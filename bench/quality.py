@@ -41,7 +41,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
 MAP_K = 100
 
 # name -> (description, config). "default" is SearchConfig() itself: what the service runs.
-BASELINE = SearchConfig(spatial=False, aggregate_top=1, group_matches=False)
+BASELINE = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, prior_keep=0.0)
 STAGES: dict[str, tuple[str, SearchConfig]] = {
     "baseline": (
         "embedding only (the first service: best photo, cosine threshold)",
@@ -53,7 +53,8 @@ STAGES: dict[str, tuple[str, SearchConfig]] = {
     "qe_dba": ("+ alpha-QE (k=2) and DBA (k=3)", replace(BASELINE, qe_k=2, dba_k=3)),
     "aggregation": ("+ landmark aggregation (mean of best 2 photos)", replace(BASELINE, aggregate_top=2)),
     "grouping": ("+ matches grouped by landmark (discriminative re-ranking)", replace(BASELINE, group_matches=True)),
-    "default": ("default: aggregation + grouping + calibration", SearchConfig()),
+    "prior": ("+ landmark prior gate (ImageNet head, 98% of the gallery)", replace(BASELINE, prior_keep=0.98)),
+    "default": ("default: aggregation + grouping + calibration + prior gate", SearchConfig()),
     "default_spatial": ("default + spatial verification", replace(SearchConfig(), spatial=True)),
     "all": (
         "all stages: default + spatial + multi-scale + QE/DBA",
@@ -132,13 +133,13 @@ def score(
     )
 
 
-def build(protocol: Protocol, workdir: Path, extractor, model: str) -> Path:
+def build(protocol: Protocol, workdir: Path, extractor, model: str, prior) -> Path:
     from landmarks.gallery import scan_gallery
     from landmarks.index import build_index
 
     gallery_dir = materialize_gallery(protocol.gallery, workdir / "gallery", protocol.root / "images" / "landmarks.csv")
     index_dir = workdir / f"index-{Path(model).stem}"
-    report = build_index(scan_gallery(gallery_dir), extractor, index_dir, progress=False)
+    report = build_index(scan_gallery(gallery_dir), extractor, index_dir, progress=False, prior=prior)
     print(f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks", file=sys.stderr)
     return index_dir
 
@@ -152,7 +153,7 @@ class Prepared:
     local_seconds: float  # local feature extraction
 
 
-def prepare(protocol: Protocol, extractor, config: SearchConfig, spatial: bool) -> list[Prepared]:
+def prepare(protocol: Protocol, extractor, prior, config: SearchConfig, spatial: bool) -> list[Prepared]:
     from landmarks.images import decode_image
     from landmarks.quality.local_features import extract
     from landmarks.quality.multiscale import MultiScaleEmbedder
@@ -165,10 +166,11 @@ def prepare(protocol: Protocol, extractor, config: SearchConfig, spatial: bool) 
         t0 = time.perf_counter()
         image = decode_image(data)
         vector = embedder.embed_images([image])
+        photo_prior = float(prior.of_images([image])[0]) if prior is not None else None
         t1 = time.perf_counter()
         local = extract(image, config.local_params) if spatial else None
         t2 = time.perf_counter()
-        out.append(Prepared(Query(vector[0], local), t1 - t0, t2 - t1))
+        out.append(Prepared(Query(vector[0], local, photo_prior), t1 - t0, t2 - t1))
     return out
 
 
@@ -178,6 +180,7 @@ def run_in_process(
     config: SearchConfig,
     protocol: Protocol,
     extractor,
+    prior,
     index_dir: Path,
     threshold: float | None,
     prepared_cache: dict,
@@ -206,10 +209,11 @@ def run_in_process(
         index,
         replace(config, threshold=threshold) if threshold is not None else config,
         calibration=calibration,
+        prior=prior,
     )
     key = (tuple(config.scales), config.local_params.key if searcher.spatial_active else None)
     if key not in prepared_cache:
-        prepared_cache[key] = prepare(protocol, extractor, config, searcher.spatial_active)
+        prepared_cache[key] = prepare(protocol, extractor, prior, config, searcher.spatial_active)
     prepared = prepared_cache[key]
     searcher.search([prepared[0].query], MAP_K)  # warm-up: lazy state
     answers, latencies = [], []
@@ -302,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from api.settings import Settings
     from landmarks.logs import setup_logging
     from landmarks.models import DEFAULT_MODEL, load_extractor
 
@@ -310,15 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     protocol = dev_protocol(args.data)
     model = args.model or DEFAULT_MODEL
     extractor = load_extractor(model, device="cpu", runtime=args.runtime)
+    prior = Settings.from_env().landmark_prior()  # as the service and `index build` load it
     args.workdir.mkdir(parents=True, exist_ok=True)
-    index_dir = build(protocol, args.workdir, extractor, model)
+    index_dir = build(protocol, args.workdir, extractor, model, prior)
     rows: list[Row] = []
     prepared_cache: dict = {}
     for name in [s.strip() for s in args.stages.split(",") if s.strip()]:
         if name not in STAGES:
             parser.error(f"unknown stage {name!r}; choose among {', '.join(STAGES)}")
         description, config = STAGES[name]
-        row = run_in_process(name, description, config, protocol, extractor, index_dir, args.threshold, prepared_cache)
+        row = run_in_process(
+            name, description, config, protocol, extractor, prior, index_dir, args.threshold, prepared_cache
+        )
         rows.append(row)
         print(
             f"{name}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)),

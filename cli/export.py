@@ -24,7 +24,8 @@ def register(commands) -> None:
 
     onnx = commands.add_parser(
         "export-onnx",
-        help="export a registered model to ONNX for the slim API image (OUT_DIR/MODEL/model.onnx + model.json)",
+        help="export a registered model to ONNX for the slim API image (OUT_DIR/MODEL/model.onnx + model.json), "
+        "with the landmark prior beside it (OUT_DIR/landmark_prior)",
     )
     onnx.add_argument("model", metavar="MODEL")
     onnx.add_argument("out", type=Path, metavar="OUT_DIR")
@@ -33,8 +34,10 @@ def register(commands) -> None:
 
 def run_onnx(args) -> int:
     from landmarks.models.exported import export
+    from landmarks.models.imagenet_head import export_prior
 
     export(args.model, args.out, cache_dir=args.settings.cache_dir)
+    export_prior(args.out)  # the slim image has no torch to export it at run time
     return 0
 
 

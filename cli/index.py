@@ -141,6 +141,7 @@ def run_build(args) -> int:
             progress=not args.no_progress,
             local_features=args.settings.local_feature_params(),
             keep_prefixes=(UPLOAD_PREFIX,),  # photos added through the API are not the folder's: they stay
+            prior=args.settings.landmark_prior(),
         )
     except FingerprintMismatch as exc:
         raise CommandError(str(exc)) from exc

@@ -40,6 +40,7 @@ def run(args) -> int:
         extractor,
         index,
         args.settings.search_config(**({"threshold": args.threshold} if args.threshold is not None else {})),
+        prior=args.settings.landmark_prior(),
     )
     names = {lid: lm.name for lid, lm in index.landmarks().items()}
     failures = 0

@@ -61,7 +61,8 @@ async def add_photos(
         filename = upload.filename or f"photo-{number}"
         data = await upload.read()
         try:
-            prepared.append(PreparedPhoto(filename, data, (await embed_upload(service, data)).vector))
+            query = await embed_upload(service, data)
+            prepared.append(PreparedPhoto(filename, data, query.vector, query.prior))
         except ImageError as exc:
             rejected.append(RejectedPhoto(filename=filename, detail=str(exc)))
     if not prepared:

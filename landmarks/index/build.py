@@ -13,8 +13,10 @@ from tqdm import tqdm
 from landmarks.gallery import Gallery, GalleryImage
 from landmarks.images import ImageError, decode_image, loaded_ahead
 from landmarks.index.gallery_index import GalleryIndex
+from landmarks.index.store import ImageRecord
 from landmarks.models import Extractor
 from landmarks.quality.local_features import LocalFeatureParams
+from landmarks.quality.prior import LandmarkPrior
 
 log = logging.getLogger(__name__)
 # The local features every new index gets (pass None to build_index to skip them).
@@ -47,8 +49,12 @@ def build_index(
     progress: bool = True,
     local_features: LocalFeatureParams | None = DEFAULT_LOCAL_FEATURES,
     keep_prefixes: tuple[str, ...] = (),
+    prior: LandmarkPrior | None = None,
 ) -> BuildReport:
     """Create or update OUT_DIR so it holds exactly the gallery's readable photos.
+
+    prior: the landmark prior (landmarks.quality.prior) to store for each photo, the search's
+    landmark gate and the cleaning's evidence; photos already indexed without one get theirs too.
 
     local_features: the parameters of the photos' local features, for spatial verification at search
     time (the search configuration's `local_params`); None: none (the search then runs without
@@ -60,8 +66,17 @@ def build_index(
     )
     try:
         report = _sync(
-            index, gallery, extractor, kind=kind, batch_size=batch_size, progress=progress, keep_prefixes=keep_prefixes
+            index,
+            gallery,
+            extractor,
+            kind=kind,
+            batch_size=batch_size,
+            progress=progress,
+            keep_prefixes=keep_prefixes,
+            prior=prior,
         )
+        if prior is not None:
+            _fill_priors(index, prior, batch_size, progress)
         if local_features is not None:
             from landmarks.quality.local_features import sync_for_index
 
@@ -80,6 +95,7 @@ def _sync(
     batch_size: int,
     progress: bool,
     keep_prefixes: tuple[str, ...],
+    prior: LandmarkPrior | None,
 ) -> BuildReport:
     report = BuildReport()
     known = index.store.images()
@@ -102,11 +118,12 @@ def _sync(
     index.store.upsert_landmarks(gallery.landmarks.values())
 
     bar = tqdm(total=len(todo), desc="indexing", unit="img", disable=not progress or not todo, dynamic_ncols=True)
-    for batch in _decoded_batches(todo, extractor, batch_size, report):
-        vectors = extractor.embed_arrays([array for _, array in batch])
+    for batch in _decoded_batches(todo, extractor, prior, batch_size, report):
+        vectors = extractor.embed_arrays([arrays[0] for _, arrays in batch])
+        priors = prior.of_arrays([arrays[1] for _, arrays in batch]) if prior is not None else [None] * len(batch)
         rows = [
-            (image.landmark_id, image.key, str(image.path), *_stat(image.path), vector)
-            for (image, _), vector in zip(batch, vectors, strict=True)
+            (image.landmark_id, image.key, str(image.path), *_stat(image.path), vector, photo_prior)
+            for (image, _), vector, photo_prior in zip(batch, vectors, priors, strict=True)
         ]
         index.store.add_images(rows)  # committed per batch: a killed build keeps its progress
         bar.update(len(batch))
@@ -123,23 +140,48 @@ def _sync(
     return report
 
 
-def _decoded_batches(
-    images: list[GalleryImage], extractor: Extractor, batch_size: int, report: BuildReport
-) -> Iterator[list[tuple[GalleryImage, np.ndarray]]]:
-    """Decode and preprocess on worker threads while the model embeds the previous batch."""
+def _fill_priors(index: GalleryIndex, prior: LandmarkPrior, batch_size: int, progress: bool) -> None:
+    """The landmark prior of photos indexed without one (an index made before the prior, or uploads)."""
+    missing = index.store.without_prior()
+    if not missing:
+        return
+    bar = tqdm(total=len(missing), desc="landmark prior", unit="img", disable=not progress, dynamic_ncols=True)
 
-    def load(image: GalleryImage) -> tuple[GalleryImage, np.ndarray | None, str | None]:
+    def load(record: ImageRecord) -> tuple[int, np.ndarray | None]:
         try:
-            return image, extractor.preprocess(decode_image(image.path)), None
+            return record.image_id, prior.preprocess(decode_image(Path(record.path)))
+        except (ImageError, OSError) as exc:
+            log.warning("no landmark prior for photo %s (%s): %s", record.image_id, record.path, exc)
+            return record.image_id, None
+
+    for loaded in loaded_ahead(load, missing, batch_size):
+        good = [(image_id, array) for image_id, array in loaded if array is not None]
+        if good:
+            values = prior.of_arrays([array for _, array in good])
+            index.store.set_priors(zip((image_id for image_id, _ in good), values.tolist(), strict=True))
+        bar.update(len(loaded))
+    bar.close()
+
+
+def _decoded_batches(
+    images: list[GalleryImage], extractor: Extractor, prior: LandmarkPrior | None, batch_size: int, report: BuildReport
+) -> Iterator[list[tuple[GalleryImage, tuple[np.ndarray, np.ndarray | None]]]]:
+    """Decode and preprocess (for the model, and for the prior when given) on worker threads while the
+    model embeds the previous batch."""
+
+    def load(image: GalleryImage) -> tuple[GalleryImage, tuple[np.ndarray, np.ndarray | None] | None, str | None]:
+        try:
+            photo = decode_image(image.path)
+            return image, (extractor.preprocess(photo), prior.preprocess(photo) if prior else None), None
         except (ImageError, OSError) as exc:
             return image, None, str(exc)
 
     for loaded in loaded_ahead(load, images, batch_size):  # one batch decoded ahead of the model at most
         batch = []
-        for image, array, error in loaded:
-            if array is None:
+        for image, arrays, error in loaded:
+            if arrays is None:
                 report.skipped.append((image.key, error or "unreadable"))
             else:
-                batch.append((image, array))
+                batch.append((image, arrays))
         if batch:
             yield batch

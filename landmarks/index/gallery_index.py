@@ -251,8 +251,8 @@ class GalleryIndex:
         return self.store.image(image_id)
 
     # --- writing ----------------------------------------------------------------------------------
-    def add(self, landmarks: Iterable[Landmark], rows: list[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
-        """Add (landmark_id, source, path, size, mtime, vector) rows; durable once this returns."""
+    def add(self, landmarks: Iterable[Landmark], rows: list[tuple]) -> list[int]:
+        """Add (landmark_id, source, path, size, mtime, vector[, prior]) rows; durable once this returns."""
         # One row per source key: the store keeps the last of several, so the index must too (two
         # vectors for one row would leave a ghost that search returns and the store does not know).
         rows = list({row[1]: row for row in rows}.values())

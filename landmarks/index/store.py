@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS images (
     path TEXT NOT NULL,
     size INTEGER NOT NULL DEFAULT 0,
     mtime REAL NOT NULL DEFAULT 0,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    prior REAL  -- the landmark prior of the photo (landmarks.quality.prior); NULL: not computed yet
 );
 CREATE INDEX IF NOT EXISTS images_by_landmark ON images(landmark_id);
 """
@@ -58,6 +59,9 @@ class GalleryStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(images)")}
+            if "prior" not in columns:  # an index made before the landmark prior
+                self._db.execute("ALTER TABLE images ADD COLUMN prior REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -149,15 +153,17 @@ class GalleryStore:
             rows = self._db.execute("SELECT landmark_id, MIN(image_id) FROM images GROUP BY landmark_id").fetchall()
         return dict(rows)
 
-    def add_images(self, rows: Iterable[tuple[str, str, str, int, float, np.ndarray]]) -> list[int]:
-        """Insert or replace (landmark_id, source, path, size, mtime, vector) rows; returns their ids."""
+    def add_images(self, rows: Iterable[tuple]) -> list[int]:
+        """Insert or replace (landmark_id, source, path, size, mtime, vector[, prior]) rows; returns their ids.
+        prior: the photo's landmark prior, or None (not computed)."""
         ids = []
         with self._lock, self._transaction():
-            for landmark_id, source, path, size, mtime, vector in rows:
+            for landmark_id, source, path, size, mtime, vector, *rest in rows:
+                prior = float(rest[0]) if rest and rest[0] is not None else None
                 self._db.execute("DELETE FROM images WHERE source = ?", (source,))
                 cursor = self._db.execute(
-                    "INSERT INTO images(landmark_id, source, path, size, mtime, vector) VALUES (?,?,?,?,?,?)",
-                    (landmark_id, source, path, size, mtime, np.asarray(vector, np.float32).tobytes()),
+                    "INSERT INTO images(landmark_id, source, path, size, mtime, vector, prior) VALUES (?,?,?,?,?,?,?)",
+                    (landmark_id, source, path, size, mtime, np.asarray(vector, np.float32).tobytes(), prior),
                 )
                 ids.append(int(cursor.lastrowid))
             self._bump_generation()
@@ -176,6 +182,26 @@ class GalleryStore:
             self._db.execute("DELETE FROM landmarks WHERE landmark_id = ?", (landmark_id,))
             self._bump_generation()
         return removed
+
+    def set_priors(self, priors: Iterable[tuple[int, float]]) -> None:
+        """Store (image_id, landmark prior) pairs; ids no longer in the gallery are ignored."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "UPDATE images SET prior = ? WHERE image_id = ?", [(float(p), int(i)) for i, p in priors]
+            )
+
+    def priors(self) -> dict[int, float]:
+        """The landmark prior of every photo that has one."""
+        with self._lock:
+            rows = self._db.execute("SELECT image_id, prior FROM images WHERE prior IS NOT NULL").fetchall()
+        return {int(image_id): float(prior) for image_id, prior in rows}
+
+    def without_prior(self) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_id, landmark_id, source, path, size, mtime FROM images WHERE prior IS NULL ORDER BY image_id"
+            ).fetchall()
+        return [ImageRecord(*row) for row in rows]
 
     @property
     def generation(self) -> int:

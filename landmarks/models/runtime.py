@@ -87,7 +87,7 @@ def export_onnx(module: nn.Module, image_size: int, path: Path) -> Path:
             None,
             input_names=["images"],
             output_names=["embeddings"],
-            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),  # by position: any forward arg name
             dynamo=True,
             verbose=False,
         )

@@ -42,6 +42,10 @@ class SearchConfig:
         DEFAULT_AGGREGATE_TOP  # a landmark's score: the mean of its best this-many photo scores (1: max)
     )
     group_matches: bool = True  # matches: best landmark's photos first
+    # The landmark prior's gate (landmarks.quality.prior): a query less landmark-like than all but this
+    # share of the gallery's own photos is refused. The share is the calibration's DEFAULT_KEEP_RIGHT
+    # (answer 98% of what the gallery shows). 0: no gate.
+    prior_keep: float = 0.98
     calibrated: bool = True  # use INDEX_DIR/calibration.json when it has a model for this config
     threshold: float | None = DEFAULT_THRESHOLD  # operating threshold on confidence
 
@@ -57,7 +61,9 @@ class SearchConfig:
 
     def signature(self) -> str:
         """The stages and parameters that shape the calibration's features (threshold aside)."""
-        keep = {k: v for k, v in asdict(self).items() if k not in {"threshold", "group_matches", "calibrated"}}
+        keep = {
+            k: v for k, v in asdict(self).items() if k not in {"threshold", "group_matches", "calibrated", "prior_keep"}
+        }
         if not self.spatial:
             keep = {k: v for k, v in keep.items() if not k.startswith("spatial_")}
         elif self.spatial_kind != "delf":
@@ -74,6 +80,8 @@ class SearchConfig:
         if self.spatial:
             kind = f"delf ({self.spatial_model})" if self.spatial_kind == "delf" else self.spatial_kind
             parts.append(f"spatial {kind} top {self.spatial_top}")
+        if self.prior_keep:
+            parts.append(f"landmark prior gate at {self.prior_keep:g} of the gallery")
         parts.append(
             f"landmark = mean of top {self.aggregate_top}" if self.aggregate_top > 1 else "landmark = best photo"
         )

@@ -19,12 +19,16 @@ from landmarks.quality.calibration import DEFAULT_OPERATING_THRESHOLD, Calibrati
 from landmarks.quality.expansion import alpha_query_expansion
 from landmarks.quality.local_features import LocalFeatures, LocalFeatureStore, extract
 from landmarks.quality.multiscale import MultiScaleEmbedder
+from landmarks.quality.prior import LandmarkPrior
 from landmarks.quality.spatial import count_inliers
 from landmarks.search.config import SearchConfig
 from landmarks.search.gallery_cache import GalleryCache
 from landmarks.search.ranking import LandmarkScore, confidence_from_score, rank_landmarks
 
 log = logging.getLogger(__name__)
+
+# Fewer gallery priors than this say too little about what the gallery shows to set a gate on.
+MIN_PRIORS_FOR_GATE = 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +38,7 @@ class Query:
 
     vector: np.ndarray
     local: LocalFeatures | None = None
+    prior: float | None = None  # how landmark-like the photo is (landmarks.quality.prior), when known
 
     def __post_init__(self) -> None:
         vector = np.ascontiguousarray(self.vector, dtype=np.float32)
@@ -50,6 +55,8 @@ class SearchResult:
     confidence: float
     features: np.ndarray | None = None  # the calibration's inputs (score, margin, inliers)
     inliers: dict[int, int] = field(default_factory=dict)  # image_id -> verified inliers
+    prior: float | None = None  # the query's landmark prior, when known
+    prior_floor: float | None = None  # the gate it was held to (None: no gate)
 
 
 class Searcher:
@@ -64,6 +71,7 @@ class Searcher:
         threshold: float | None = None,
         candidates: int | None = None,
         calibration: Calibration | None = None,
+        prior: LandmarkPrior | None = None,
     ) -> None:
         config = config if config is not None else SearchConfig()
         if threshold is not None:
@@ -74,6 +82,8 @@ class Searcher:
         self.index = index
         self.config = config
         self._warned: set[str] = set()
+        self.prior = prior if config.prior_keep > 0 else None
+        self._floor: tuple[int, float | None] | None = None  # (gallery size, floor) of the last computation
         self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
         self.gallery = GalleryCache(extractor, index, config, self.multiscale)
         directory = getattr(index, "directory", None)
@@ -126,20 +136,44 @@ class Searcher:
         return self.local_store is not None
 
     def embed(self, images: Sequence[Image.Image]) -> list[Query]:
-        """One `Query` per photo: its unit vector (multi-scale when configured) and, with spatial
-        verification on, its local features."""
+        """One `Query` per photo: its unit vector (multi-scale when configured), its landmark prior when
+        the gate is on, and, with spatial verification on, its local features."""
         images = list(images)
         vectors = self.multiscale.embed_images(images) if self.multiscale else self.extractor.embed_images(images)
-        if not self.spatial_active:
-            return [Query(vector) for vector in vectors]
+        priors = self.prior.of_images(images).tolist() if self.prior is not None else [None] * len(images)
         return [
-            Query(vector, extract(image, self.config.local_params))
-            for vector, image in zip(vectors, images, strict=True)
+            Query(vector, extract(image, self.config.local_params) if self.spatial_active else None, prior)
+            for vector, image, prior in zip(vectors, images, priors, strict=True)
         ]
 
     def search(self, queries: Sequence[Query], k: int) -> list[SearchResult]:
-        """One result per query. Its local features, when it has them, enable verification."""
-        return [self._search_one(query.vector, query.local, k) for query in queries]
+        """One result per query. Its local features, when it has them, enable verification; its prior,
+        when it has one, the landmark gate."""
+        return [self._search_one(query.vector, query.local, k, prior=query.prior) for query in queries]
+
+    def prior_floor(self) -> float | None:
+        """The landmark prior below which a query is refused: the (1 - prior_keep) quantile of the
+        gallery photos' priors. None (no gate) without a prior model or before the gallery has priors."""
+        if self.prior is None:
+            return None
+        size = len(self.index)
+        cached = self._floor
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        priors = np.fromiter(self.index.store.priors().values(), np.float64)
+        floor = None
+        if len(priors) >= MIN_PRIORS_FOR_GATE:
+            floor = float(np.quantile(priors, 1.0 - self.config.prior_keep))
+        elif size:
+            self._warn_once(
+                "prior",
+                "only %d of the gallery's %d photos have a landmark prior: no landmark gate "
+                "(run `landmarks index build` to compute them)",
+                len(priors),
+                size,
+            )
+        self._floor = (size, floor)
+        return floor
 
     def search_images(self, images: Sequence[Image.Image], k: int) -> list[SearchResult]:
         return self.search(self.embed(images), k)
@@ -199,6 +233,7 @@ class Searcher:
         *,
         exclude_ids: set[int] | frozenset[int] = frozenset(),
         exclude_landmark: str | None = None,
+        prior: float | None = None,
     ) -> SearchResult:
         cfg = self.config
         extra = len(exclude_ids)
@@ -241,12 +276,19 @@ class Searcher:
         landmarks = rank_landmarks([(c[1], score) for score, c in scored], cfg.aggregate_top)
         top = landmarks[0] if landmarks else None
         if top is None:
-            return SearchResult([], [], None, 0.0, None, inliers)
+            return SearchResult([], [], None, 0.0, None, inliers, prior)
         runner_up = landmarks[1].score if len(landmarks) > 1 else (scored[-1][0] if scored else 0.0)
         top_inliers = max((inliers.get(c[0], 0) for _, c in scored if c[1] == top.landmark_id), default=0)
         features = feature_vector(top.score, top.score - runner_up, top_inliers if self.spatial_active else 0)
         confidence = self.model.confidence(features) if self.model is not None else confidence_from_score(top.score)
-        landmark = top if confidence >= self.threshold else None
+        floor = self.prior_floor() if prior is not None else None
+        if floor is not None and prior < floor:
+            # Not a photo of a landmark, however close its nearest photos: refused, and its confidence
+            # shown below the operating threshold, in proportion to how far below the gate it is.
+            confidence = min(confidence, self.threshold * prior / max(floor, 1e-9))
+            landmark = None
+        else:
+            landmark = top if confidence >= self.threshold else None
 
         if cfg.group_matches:
             rank = {lm.landmark_id: position for position, lm in enumerate(landmarks)}
@@ -254,4 +296,4 @@ class Searcher:
         else:
             ordered = scored
         matches = [Neighbour(c[0], c[1], float(c[2])) for _, c in ordered[:k]]
-        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers)
+        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers, prior, floor)
