@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -49,6 +49,11 @@ class SearchResponse(BaseModel):
     matches: list[Match]
     gallery_size: int
     notice: str | None = None
+    refusal: Literal["not_a_landmark", "unknown_landmark"] | None = Field(
+        default=None,
+        description="Why `landmark` is null: the photo does not look like a landmark at all, or no landmark "
+        "of the gallery is close enough. Null when a landmark is named (or the gallery is empty: see `notice`).",
+    )
 
 
 class LandmarkSummary(LandmarkInfo):

@@ -95,6 +95,12 @@ class SearchResult:
     matches: list[Match] = field(default_factory=list)
     gallery_size: int = 0
     notice: str | None = None
+    # Why `landmark` is None: "not_a_landmark" (the photo does not look like one) or "unknown_landmark".
+    refusal: str | None = None
+
+    @property
+    def not_a_landmark(self) -> bool:
+        return self.refusal == "not_a_landmark"
 
     def landmark_info(self, landmark_id: str) -> Landmark | None:
         """The candidate landmark with this id, with its place and coordinates."""
@@ -208,6 +214,7 @@ def parse_search(data: dict[str, Any]) -> SearchResult:
         ],
         gallery_size=int(data.get("gallery_size") or 0),
         notice=data.get("notice") or None,
+        refusal=data.get("refusal") or None,
     )
 
 

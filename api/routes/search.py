@@ -62,5 +62,10 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
         for match in result.matches
     ]
     return SearchResponse(
-        landmark=best, landmarks=hits, matches=matches, gallery_size=outcome.gallery_size, notice=notice
+        landmark=best,
+        landmarks=hits,
+        matches=matches,
+        gallery_size=outcome.gallery_size,
+        notice=notice,
+        refusal=result.refusal,
     )

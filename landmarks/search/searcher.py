@@ -58,6 +58,15 @@ class SearchResult:
     prior: float | None = None  # the query's landmark prior, when known
     prior_floor: float | None = None  # the gate it was held to (None: no gate)
 
+    @property
+    def refusal(self) -> str | None:
+        """Why `landmark` is None: "not_a_landmark" (the photo does not look like a landmark at all),
+        "unknown_landmark" (no gallery landmark is close enough); None when answered or nothing to rank."""
+        if self.landmark is not None or not self.landmarks:
+            return None
+        gated = self.prior is not None and self.prior_floor is not None and self.prior < self.prior_floor
+        return "not_a_landmark" if gated else "unknown_landmark"
+
 
 class Searcher:
     """Thread-safe: the service calls `embed` and `search` from several threads at once."""

@@ -111,3 +111,33 @@ def test_index_kinds_find_the_same_nearest_neighbours(kind):
     index.rebuild(np.arange(3000) + 10, vectors)
     _, ids = index.search(vectors[:100], 1)
     assert np.mean(ids[:, 0] == np.arange(100) + 10) >= 0.95
+
+
+def test_an_index_made_before_the_landmark_prior_gets_one_per_photo_without_re_embedding(tmp_path, photos, extractor):
+    import sqlite3
+
+    from landmarks.index.gallery_index import STORE_FILE
+    from landmarks.index.store import GalleryStore
+    from landmarks.quality.prior import load_prior
+
+    gallery_dir, out = tmp_path / "gallery", tmp_path / "index"
+    link(photos, gallery_dir)
+    build_index(scan_gallery(gallery_dir), extractor, out, progress=False, local_features=None)
+    # The schema of an index made before the prior: no `prior` column.
+    with sqlite3.connect(out / STORE_FILE) as db:
+        db.execute("ALTER TABLE images DROP COLUMN prior")
+    store = GalleryStore(out / STORE_FILE)  # migrates: the column comes back, empty
+    assert store.priors() == {} and len(store.without_prior()) == len(photos)
+    store.close()
+
+    prior = load_prior()
+    report = build_index(scan_gallery(gallery_dir), extractor, out, progress=False, local_features=None, prior=prior)
+    assert (report.added, report.unchanged) == (0, len(photos))  # nothing re-embedded
+    store = GalleryStore(out / STORE_FILE)
+    priors = store.priors()
+    records = store.images()
+    store.close()
+    assert len(priors) == len(photos)
+    expected = prior.of_images([decode_image(photos[0][0])])[0]
+    first = next(r.image_id for r in records.values() if r.path.endswith(photos[0][0].name) and photos[0][1] in r.path)
+    assert abs(priors[first] - expected) < 1e-5

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 
 import numpy as np
 
+from landmarks.images import decode_image
 from landmarks.index import GalleryIndex
 from landmarks.quality.local_features import LOCAL_FEATURES_FILE
 from landmarks.search import Query, SearchConfig, Searcher
@@ -94,4 +96,36 @@ def test_index_without_local_features_falls_back_and_says_so_once(dev_index, ext
         assert all(r.matches and not r.inliers for r in results)
         assert len([r for r in caplog.records if "local features" in r.getMessage()]) == 1
     finally:
+        index.close()
+
+
+def test_the_prior_gate_refuses_a_distractor_that_the_embedding_alone_would_name(dev_index, extractor):
+    from landmarks.quality.prior import load_prior
+    from tests.support import dev_protocol
+
+    index = open_index(dev_index, extractor)
+    config = SearchConfig(calibrated=False, threshold=0.05)  # a low bar: the embedding names every distractor
+    gated = Searcher(extractor, index, config, prior=load_prior())
+    ungated = Searcher(extractor, index, replace(config, prior_keep=0.0), prior=load_prior())
+    try:
+        assert ungated.prior is None and ungated.prior_floor() is None
+        floor = gated.prior_floor()
+        assert floor is not None and 0.0 < floor < 0.2  # measured 0.06: 2% of the gallery's photos sit lower
+        photos = [decode_image(path) for path in dev_protocol().distractors[:6]]
+        queries = gated.embed(photos)
+        assert all(q.prior is not None for q in queries)
+        for query, with_gate, without in zip(
+            queries, gated.search(queries, 5), ungated.search(queries, 5), strict=True
+        ):
+            assert without.landmark is not None and without.refusal is None  # named by the embedding alone
+            assert with_gate.matches == without.matches  # the closest photos are still shown
+            if query.prior < floor:
+                assert with_gate.landmark is None and with_gate.refusal == "not_a_landmark"
+                assert with_gate.confidence < gated.threshold
+        assert sum(r.refusal == "not_a_landmark" for r in gated.search(queries, 5)) >= 5
+        # A query without a prior (an older client of the engine) is not gated.
+        assert gated.search([Query(queries[0].vector)], 5)[0].refusal is None
+    finally:
+        gated.close()
+        ungated.close()
         index.close()
