@@ -58,6 +58,9 @@ class SearchResponse(BaseModel):
 
 class LandmarkSummary(LandmarkInfo):
     sample_image_url: str | None = None
+    excluded_count: int = Field(
+        default=0, description="Gallery photos of this landmark left out of matching (see `excluded` of its detail)."
+    )
 
 
 class LandmarkList(BaseModel):
@@ -70,8 +73,20 @@ class GalleryImageRef(BaseModel):
     image_url: str
 
 
+class ExcludedPhoto(GalleryImageRef):
+    reason: str = Field(
+        description="`no_landmark` (it looks like no landmark), `other_landmark` (it looks like another one), "
+        "both found by `landmarks index clean`; `operator` (excluded by hand)."
+    )
+    detail: str = Field(description="The reason in a sentence, with the scores behind it.")
+
+
 class LandmarkDetail(LandmarkInfo):
-    images: list[GalleryImageRef]
+    images: list[GalleryImageRef] = Field(description="The photos that take part in matching.")
+    excluded: list[ExcludedPhoto] = Field(
+        default_factory=list,
+        description="Photos kept in the gallery but left out of matching, and why (`landmarks index clean`).",
+    )
 
 
 class Health(BaseModel):

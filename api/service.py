@@ -34,6 +34,7 @@ from api.uploads import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.gallery import Landmark
 from landmarks.images import decode_image, decoded_size_estimate, thumbnail_jpeg
 from landmarks.index import GalleryIndex, recorded_model
+from landmarks.index.store import Review
 from landmarks.models import Extractor, load_extractor, resolve_model
 from landmarks.quality.prior import LandmarkPrior
 from landmarks.search import Query, Searcher, SearchResult
@@ -191,6 +192,7 @@ class SearchService:
         store = self._index.store
         self.landmarks = store.landmarks()
         self.counts = store.image_counts()
+        self.excluded_counts = store.excluded_counts()
 
     # --- what the service holds -------------------------------------------------------------------
     @property
@@ -215,8 +217,13 @@ class SearchService:
         """The sample photo of each landmark (its lowest image id)."""
         return self._index.store.first_images()
 
-    def images_of(self, landmark_id: str) -> list[int]:
-        return [record.image_id for record in self._index.store.images_of(landmark_id)]
+    def images_of(self, landmark_id: str) -> tuple[list[int], list[tuple[int, Review]]]:
+        """A landmark's photos: the ids of those that take part in matching, and the excluded ones with
+        their reviews (`landmarks index clean`)."""
+        store = self._index.store
+        excluded = [(record.image_id, review) for record, review in store.exclusions_of(landmark_id)]
+        left_out = {image_id for image_id, _ in excluded}
+        return [r.image_id for r in store.images_of(landmark_id) if r.image_id not in left_out], excluded
 
     # --- searching --------------------------------------------------------------------------------
     def decode_cost(self, data: bytes) -> int:

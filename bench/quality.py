@@ -40,7 +40,8 @@ from landmarks.search import Query, SearchConfig  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
 MAP_K = 100
 
-# name -> (description, config). "default" is SearchConfig() itself: what the service runs.
+# name -> (description, config). "default" is SearchConfig() itself: what the service runs; "cleaned"
+# runs it on a copy of the index that `landmarks index clean` has cleaned (the gallery alone decides).
 BASELINE = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, prior_keep=0.0)
 STAGES: dict[str, tuple[str, SearchConfig]] = {
     "baseline": (
@@ -55,6 +56,7 @@ STAGES: dict[str, tuple[str, SearchConfig]] = {
     "grouping": ("+ matches grouped by landmark (discriminative re-ranking)", replace(BASELINE, group_matches=True)),
     "prior": ("+ landmark prior gate (ImageNet head, 98% of the gallery)", replace(BASELINE, prior_keep=0.98)),
     "default": ("default: aggregation + grouping + calibration + prior gate", SearchConfig()),
+    "cleaned": ("default, gallery cleaned (`landmarks index clean`)", SearchConfig()),
     "default_spatial": ("default + spatial verification", replace(SearchConfig(), spatial=True)),
     "all": (
         "all stages: default + spatial + multi-scale + QE/DBA",
@@ -142,6 +144,28 @@ def build(protocol: Protocol, workdir: Path, extractor, model: str, prior) -> Pa
     report = build_index(scan_gallery(gallery_dir), extractor, index_dir, progress=False, prior=prior)
     print(f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks", file=sys.stderr)
     return index_dir
+
+
+def cleaned_copy(index_dir: Path, extractor) -> Path:
+    """A copy of the index with the suspects of landmarks.quality.cleaning excluded, as `landmarks index
+    clean` does."""
+    import shutil
+
+    from landmarks.index import GalleryIndex
+    from landmarks.quality.cleaning import exclude_suspects, review_gallery
+
+    cleaned = index_dir.with_name(index_dir.name + "-cleaned")
+    shutil.rmtree(cleaned, ignore_errors=True)
+    shutil.copytree(index_dir, cleaned)
+    index = GalleryIndex.open(
+        cleaned, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
+    suspects = review_gallery(index)
+    exclude_suspects(index, suspects)
+    index.save()
+    index.close()
+    print(f"cleaning excluded {len(suspects)} gallery photos ({cleaned})", file=sys.stderr)
+    return cleaned
 
 
 @dataclass
@@ -324,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         if name not in STAGES:
             parser.error(f"unknown stage {name!r}; choose among {', '.join(STAGES)}")
         description, config = STAGES[name]
+        searched = cleaned_copy(index_dir, extractor) if name == "cleaned" else index_dir
         row = run_in_process(
-            name, description, config, protocol, extractor, prior, index_dir, args.threshold, prepared_cache
+            name, description, config, protocol, extractor, prior, searched, args.threshold, prepared_cache
         )
         rows.append(row)
         print(

@@ -89,7 +89,7 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
         shown = ", ".join(quote(name) if n == 1 else f"{quote(name)} ×{n}" for name, n in counts.items())
         return t("page", lang, first=first, last=first + len(matches) - 1, landmarks=shown)
     if result.landmark is None:
-        lines = [t("not_a_landmark", lang)]
+        lines = [t("not_a_landmark" if result.not_a_landmark else "unknown_landmark", lang)]
     else:
         best = result.landmark
         lines = [

@@ -70,6 +70,12 @@ TEXTS: dict[str, dict[str, str]] = {
         RU: "Похоже, это {landmark}, уверенность {confidence}.",
     },
     "not_a_landmark": {
+        EN: "This photo doesn't look like a landmark to me. Above are the closest photos in my gallery: they are "
+        "not a match.",
+        RU: "Кажется, на этом фото нет достопримечательности. Выше — самые похожие фото из моей коллекции, но "
+        "это не совпадение.",
+    },
+    "unknown_landmark": {
         EN: "I don't recognise a landmark I know in this photo, sorry. Above are the closest photos in my "
         "gallery: they are not a match.",
         RU: "Не узнаю на этом фото ни одной знакомой мне достопримечательности, извините. Выше — самые похожие "

@@ -37,6 +37,40 @@ def register(commands) -> None:
     info.add_argument("index_dir", type=Path, metavar="INDEX_DIR")
     info.set_defaults(func=run_info)
 
+    clean = actions.add_parser(
+        "clean",
+        help="find gallery photos that do not show their landmark and leave them out of matching",
+        description="Weigh every gallery photo against the others (never against queries): photos closer to another "
+        "landmark than to their own, and photos that look like no landmark and unlike their landmark's other photos, "
+        "are reported (INDEX_DIR/cleaning/suspects.csv and contact_sheet.jpg) and excluded from matching. Nothing is "
+        "deleted: --restore undoes it, --keep marks photos a person checked. A running service picks the change up "
+        "on POST /index/reload or its next start.",
+    )
+    clean.add_argument(
+        "index_dir", type=Path, nargs="?", default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR"
+    )
+    clean.add_argument("--dry-run", action="store_true", help="report the suspects; exclude nothing")
+    clean.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the CSV and contact sheet go (INDEX_DIR/cleaning)",
+    )
+    clean.add_argument("--restore", action="store_true", help="let every excluded photo match again")
+    clean.add_argument(
+        "--keep",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="IMAGE_ID",
+        help="photos a person checked: they match again and are never flagged again",
+    )
+    clean.add_argument(
+        "--exclude", type=int, nargs="+", default=[], metavar="IMAGE_ID", help="exclude these photos by hand"
+    )
+    clean.set_defaults(func=run_clean)
+
     migrate = actions.add_parser(
         "migrate",
         help="move an index's vectors to another backend (faiss, milvus)",
@@ -167,9 +201,140 @@ def run_info(args) -> int:
     print(
         f"model {store.get_meta('model')} (fingerprint {store.get_meta('fingerprint')}), {store.get_meta('dim')}-d, {store.get_meta('kind')} index"
     )
-    print(f"{sum(counts.values())} photos of {len(counts)} landmarks")
+    excluded = sum(store.excluded_counts().values())
+    left_out = f" ({excluded} more excluded from matching: `landmarks index clean --restore` lets them back)"
+    print(f"{sum(counts.values())} photos of {len(counts)} landmarks{left_out if excluded else ''}")
     store.close()
     return 0
+
+
+def open_recorded_index(index_dir: Path):
+    """The index at INDEX_DIR opened for the model that built it, without loading that model; a
+    one-line error when there is no index there."""
+    from cli import CommandError
+    from landmarks.index import GalleryIndex
+    from landmarks.index.gallery_index import STORE_FILE
+    from landmarks.index.store import GalleryStore
+
+    path = index_dir / STORE_FILE
+    if not path.exists():
+        raise CommandError(f"no index at {index_dir}")
+    store = GalleryStore(path)
+    meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim")}
+    store.close()
+    if meta["fingerprint"] is None:
+        raise CommandError(f"the index at {index_dir} is empty: build it first with `landmarks index build`")
+    return GalleryIndex.open(
+        index_dir, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False
+    )
+
+
+def run_clean(args) -> int:
+    from cli import CommandError
+    from landmarks.index.build import fill_priors
+    from landmarks.index.store import Review
+    from landmarks.quality import cleaning
+
+    index_dir = args.index_dir or args.settings.index_dir
+    index = open_recorded_index(index_dir)
+    try:
+        records = {record.image_id: record for record in index.store.images().values()}
+        unknown = sorted(set(args.keep + args.exclude) - set(records))
+        if unknown:
+            raise CommandError(f"no gallery photo with id {', '.join(map(str, unknown))} in {index_dir}")
+        if args.restore or args.keep or args.exclude:
+            return _review_by_hand(index, records, args, Review)
+        if index.store.without_prior():
+            prior = args.settings.landmark_prior()
+            if prior is None:
+                raise CommandError("cleaning needs the landmark prior, and it could not be loaded (see the warning)")
+            fill_priors(index, prior, batch_size=16, progress=True)
+        suspects = cleaning.review_gallery(index)
+        report_dir = args.report or index_dir / "cleaning"
+        csv_path, sheet_path = _write_cleaning_report(report_dir, suspects, records, index.landmarks())
+        counts = {reason: sum(s.reason == reason for s in suspects) for reason in cleaning.REASONS}
+        print(
+            f"{len(suspects)} of {len(records)} gallery photos do not show their landmark "
+            f"({counts['no_landmark']} look like no landmark, {counts['other_landmark']} are closer to another one)"
+        )
+        print(f"report: {csv_path}\ncontact sheet: {sheet_path}")
+        if args.dry_run:
+            print("dry run: nothing excluded")
+        else:
+            cleaning.exclude_suspects(index, suspects)
+            index.save()
+            print(
+                f"excluded from matching: {len(suspects)} photos (kept in the index; undo with "
+                f"`landmarks index clean {index_dir} --restore`, or --keep IMAGE_ID for single photos)"
+            )
+    finally:
+        index.close()
+    return 0
+
+
+def _review_by_hand(index, records: dict, args, review_type) -> int:
+    if args.restore:
+        print(f"{index.restore()} photos match again")
+    if args.keep:
+        index.restore(records[i].source for i in args.keep)
+        index.review(review_type(records[i].source, "kept", "operator", "checked by a person") for i in args.keep)
+        print(f"kept {len(args.keep)} photos: they match and are never flagged again")
+    if args.exclude:
+        index.review(
+            review_type(records[i].source, "excluded", "operator", "excluded by a person") for i in args.exclude
+        )
+        print(f"excluded {len(args.exclude)} photos from matching")
+    index.save()
+    return 0
+
+
+def _write_cleaning_report(report_dir: Path, suspects, records: dict, landmarks: dict) -> tuple[Path, Path]:
+    """suspects.csv (one row a suspect) and contact_sheet.jpg (their photos, captioned) in REPORT_DIR."""
+    import csv
+
+    from landmarks.images import ImageError, decode_image
+    from landmarks.quality.cleaning import contact_sheet
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = report_dir / "suspects.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["image_id", "landmark_id", "path", "reason", "own_score", "rival", "rival_score", "prior", "detail"]
+        )
+        for suspect in suspects:
+            item = suspect.evidence
+            writer.writerow(
+                [
+                    item.image_id,
+                    item.landmark_id,
+                    records[item.image_id].path,
+                    suspect.reason,
+                    f"{item.own:.3f}",
+                    item.rival or "",
+                    f"{item.rival_score:.3f}",
+                    "" if item.prior is None else f"{item.prior:.3f}",
+                    suspect.detail,
+                ]
+            )
+    photos = []
+    for suspect in suspects:
+        record = records[suspect.image_id]
+        try:
+            photo = decode_image(Path(record.path), draft=400)
+        except (ImageError, OSError):
+            photo = None
+        name = landmarks[record.landmark_id].name if record.landmark_id in landmarks else record.landmark_id
+        rival = suspect.evidence.rival
+        why = (
+            "no landmark"
+            if suspect.reason == "no_landmark"
+            else f"looks like {landmarks[rival].name if rival in landmarks else rival}"
+        )
+        photos.append((photo, f"#{record.image_id} {name}: {why}"))
+    sheet_path = report_dir / "contact_sheet.jpg"
+    contact_sheet(photos).save(sheet_path, quality=85)
+    return csv_path, sheet_path
 
 
 def run_migrate(args) -> int:

@@ -60,6 +60,11 @@ class Landmark:
     sample_image_url: str | None = None
     # language -> {"name"|"city"|"country": text}, from the name_ru-style metadata fields
     translations: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    # In the gallery: photos left out of matching (`landmarks index clean`); with GET /landmarks/{id}
+    # its photos too, those that match and those excluded (with why).
+    excluded_count: int = 0
+    images: tuple[GalleryImage, ...] = field(default=(), compare=False)
+    excluded: tuple[ExcludedImage, ...] = field(default=(), compare=False)
 
     @property
     def place(self) -> str:
@@ -142,6 +147,14 @@ class GalleryImage:
 
 
 @dataclass(frozen=True)
+class ExcludedImage(GalleryImage):
+    """A gallery photo left out of matching: `reason` no_landmark, other_landmark or operator."""
+
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RejectedPhoto:
     filename: str
     detail: str
@@ -183,6 +196,17 @@ def parse_landmark(data: dict[str, Any]) -> Landmark:
         score=_float_or_none(data.get("score")),
         sample_image_url=data.get("sample_image_url") or None,
         translations=_translations(data),
+        excluded_count=int(data.get("excluded_count") or len(data.get("excluded") or [])),
+        images=tuple(GalleryImage(int(item["image_id"]), str(item["image_url"])) for item in data.get("images") or []),
+        excluded=tuple(
+            ExcludedImage(
+                int(item["image_id"]),
+                str(item["image_url"]),
+                str(item.get("reason") or ""),
+                str(item.get("detail") or ""),
+            )
+            for item in data.get("excluded") or []
+        ),
     )
 
 

@@ -98,7 +98,7 @@ class LandmarksClient:
         return self._send(calls.landmarks(query))
 
     def landmark(self, landmark_id: str) -> Landmark:
-        """One landmark with its photo count (404 as ApiClientError when there is none)."""
+        """One landmark with its photos, matched and excluded (404 as ApiClientError when there is none)."""
         return self._send(calls.landmark(landmark_id))
 
     def health(self) -> Health:

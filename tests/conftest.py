@@ -8,6 +8,7 @@ import os
 # while waiting would starve the others, making a training step ten times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -55,6 +56,18 @@ def dev_index(dev_gallery, tmp_path_factory) -> Path:
     result = run_cli("index", "build", str(dev_gallery), "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr + result.stdout
     return out
+
+
+@pytest.fixture(scope="session")
+def every_photo_index(dev_index, tmp_path_factory) -> Path:
+    """Every dev photo indexed as an operator would (`index build` of the whole folder, here growing a
+    copy of the dev index, then `calibrate` with no flags). Tests that change it work on a copy."""
+    index = shutil.copytree(dev_index, tmp_path_factory.mktemp("every-photo") / "index")
+    built = run_cli("index", "build", str(require_dev_data() / "images"), "--out", str(index), "--no-progress")
+    assert built.returncode == 0, built.stderr + built.stdout
+    calibrated = run_cli("calibrate", "--index", str(index), "--no-progress", timeout=900)
+    assert calibrated.returncode == 0, calibrated.stderr + calibrated.stdout
+    return index
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from client import (
     BestGuess,
     Landmark,
     LandmarksClient,
-    Match,
+    SearchResult,
 )
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ MAP_HEIGHT = 360
 # even. Scoped by the `st-key-<key>` class Streamlit gives keyed containers.
 _THUMB_CSS = """
 <style>
-.st-key-match-grid img, .st-key-landmark-grid img {
+.st-key-match-grid img, .st-key-landmark-grid img, .st-key-excluded-grid img {
   aspect-ratio: 4 / 3; object-fit: cover; border-radius: 0.5rem;
 }
 </style>
@@ -95,7 +95,10 @@ def admin_error_message(exc: ApiError, api_url: str) -> str:
 
 
 def show_api_error(exc: ApiError, api_url: str) -> None:
+    """The error as the page's own sentence, and a way to try again (the API may be back by then)."""
     st.error(api_error_message(exc, api_url), icon=":material/error:")
+    # A click reruns the page whatever the button returns; the key only keeps two errors on one page apart.
+    st.button("Try again", icon=":material/refresh:", key=f"retry-{id(exc)}")
 
 
 @st.cache_data(ttl=600, max_entries=2000, show_spinner=False)
@@ -135,38 +138,47 @@ def osm_link(lat: float, lon: float) -> str:
     return f"https://www.openstreetmap.org/?mlat={lat:.5f}&mlon={lon:.5f}#map=16/{lat:.5f}/{lon:.5f}"
 
 
-def place_line(landmark: Landmark) -> str | None:
+def language() -> str:
+    """The visitor's language ("ru" for a ru-RU browser), for landmark names the gallery has in it
+    (name_ru, city_ru... metadata); the page's own sentences stay English."""
+    locale = st.context.locale or ""
+    return locale.split("-")[0].lower()
+
+
+def place_line(landmark: Landmark, lang: str = "") -> str | None:
     """'Agra, India · 27.18, 78.04 · [Open in OpenStreetMap](…)' (markdown) with what is known, for
     under the verdict: readable and linked even when the map cannot draw (offline)."""
-    parts = [landmark.place] if landmark.place else []
+    place = landmark.place_in(lang)
+    parts = [place] if place else []
     if landmark.has_coordinates:
         parts.append(f"{landmark.lat:.2f}, {landmark.lon:.2f}")
         parts.append(f"[Open in OpenStreetMap]({osm_link(landmark.lat, landmark.lon)})")
     return f":material/location_on: {' · '.join(parts)}" if parts else None
 
 
-def match_grid(matches: list[Match], client: LandmarksClient) -> None:
+def match_grid(result: SearchResult, client: LandmarksClient, lang: str = "") -> None:
     """The top-k gallery photos, best first, reflowing to one or two columns on a phone. Captioned
     by rank and name only: the raw similarities (0.4 to 0.8 for right and wrong landmarks alike)
     would compete with the verdict's confidence, the one number meant for a person."""
     with st.container(key="match-grid"):
         with st.grid(min_column_width=150, gap="small"):
-            for rank, match in enumerate(matches, start=1):
-                gallery_photo(match.image_url, client, match.name, f"{rank}. {match.name}")
+            for rank, match in enumerate(result.matches, start=1):
+                name = result.name_in(match.landmark_id, match.name, lang)
+                gallery_photo(match.image_url, client, name, f"{rank}. {name}")
 
 
-def landmark_table(landmarks: list[Landmark], best: BestGuess) -> None:
+def landmark_table(landmarks: list[Landmark], best: BestGuess, lang: str = "") -> None:
     """The distinct landmarks among the matches, ranked by the API: the answer with its confidence
     first, the runner-ups without a number (their similarity bars looked almost as full as the
     answer's, which read as 'almost as likely')."""
     # Confidence right after the name: on a phone only the first two columns fit without scrolling.
     frame = pd.DataFrame(
         {
-            "Landmark": [lm.name for lm in landmarks],
+            "Landmark": [lm.name_in(lang) for lm in landmarks],
             "Confidence": [
                 confidence_percent(best.confidence) if lm.landmark_id == best.landmark_id else "—" for lm in landmarks
             ],
-            "Place": [lm.place or "—" for lm in landmarks],
+            "Place": [lm.place_in(lang) or "—" for lm in landmarks],
             "Photos": [lm.image_count for lm in landmarks],
         }
     )
@@ -177,13 +189,13 @@ def landmark_table(landmarks: list[Landmark], best: BestGuess) -> None:
     )
 
 
-def landmark_map(best: Landmark, others: list[Landmark]) -> None:
+def landmark_map(best: Landmark, others: list[Landmark], lang: str = "") -> None:
     """The answer (which has coordinates), labelled, with at most MAP_RUNNER_UPS runner-ups
     smaller and in grey."""
     placed = [best] + [lm for lm in others if lm.has_coordinates][:MAP_RUNNER_UPS]
     frame = pd.DataFrame(
         {
-            "name": [lm.name for lm in placed],
+            "name": [lm.name_in(lang) for lm in placed],
             "lat": [lm.lat for lm in placed],
             "lon": [lm.lon for lm in placed],
             "color": [MAP_BEST_RGBA] + [MAP_OTHER_RGBA] * (len(placed) - 1),
@@ -214,6 +226,8 @@ def landmark_map(best: Landmark, others: list[Landmark]) -> None:
                 points,
                 get_position=position,
                 get_text="name",
+                # deck.gl draws ASCII only by default: "auto" builds the atlas from the names (Cyrillic...).
+                character_set=pdk.types.String("auto"),
                 get_color="color",
                 get_size="size",
                 get_text_anchor=pdk.types.String("start"),

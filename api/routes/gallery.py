@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ImageUrlsDep, ServiceDep
 from api.errors import ERRORS
-from api.schemas import GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary, landmark_fields
+from api.schemas import ExcludedPhoto, GalleryImageRef, LandmarkDetail, LandmarkList, LandmarkSummary, landmark_fields
 from api.service import UnknownLandmark
 from landmarks.images import ImageError
 
@@ -63,6 +63,7 @@ async def list_landmarks(
         LandmarkSummary(
             **landmark_fields(landmark),
             image_count=counts.get(landmark.landmark_id, 0),
+            excluded_count=service.excluded_counts.get(landmark.landmark_id, 0),
             sample_image_url=image_urls(samples[landmark.landmark_id]) if landmark.landmark_id in samples else None,
         )
         for landmark in chosen
@@ -76,6 +77,10 @@ async def get_landmark(service: ServiceDep, image_urls: ImageUrlsDep, landmark_i
     landmark = service.landmark(landmark_id)
     if landmark is None:
         raise UnknownLandmark(landmark_id)
-    image_ids = await run_in_threadpool(service.images_of, landmark_id)
+    image_ids, excluded = await run_in_threadpool(service.images_of, landmark_id)
     refs = [GalleryImageRef(image_id=image_id, image_url=image_urls(image_id)) for image_id in image_ids]
-    return LandmarkDetail(**landmark_fields(landmark), image_count=len(refs), images=refs)
+    left_out = [
+        ExcludedPhoto(image_id=image_id, image_url=image_urls(image_id), reason=review.reason, detail=review.detail)
+        for image_id, review in excluded
+    ]
+    return LandmarkDetail(**landmark_fields(landmark), image_count=len(refs), images=refs, excluded=left_out)

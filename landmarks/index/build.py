@@ -76,7 +76,7 @@ def build_index(
             prior=prior,
         )
         if prior is not None:
-            _fill_priors(index, prior, batch_size, progress)
+            fill_priors(index, prior, batch_size, progress)
         if local_features is not None:
             from landmarks.quality.local_features import sync_for_index
 
@@ -140,7 +140,7 @@ def _sync(
     return report
 
 
-def _fill_priors(index: GalleryIndex, prior: LandmarkPrior, batch_size: int, progress: bool) -> None:
+def fill_priors(index: GalleryIndex, prior: LandmarkPrior, batch_size: int, progress: bool) -> None:
     """The landmark prior of photos indexed without one (an index made before the prior, or uploads)."""
     missing = index.store.without_prior()
     if not missing:

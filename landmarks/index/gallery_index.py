@@ -19,7 +19,7 @@ import numpy as np
 
 from landmarks.gallery import Landmark
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
-from landmarks.index.store import GalleryStore, ImageRecord
+from landmarks.index.store import GalleryStore, ImageRecord, Review
 from landmarks.index.vectors import vector_index
 
 log = logging.getLogger(__name__)
@@ -167,30 +167,29 @@ class GalleryIndex:
     def _sync_milvus(self) -> None:
         """Milvus keeps its own vectors; a count that differs from SQLite's means a write reached
         one and not the other (a crash between them, a collection dropped on the server): refill it."""
-        records = self.store.images()
-        if len(self.vectors) != len(records):
+        labels = self.store.matched_labels()
+        if len(self.vectors) != len(labels):
             log.warning(
                 "Milvus holds %d vectors for %d photos of %s; refilling it from the store",
                 len(self.vectors),
-                len(records),
+                len(labels),
                 self.directory,
             )
             self.rebuild_vectors()
         with self._lock:
-            self._labels = {record.image_id: record.landmark_id for record in records.values()}
+            self._labels = labels
 
     def _load_vectors(self) -> None:
         if self.backend == "milvus":
             self._sync_milvus()
             return
         faiss_path = self.directory / FAISS_FILE
-        records = self.store.images()
-        labels = {record.image_id: record.landmark_id for record in records.values()}
+        labels = self.store.matched_labels()
         loaded = False
         if faiss_path.exists() and self.store.get_meta("faiss_generation") == str(self.store.generation):
             try:
                 self.vectors.load(faiss_path)
-                loaded = len(self.vectors) == len(records)
+                loaded = len(self.vectors) == len(labels)
             except RuntimeError as exc:  # a damaged cache is rebuilt, never fatal
                 log.warning("FAISS file %s unreadable (%s); rebuilding from the store", faiss_path, exc)
         if not loaded:
@@ -262,10 +261,33 @@ class GalleryIndex:
             replaced = list(self.store.image_ids_by_source([row[1] for row in rows]).values())
             ids = self.store.add_images(rows)
             self._forget(replaced)
-            if ids:
-                self.vectors.add(np.asarray(ids), np.stack([row[5] for row in rows]))
-                self._labels.update({image_id: row[0] for image_id, row in zip(ids, rows, strict=True)})
+            # A re-embedded photo that a review excluded stays out of matching.
+            excluded = {source for source, review in self.store.reviews().items() if review.verdict == "excluded"}
+            matched = [(image_id, row) for image_id, row in zip(ids, rows, strict=True) if row[1] not in excluded]
+            if matched:
+                self.vectors.add(np.asarray([i for i, _ in matched]), np.stack([row[5] for _, row in matched]))
+                self._labels.update({image_id: row[0] for image_id, row in matched})
         return ids
+
+    def review(self, reviews: Iterable[Review]) -> None:
+        """Record verdicts on gallery photos: excluded ones leave matching at once (and stay in the store)."""
+        reviews = list(reviews)
+        with self._lock:
+            self.store.set_reviews(reviews)
+            excluded = {r.source for r in reviews if r.verdict == "excluded"}
+            ids = self.store.image_ids_by_source(sorted(excluded)).values()
+            self._forget([i for i in ids if i in self._labels])
+
+    def restore(self, sources: Iterable[str] | None = None) -> int:
+        """Lift the exclusions of SOURCES (default: all), so those photos match again; returns how many."""
+        with self._lock:
+            removed = self.store.clear_reviews(None if sources is None else list(sources))
+            ids, vectors, labels = self.store.vectors(self.vectors.dim)
+            back = [row for row, image_id in enumerate(ids.tolist()) if image_id not in self._labels]
+            if back:
+                self.vectors.add(ids[back], vectors[back])
+                self._labels.update({int(ids[row]): labels[row] for row in back})
+        return removed
 
     def remove(self, image_ids: Iterable[int]) -> None:
         image_ids = list(image_ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,27 @@ CREATE TABLE IF NOT EXISTS images (
     prior REAL  -- the landmark prior of the photo (landmarks.quality.prior); NULL: not computed yet
 );
 CREATE INDEX IF NOT EXISTS images_by_landmark ON images(landmark_id);
+-- A person's or `landmarks index clean`'s verdict on a gallery photo, by source key, so that it outlives
+-- re-embedding. "excluded": kept in the store, left out of matching; "kept": never flagged again.
+CREATE TABLE IF NOT EXISTS reviews (
+    source TEXT PRIMARY KEY,
+    verdict TEXT NOT NULL CHECK (verdict IN ('excluded', 'kept')),
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+);
 """
+# The photos that take part in matching: every photo no review excluded.
+MATCHED = "NOT EXISTS (SELECT 1 FROM reviews r WHERE r.source = images.source AND r.verdict = 'excluded')"
+
+
+@dataclass(frozen=True)
+class Review:
+    source: str
+    verdict: str  # "excluded" (left out of matching) or "kept" (a person looked: never flag it again)
+    reason: str  # why: "no_landmark", "other_landmark" (landmarks.quality.cleaning), "operator"
+    detail: str = ""  # a sentence a person reads
+    at: float = 0.0  # when (Unix time)
 
 
 @dataclass(frozen=True)
@@ -99,8 +120,11 @@ class GalleryStore:
         return {row[0]: Landmark(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6])) for row in rows}
 
     def image_counts(self) -> dict[str, int]:
+        """Photos per landmark that take part in matching (excluded ones are not counted)."""
         with self._lock:
-            rows = self._db.execute("SELECT landmark_id, COUNT(*) FROM images GROUP BY landmark_id").fetchall()
+            rows = self._db.execute(
+                f"SELECT landmark_id, COUNT(*) FROM images WHERE {MATCHED} GROUP BY landmark_id"
+            ).fetchall()
         return dict(rows)
 
     def delete_landmarks_without_images(self) -> None:
@@ -148,9 +172,17 @@ class GalleryStore:
         return [ImageRecord(*row) for row in rows]
 
     def first_images(self) -> dict[str, int]:
-        """The lowest image id of each landmark: its sample photo."""
+        """The lowest image id of each landmark among its matched photos: its sample photo."""
         with self._lock:
-            rows = self._db.execute("SELECT landmark_id, MIN(image_id) FROM images GROUP BY landmark_id").fetchall()
+            rows = self._db.execute(
+                f"SELECT landmark_id, MIN(image_id) FROM images WHERE {MATCHED} GROUP BY landmark_id"
+            ).fetchall()
+        return dict(rows)
+
+    def matched_labels(self) -> dict[int, str]:
+        """image_id -> landmark_id of the photos that take part in matching."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT image_id, landmark_id FROM images WHERE {MATCHED}").fetchall()
         return dict(rows)
 
     def add_images(self, rows: Iterable[tuple]) -> list[int]:
@@ -171,13 +203,20 @@ class GalleryStore:
 
     def delete_images(self, image_ids: Iterable[int]) -> None:
         with self._lock, self._transaction():
-            self._db.executemany("DELETE FROM images WHERE image_id = ?", [(int(i),) for i in image_ids])
+            rows = [(int(i),) for i in image_ids]
+            self._db.executemany(
+                "DELETE FROM reviews WHERE source IN (SELECT source FROM images WHERE image_id = ?)", rows
+            )
+            self._db.executemany("DELETE FROM images WHERE image_id = ?", rows)
             self._bump_generation()
 
     def delete_landmark(self, landmark_id: str) -> list[ImageRecord]:
         """Remove a landmark and its photos in one transaction; returns the removed photos."""
         with self._lock, self._transaction():
             removed = self.images_of(landmark_id)
+            self._db.execute(
+                "DELETE FROM reviews WHERE source IN (SELECT source FROM images WHERE landmark_id = ?)", (landmark_id,)
+            )
             self._db.execute("DELETE FROM images WHERE landmark_id = ?", (landmark_id,))
             self._db.execute("DELETE FROM landmarks WHERE landmark_id = ?", (landmark_id,))
             self._bump_generation()
@@ -203,6 +242,60 @@ class GalleryStore:
             ).fetchall()
         return [ImageRecord(*row) for row in rows]
 
+    # --- reviews (gallery cleaning) ------------------------------------------------------------------
+    def set_reviews(self, reviews: Iterable[Review]) -> None:
+        """Record verdicts on photos (replacing earlier ones); sources not in the gallery are ignored."""
+        now = time.time()
+        rows = [(r.source, r.verdict, r.reason, r.detail, r.at or now, r.source) for r in reviews]
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO reviews(source, verdict, reason, detail, at) "
+                "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE source = ?)",
+                rows,
+            )
+            self._bump_generation()
+
+    def clear_reviews(self, sources: Iterable[str] | None = None) -> int:
+        """Lift the exclusions of SOURCES (default: all): those photos match again; "kept" verdicts stay.
+        Returns how many were lifted."""
+        with self._lock, self._transaction():
+            if sources is None:
+                removed = self._db.execute("DELETE FROM reviews WHERE verdict = 'excluded'").rowcount
+            else:
+                removed = sum(
+                    self._db.execute(
+                        "DELETE FROM reviews WHERE source = ? AND verdict = 'excluded'", (source,)
+                    ).rowcount
+                    for source in sources
+                )
+            self._bump_generation()
+        return int(removed)
+
+    def reviews(self) -> dict[str, Review]:
+        """Every verdict, by source key."""
+        with self._lock:
+            rows = self._db.execute("SELECT source, verdict, reason, detail, at FROM reviews").fetchall()
+        return {row[0]: Review(*row) for row in rows}
+
+    def exclusions_of(self, landmark_id: str) -> list[tuple[ImageRecord, Review]]:
+        """A landmark's excluded photos with their reviews, by image id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.image_id, i.landmark_id, i.source, i.path, i.size, i.mtime, "
+                "r.source, r.verdict, r.reason, r.detail, r.at FROM images i JOIN reviews r ON r.source = i.source "
+                "WHERE i.landmark_id = ? AND r.verdict = 'excluded' ORDER BY i.image_id",
+                (landmark_id,),
+            ).fetchall()
+        return [(ImageRecord(*row[:6]), Review(*row[6:])) for row in rows]
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Excluded photos per landmark."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT landmark_id, COUNT(*) FROM images WHERE NOT {MATCHED} GROUP BY landmark_id"
+            ).fetchall()
+        return dict(rows)
+
     @property
     def generation(self) -> int:
         """Bumped by every change of the photos: tells whether a FAISS cache is stale."""
@@ -215,13 +308,15 @@ class GalleryStore:
         )
 
     def count(self) -> int:
+        """How many photos take part in matching (excluded ones are not counted)."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM images WHERE {MATCHED}").fetchone()[0])
 
-    def vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(ids, vectors, landmark_ids) of the whole gallery, ordered by image id."""
+    def vectors(self, dim: int, *, matched_only: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, vectors, landmark_ids) of the gallery's matched photos (matched_only=False: of every
+        photo, excluded ones included), ordered by image id."""
         ids, vectors, labels = [], [], []
-        for image_id, landmark_id, blob in self._iter_vectors():
+        for image_id, landmark_id, blob in self._iter_vectors(matched_only):
             ids.append(image_id)
             labels.append(landmark_id)
             vectors.append(np.frombuffer(blob, dtype=np.float32))
@@ -229,9 +324,12 @@ class GalleryStore:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), []
         return np.asarray(ids, np.int64), np.stack(vectors), labels
 
-    def _iter_vectors(self) -> Iterator[tuple[int, str, bytes]]:
+    def _iter_vectors(self, matched_only: bool) -> Iterator[tuple[int, str, bytes]]:
+        where = f"WHERE {MATCHED}" if matched_only else ""
         with self._lock:
-            rows = self._db.execute("SELECT image_id, landmark_id, vector FROM images ORDER BY image_id").fetchall()
+            rows = self._db.execute(
+                f"SELECT image_id, landmark_id, vector FROM images {where} ORDER BY image_id"
+            ).fetchall()
         yield from rows
 
     def _transaction(self):

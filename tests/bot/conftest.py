@@ -93,12 +93,12 @@ def landmark_queries() -> list[tuple[Path, str]]:
 
 @pytest.fixture(scope="session")
 def distractor(api_server) -> Path:
-    """A distractor photo the API calls "not a landmark" (the threshold is the engine's business)."""
+    """A distractor photo the API refuses as not showing a landmark at all (the line is the engine's business)."""
     for path in dev_protocol().distractors[:20]:
         answer = httpx.post(
             f"{api_server.url}/search", files={"image": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60
         )
         answer.raise_for_status()
-        if answer.json()["landmark"] is None:
+        if answer.json()["refusal"] == "not_a_landmark":
             return path
     raise AssertionError("the API called every one of 20 distractors a landmark")

@@ -182,11 +182,14 @@ def test_confidence_is_never_shown_as_certainty(confidence, shown):
     assert summary(result, page_matches(result, 0, 2), 0, 2, EN).splitlines()[0].endswith(f"confidence {shown}.")
 
 
-def test_a_refusal_names_no_landmark_and_offers_no_map():
-    result = parse_search(contract_answer(best=None))
+@pytest.mark.parametrize("refusal", ["not_a_landmark", "unknown_landmark"])
+def test_a_refusal_names_no_landmark_says_why_and_offers_no_map(refusal):
+    answer = {**contract_answer(best=None), "refusal": refusal}
+    result = parse_search(answer)
     text = summary(result, page_matches(result, 0, 2), 0, 2, RU)
-    assert text == t("not_a_landmark", RU) and "%" not in text
+    assert text == t(refusal, RU) and "%" not in text
     assert place_of(result, RU) is None
+    assert t("not_a_landmark", EN) != t("unknown_landmark", EN)
 
 
 def test_buttons():

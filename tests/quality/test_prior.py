@@ -7,7 +7,6 @@ gallery's own photos refuses every one of the 47 distractors and keeps 144 of th
 from __future__ import annotations
 
 import json
-import shutil
 
 import httpx
 import numpy as np
@@ -18,7 +17,7 @@ from landmarks.index.gallery_index import STORE_FILE
 from landmarks.index.store import GalleryStore
 from landmarks.quality.prior import LANDMARK_CLASSES, PRIOR_NAME, exported_prior_graph, load_prior
 from landmarks.search import SearchConfig
-from tests.support import ApiServer, dev_protocol, require_dev_data, run_cli
+from tests.support import ApiServer, dev_protocol
 
 
 def test_every_landmark_class_is_the_imagenet_class_it_names():
@@ -66,18 +65,6 @@ def test_an_exported_prior_answers_as_the_cached_one_and_a_stale_export_is_ignor
     meta = json.loads((directory / "prior.json").read_text())
     (directory / "prior.json").write_text(json.dumps({**meta, "key": "landmark_prior-v0"}))
     assert exported_prior_graph(tmp_path / "models") is None  # another version's graph is not used
-
-
-@pytest.fixture(scope="module")
-def every_photo_index(dev_index, tmp_path_factory):
-    """Every dev photo indexed as an operator would (`index build` of the whole folder, here growing a
-    copy of the dev index, then `calibrate` with no flags)."""
-    index = shutil.copytree(dev_index, tmp_path_factory.mktemp("every-photo") / "index")
-    built = run_cli("index", "build", str(require_dev_data() / "images"), "--out", str(index), "--no-progress")
-    assert built.returncode == 0, built.stderr + built.stdout
-    calibrated = run_cli("calibrate", "--index", str(index), "--no-progress", timeout=900)
-    assert calibrated.returncode == 0, calibrated.stderr + calibrated.stdout
-    return index
 
 
 def search(client: httpx.Client, path) -> dict:

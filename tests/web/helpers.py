@@ -26,11 +26,11 @@ def dev_query(landmark_id: str = UPLOAD_LANDMARK) -> tuple[Path, str]:
 
 
 def refused_distractor(api_url: str) -> Path:
-    """A distractor photo this API answers "not a landmark" for (where the engine draws the line is
-    its own business)."""
+    """A distractor photo this API refuses as not showing a landmark at all (where the engine draws
+    the line is its own business)."""
     with LandmarksClient(api_url) as client:
         for path in dev_protocol().distractors[:20]:
-            if client.search(path.read_bytes(), path.name, "image/jpeg", k=1).landmark is None:
+            if client.search(path.read_bytes(), path.name, "image/jpeg", k=1).not_a_landmark:
                 return path
     raise AssertionError("the API called every one of 20 distractors a landmark")
 

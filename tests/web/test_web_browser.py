@@ -173,13 +173,25 @@ def test_search_refusal_and_add_landmark_in_a_browser(chromium_path, web_url, wr
             # A refusal: no verdict card naming a landmark, no map pin; the photos are not a match.
             page.set_viewport_size(DESKTOP)
             upload_photo(page, distractor)
-            expect(page.locator(".st-key-refusal")).to_contain_text("Not a landmark I know.", timeout=ANSWER_TIMEOUT_MS)
+            expect(page.locator(".st-key-refusal")).to_contain_text(
+                "This doesn't look like a landmark.", timeout=ANSWER_TIMEOUT_MS
+            )
             expect(page.get_by_role("heading", name="Closest gallery photos, not a match")).to_be_visible()
             expect(page.locator(".st-key-verdict")).to_have_count(0)
             expect(page.get_by_test_id("stDeckGlJsonChart")).to_have_count(0)
             expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
             wait_for_match_photos(page)
             screenshot_whole_page(page, ARTIFACTS / "web-refusal.png")
+
+            # The gallery card of the landmark opens its own view: place line, map, its photos.
+            page.set_viewport_size(DESKTOP)
+            page.get_by_role("link", name="Gallery").click()
+            page.locator(f".st-key-open-{landmark_id} button").click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+            expect(page.get_by_role("link", name="Open in OpenStreetMap")).to_be_visible()
+            expect(page.get_by_role("heading", name=f"{known.image_count} photos")).to_be_visible()
+            expect(page.locator(".st-key-landmark-grid img")).to_have_count(min(known.image_count, 24))
+            screenshot_whole_page(page, ARTIFACTS / "web-landmark.png")
 
             # Add landmark: the key typed, then Tab (focus moves to "Show password"), then submit.
             page.set_viewport_size(DESKTOP)
@@ -217,5 +229,50 @@ def test_upload_on_a_phone_shows_the_landmark_and_matches(chromium_path, web_url
             upload_and_read_verdict(page, web_url, path, name)
             check_landmark_page(page, name)
             screenshot_whole_page(page, ARTIFACTS / "web-search-phone.png")
+        finally:
+            browser.close()
+
+
+def test_a_russian_visitor_sees_the_russian_names_the_gallery_has(chromium_path, web_url, write_api):
+    """name_ru / city_ru metadata (POST /landmarks fields here, landmarks.csv columns alike) shown to a
+    browser in Russian, on the gallery card and the landmark's own view."""
+    from playwright.sync_api import expect, sync_playwright
+
+    body = {
+        "landmark_id": "ru_names_check",
+        "name": "Names Check",
+        "city": "Moscow",
+        "country": "Russia",
+        "lat": 55.7539,
+        "lon": 37.6208,
+        "name_ru": "Проверка имён",
+        "city_ru": "Москва",
+    }
+    headers = {"X-API-Key": API_KEY}
+    created = httpx.post(f"{write_api.url}/landmarks", json=body, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    photo = dev_protocol().distractors[-2]
+    added = httpx.post(
+        f"{write_api.url}/landmarks/ru_names_check/images",
+        files=[("images", (photo.name, photo.read_bytes(), "image/jpeg"))],
+        headers=headers,
+        timeout=60,
+    )
+    assert added.status_code == 201, added.text
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport=DESKTOP, locale="ru-RU")
+            page.goto(f"{web_url}/gallery")
+            search = page.get_by_placeholder("Search by name, e.g. taj")
+            search.fill("names")
+            search.press("Enter")
+            card = page.locator(".st-key-landmark-grid")
+            expect(card).to_contain_text("Проверка имён", timeout=ANSWER_TIMEOUT_MS)
+            expect(card).to_contain_text("Москва, Russia")
+            page.locator(".st-key-open-ru_names_check button").click()
+            expect(page.get_by_role("heading", name="Проверка имён")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+            expect(page.get_by_text("Москва, Russia · 55.75, 37.62")).to_be_visible()
+            screenshot_whole_page(page, ARTIFACTS / "web-landmark-ru.png")
         finally:
             browser.close()

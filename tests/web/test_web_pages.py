@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.support import landmark_names
+from tests.support import ApiServer, landmark_names, run_cli
 from tests.web.helpers import APP, CAMERA_LANDMARK, closed_port_url, dev_query, refused_distractor
 
 # The first search makes the API load the model's kernels; later ones take well under a second.
@@ -77,7 +78,7 @@ def test_camera_photo_gets_its_landmark(monkeypatch, api_server):
 def test_distractor_is_not_a_landmark(monkeypatch, api_server):
     app = upload(open_app(monkeypatch, api_server.url), refused_distractor(api_server.url))
     assert not app.header  # no landmark named as the answer
-    assert [warning.value for warning in app.warning] == ["Not a landmark I know."]
+    assert [warning.value for warning in app.warning] == ["This doesn't look like a landmark."]
     closest = " ".join(markdown.value for markdown in app.markdown)
     assert "closest landmarks" in closest
     assert any(name in closest for name in landmark_names().values())
@@ -132,6 +133,36 @@ def test_gallery_lists_landmarks_with_counts_and_filters(monkeypatch, api_server
     assert names[landmark_id] in cards and len(cards) < len(names)
     assert all(word.lower() in card.lower() for card in cards)
     assert f"{len(cards)} of {len(names)} landmarks match" in " ".join(c.value for c in app.caption)
+
+
+def test_a_landmark_opens_with_its_place_its_photos_and_those_left_out(monkeypatch, lite_index, tmp_path):
+    from landmarks.index.gallery_index import STORE_FILE
+    from landmarks.index.store import GalleryStore
+
+    index = shutil.copytree(lite_index, tmp_path / "index")
+    store = GalleryStore(index / STORE_FILE)
+    landmark_id = sorted(store.image_counts())[0]
+    photos = store.images_of(landmark_id)
+    landmark = store.landmarks()[landmark_id]
+    store.close()
+    excluded = run_cli("index", "clean", str(index), "--exclude", str(photos[0].image_id))
+    assert excluded.returncode == 0, excluded.stderr + excluded.stdout
+    with ApiServer(index) as server:
+        app = open_app(monkeypatch, server.url, "views/gallery.py")
+        app.button(key=f"open-{landmark_id}").click().run()
+        assert not app.exception and not app.error, app.exception or app.error
+        assert landmark_id in app.query_params["landmark"]
+        assert app.header[0].value == landmark.name
+        place = " ".join(m.value for m in app.markdown)
+        assert landmark.city in place and "Open in OpenStreetMap" in place
+        assert app.subheader[0].value == f"{len(photos) - 1} photos"
+        assert app.subheader[1].value == "Left out of matching"
+        captions = [caption for image in app.image for caption in image.captions]
+        assert captions.count(f"#{photos[0].image_id} · Excluded by an operator") == 1
+        assert len(app.image) == len(photos)  # the matched photos and the one left out
+        app.button(key="back-to-gallery").click().run()
+        assert not app.header and "landmark" not in app.query_params
+        assert app.text_input[0].placeholder.startswith("Search by name")  # the listing again
 
 
 def test_empty_gallery_says_how_to_get_one(monkeypatch, empty_api_server):

@@ -12,6 +12,7 @@ from web.components import (
     confidence_percent,
     landmark_map,
     landmark_table,
+    language,
     match_grid,
     place_line,
     show_api_error,
@@ -68,7 +69,7 @@ def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: 
     return result
 
 
-def verdict(result: SearchResult) -> None:
+def verdict(result: SearchResult, lang: str = "") -> None:
     """The answer: the best landmark with its confidence and place, or 'not a landmark I know'
     (a refusal names no landmark as the answer, in a card of its own)."""
     if result.notice:
@@ -78,8 +79,8 @@ def verdict(result: SearchResult) -> None:
         info = result.landmark_info(best.landmark_id)
         with st.container(border=True, key="verdict"):
             st.caption("This looks like")
-            st.header(best.name, anchor=False)
-            line = place_line(info) if info is not None else None
+            st.header(result.name_in(best.landmark_id, best.name, lang), anchor=False)
+            line = place_line(info, lang) if info is not None else None
             if line:
                 st.markdown(line)
             st.progress(best.confidence, text=f"Confidence {confidence_percent(best.confidence)}")
@@ -87,13 +88,20 @@ def verdict(result: SearchResult) -> None:
     if not result.matches:
         # Nothing to compare against (the notice, if any, already said why).
         return
-    closest = ", ".join(f"**{lm.name}**" for lm in result.landmarks[:CLOSEST_SHOWN])
+    closest = ", ".join(f"**{lm.name_in(lang)}**" for lm in result.landmarks[:CLOSEST_SHOWN])
     with st.container(border=True, key="refusal"):
-        st.warning("Not a landmark I know.", icon=":material/help:")
-        st.markdown(f"The closest landmarks in the gallery are {closest}, but none is a confident match.")
+        if result.not_a_landmark:
+            st.warning("This doesn't look like a landmark.", icon=":material/help:")
+            st.markdown(
+                f"The photo shows no building or place I can recognise. The closest landmarks in the gallery are "
+                f"{closest}, but none is a match."
+            )
+        else:
+            st.warning("Not a landmark I know.", icon=":material/help:")
+            st.markdown(f"The closest landmarks in the gallery are {closest}, but none is a confident match.")
 
 
-def results(result: SearchResult, client: LandmarksClient) -> None:
+def results(result: SearchResult, client: LandmarksClient, lang: str = "") -> None:
     if not result.matches:
         return
     best = result.landmark
@@ -101,16 +109,16 @@ def results(result: SearchResult, client: LandmarksClient) -> None:
         # A refusal: the photos are what the gallery holds nearest, not candidates for an answer,
         # so no table of landmarks and no map pins.
         st.subheader("Closest gallery photos, not a match", anchor=False)
-        match_grid(result.matches, client)
+        match_grid(result, client, lang)
         return
     st.subheader("Most similar gallery photos", anchor=False)
-    match_grid(result.matches, client)
+    match_grid(result, client, lang)
     st.subheader("Landmarks among the matches", anchor=False)
-    landmark_table(result.landmarks, best)
+    landmark_table(result.landmarks, best, lang)
     info = result.landmark_info(best.landmark_id)
     if info is not None and info.has_coordinates:
         st.subheader("Where it is", anchor=False)
-        landmark_map(info, [lm for lm in result.landmarks if lm.landmark_id != best.landmark_id])
+        landmark_map(info, [lm for lm in result.landmarks if lm.landmark_id != best.landmark_id], lang)
 
 
 def render(client: LandmarksClient) -> None:
@@ -134,11 +142,12 @@ def render(client: LandmarksClient) -> None:
         return
     # The answer first: on a phone the columns stack and the visitor already knows their photo.
     answer, photo_column = st.columns([3, 2], gap="medium", vertical_alignment="center")
+    lang = language()
     with answer:
-        verdict(result)
+        verdict(result, lang)
     with photo_column:
         st.image(image, caption="Your photo", width="stretch")
-    results(result, client)
+    results(result, client, lang)
 
 
 # One client per page run: its connections close when the run ends.
