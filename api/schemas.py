@@ -56,6 +56,21 @@ class SearchResponse(BaseModel):
     )
 
 
+class BatchError(BaseModel):
+    status: int = Field(description="The status a single POST /search would have answered for this photo.")
+    detail: str
+
+
+class BatchItem(BaseModel):
+    filename: str
+    result: SearchResponse | None = Field(default=None, description="The photo's answer, as POST /search's.")
+    error: BatchError | None = Field(default=None, description="Why this photo got no answer (the others still do).")
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem] = Field(description="One item per photo, in the order sent.")
+
+
 class LandmarkSummary(LandmarkInfo):
     sample_image_url: str | None = None
     excluded_count: int = Field(

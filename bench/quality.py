@@ -135,14 +135,19 @@ def score(
     )
 
 
-def build(protocol: Protocol, workdir: Path, extractor, model: str, prior) -> Path:
+def build(protocol: Protocol, workdir: Path, extractor, model: str, prior, kind: str = "flat") -> Path:
     from landmarks.gallery import scan_gallery
     from landmarks.index import build_index
 
     gallery_dir = materialize_gallery(protocol.gallery, workdir / "gallery", protocol.root / "images" / "landmarks.csv")
-    index_dir = workdir / f"index-{Path(model).stem}"
-    report = build_index(scan_gallery(gallery_dir), extractor, index_dir, progress=False, prior=prior)
-    print(f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks", file=sys.stderr)
+    index_dir = workdir / (f"index-{Path(model).stem}" + ("" if kind == "flat" else f"-{kind}"))
+    report = build_index(scan_gallery(gallery_dir), extractor, index_dir, kind=kind, progress=False, prior=prior)
+    faiss_bytes = (index_dir / "vectors.faiss").stat().st_size
+    print(
+        f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks, {kind} FAISS index of "
+        f"{faiss_bytes / max(1, report.total):.0f} bytes a photo",
+        file=sys.stderr,
+    )
     return index_dir
 
 
@@ -318,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument(
+        "--kind", default="flat", help="the FAISS index kind of the gallery (`index build --kind`; default flat)"
+    )
+    parser.add_argument(
         "--model", default=None, help="embedding model name or file (default: the service's default model)"
     )
     parser.add_argument(
@@ -341,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     extractor = load_extractor(model, device="cpu", runtime=args.runtime)
     prior = Settings.from_env().landmark_prior()  # as the service and `index build` load it
     args.workdir.mkdir(parents=True, exist_ok=True)
-    index_dir = build(protocol, args.workdir, extractor, model, prior)
+    index_dir = build(protocol, args.workdir, extractor, model, prior, args.kind)
     rows: list[Row] = []
     prepared_cache: dict = {}
     for name in [s.strip() for s in args.stages.split(",") if s.strip()]:

@@ -17,7 +17,7 @@ from api.settings import Settings
 from landmarks.logs import setup_logging
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("index", "search", "serve", "up", "bot", "train", "eval", "export", "data", "calibrate")
+COMMANDS = ("index", "search", "tag", "serve", "up", "bot", "train", "eval", "export", "data", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 # landmarks.index.INDEX_KINDS, spelled out so that the CLI starts without importing FAISS (a test
 # keeps the two equal).
-INDEX_KINDS = ("flat", "ivf", "hnsw", "ivf-sq8", "ivf-pq", "ivf-pq-rerank")
+INDEX_KINDS = ("flat", "ivf", "hnsw", "sq8", "ivf-sq8", "ivf-pq", "ivf-pq-rerank")
 
 
 def register(commands) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from cli.index import add_model_arguments, load_model, open_existing_index
 
+REFUSALS = {"not_a_landmark": "does not look like a landmark", "unknown_landmark": "not a landmark I know"}
+
 
 def register(commands) -> None:
     search = commands.add_parser("search", help="find the landmark in a photo, printing a table of matches")
@@ -55,7 +57,7 @@ def run(args) -> int:
         verdict = (
             f"{names.get(result.landmark.landmark_id, result.landmark.landmark_id)} (confidence {result.confidence:.2f})"
             if result.landmark
-            else f"not a landmark I know (confidence {result.confidence:.2f})"
+            else f"{REFUSALS.get(result.refusal, 'not a landmark I know')} (confidence {result.confidence:.2f})"
         )
         print(f"{photo}: {verdict}")
         print(f"  {'rank':>4}  {'score':>6}  {'landmark':<32}  photo")

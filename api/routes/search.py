@@ -1,19 +1,34 @@
-"""POST /search: a photo in, the landmark and the closest gallery photos out."""
+"""POST /search: a photo in, the landmark and the closest gallery photos out; POST /search/batch: several."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from api.batching import QueueFull
+from api.decoding import DecodeBusy
 from api.deps import BatcherDep, ImageUrls, ImageUrlsDep, ServiceDep
-from api.errors import ERRORS
+from api.errors import ERRORS, IMAGE_ERROR_STATUS
 from api.photos import embed_upload
-from api.schemas import BestLandmark, LandmarkHit, Match, SearchResponse, landmark_fields
+from api.schemas import (
+    BatchError,
+    BatchItem,
+    BatchResponse,
+    BestLandmark,
+    LandmarkHit,
+    Match,
+    SearchResponse,
+    landmark_fields,
+)
 from api.service import SearchOutcome
+from landmarks.images import ImageError
 
 router = APIRouter(tags=["search"])
+# Photos per POST /search/batch (Cloud Vision's batch size): a bigger batch is refused whole (413).
+MAX_BATCH_PHOTOS = 16
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
@@ -28,6 +43,48 @@ async def search(
     query = await embed_upload(service, await image.read(), batcher)
     outcome = await run_in_threadpool(service.search_query, query, k)
     return to_response(outcome, image_urls, service.empty_notice)
+
+
+@router.post("/search/batch", response_model=BatchResponse, responses=ERRORS)
+async def search_batch(
+    service: ServiceDep,
+    batcher: BatcherDep,
+    image_urls: ImageUrlsDep,
+    images: Annotated[list[UploadFile], File(description=f"One to {MAX_BATCH_PHOTOS} photos (more: 413).")],
+    k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return per photo.")] = 5,
+) -> BatchResponse:
+    """Several photos in one request: an answer or an error per photo, in order; one bad photo does
+    not fail the others (when none can be searched, the first one's error answers the request). The
+    photos are embedded together (the micro-batcher groups them)."""
+    if len(images) > MAX_BATCH_PHOTOS:
+        raise HTTPException(413, f"At most {MAX_BATCH_PHOTOS} photos per batch.")
+    uploads = [
+        (upload.filename or f"photo {position + 1}", await upload.read()) for position, upload in enumerate(images)
+    ]
+    queries = await asyncio.gather(
+        *(embed_upload(service, data, batcher) for _, data in uploads), return_exceptions=True
+    )
+    items = []
+    for (filename, _), query in zip(uploads, queries, strict=True):
+        if isinstance(query, ImageError):
+            items.append(
+                BatchItem(filename=filename, error=BatchError(status=IMAGE_ERROR_STATUS[query.kind], detail=str(query)))
+            )
+        elif isinstance(query, (QueueFull, DecodeBusy)):
+            error = BatchError(status=503, detail="The service is busy; send this photo again in a moment.")
+            items.append(BatchItem(filename=filename, error=error))
+        elif isinstance(query, BaseException):
+            raise query
+        else:
+            outcome = await run_in_threadpool(service.search_query, query, k)
+            items.append(BatchItem(filename=filename, result=to_response(outcome, image_urls, service.empty_notice)))
+    if all(item.error is not None for item in items):
+        # Nothing to answer: refused whole, as POST /landmarks/{id}/images refuses a batch of bad photos.
+        first = items[0]
+        raise HTTPException(
+            first.error.status, f"None of the photos could be searched. {first.filename}: {first.error.detail}"
+        )
+    return BatchResponse(results=items)
 
 
 def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None) -> SearchResponse:

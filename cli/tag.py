@@ -1,0 +1,137 @@
+"""`landmarks tag PHOTO_DIR --out tags.csv`: name the landmark in every photo of a library, resumably."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from cli.index import add_model_arguments, load_model, open_existing_index
+
+COLUMNS = ("path", "landmark_id", "name", "confidence", "refusal", "city", "country", "lat", "lon", "error")
+# Photos embedded in one model call; the output is flushed and fsynced after each batch, so a killed
+# run loses at most one batch of work.
+BATCH = 8
+
+
+def register(commands) -> None:
+    tag = commands.add_parser(
+        "tag",
+        help="name the landmark in every photo under a folder (CSV or JSONL), resumable",
+        description="Walk PHOTO_DIR recursively and write one row a photo: the landmark (or why none), its "
+        "confidence and place. Run it again after an interruption (even kill -9): photos already in the output "
+        "are skipped.",
+    )
+    tag.add_argument("photo_dir", type=Path, metavar="PHOTO_DIR")
+    tag.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the output: .jsonl for JSON lines, anything else CSV; appended to when it exists",
+    )
+    tag.add_argument(
+        "--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index"
+    )
+    tag.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_model_arguments(tag)
+    tag.set_defaults(func=run)
+
+
+def library_photos(root: Path) -> list[Path]:
+    from landmarks.images import IMAGE_SUFFIXES
+
+    return sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def tagged_paths(out: Path, jsonl: bool) -> set[str]:
+    """The photos an earlier run finished; a last line cut short by a kill is dropped from the file."""
+    if not out.exists():
+        return set()
+    raw = out.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    if len(complete) != len(raw):
+        with out.open("r+b") as handle:
+            handle.truncate(len(complete))
+    text = complete.decode("utf-8")
+    if jsonl:
+        return {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
+    return {row["path"] for row in csv.DictReader(io.StringIO(text))}
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from cli import CommandError
+    from landmarks.images import ImageError, decode_image
+    from landmarks.search import Searcher
+
+    if not args.photo_dir.is_dir():
+        raise CommandError(f"no folder at {args.photo_dir}")
+    index_dir = args.index or args.settings.index_dir
+    jsonl = args.out.suffix.lower() == ".jsonl"
+    photos = library_photos(args.photo_dir)
+    done = tagged_paths(args.out, jsonl)
+    todo = [path for path in photos if str(path.relative_to(args.photo_dir)) not in done]
+    print(f"{len(photos)} photos under {args.photo_dir}: {len(photos) - len(todo)} already tagged, {len(todo)} to go")
+    if not todo:
+        return 0
+    extractor = load_model(args, index_dir)
+    index = open_existing_index(index_dir, extractor)
+    if len(index) == 0:
+        raise CommandError(f"the index at {index_dir} is empty: build it with `landmarks index build`")
+    searcher = Searcher(extractor, index, args.settings.search_config(), prior=args.settings.landmark_prior())
+    landmarks = index.landmarks()
+    new_file = not args.out.exists() or args.out.stat().st_size == 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(todo), desc="tagging", unit="photo", disable=args.no_progress, dynamic_ncols=True)
+    with args.out.open("a", encoding="utf-8", newline="") as handle:
+        writer = None if jsonl else csv.DictWriter(handle, COLUMNS)
+        if writer is not None and new_file:
+            writer.writeheader()
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            rows, images = {}, {}
+            for path in batch:
+                try:
+                    images[path] = decode_image(path)
+                except (ImageError, OSError) as exc:
+                    rows[path] = {"error": str(exc)}
+            if images:
+                results = searcher.search(searcher.embed(list(images.values())), 1)
+                for path, result in zip(images, results, strict=True):
+                    rows[path] = _row(result, landmarks)
+            for path in batch:
+                row = {column: "" for column in COLUMNS} | rows[path] | {"path": str(path.relative_to(args.photo_dir))}
+                if writer is None:
+                    handle.write(
+                        json.dumps({k: (v if v != "" else None) for k, v in row.items()}, ensure_ascii=False) + "\n"
+                    )
+                else:
+                    writer.writerow(row)
+            handle.flush()
+            os.fsync(handle.fileno())
+            bar.update(len(batch))
+    bar.close()
+    searcher.close()
+    index.close()
+    print(f"tagged {len(todo)} photos into {args.out}")
+    return 0
+
+
+def _row(result, landmarks: dict) -> dict:
+    if result.landmark is None:
+        return {"confidence": round(result.confidence, 4), "refusal": result.refusal or ""}
+    landmark = landmarks.get(result.landmark.landmark_id)
+    row = {"landmark_id": result.landmark.landmark_id, "confidence": round(result.confidence, 4)}
+    if landmark is not None:
+        row |= {
+            "name": landmark.name,
+            "city": landmark.city or "",
+            "country": landmark.country or "",
+            "lat": "" if landmark.lat is None else landmark.lat,
+            "lon": "" if landmark.lon is None else landmark.lon,
+        }
+    return row

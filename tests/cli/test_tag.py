@@ -1,0 +1,89 @@
+"""`landmarks tag`: a photo library tagged as /search answers it, resumed after kill -9 without redoing
+what was written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support import REPO_ROOT, ApiServer, dev_protocol, run_cli
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A nested folder of dev photos as a photo library holds them, with a file that is no photo."""
+    root = tmp_path_factory.mktemp("library")
+    protocol = dev_protocol()
+    for position, (path, label) in enumerate(protocol.queries):
+        folder = root / ("2024" if position % 2 else "2025") / label[:3]
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(path, folder / f"{label}-{path.name}")
+    for path in protocol.distractors:
+        (root / "misc").mkdir(exist_ok=True)
+        os.symlink(path, root / "misc" / path.name)
+    (root / "misc" / "broken.jpg").write_bytes(b"not a photo at all")
+    return root
+
+
+def read_rows(out) -> list[dict]:
+    with out.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def tag_command(library, out, index) -> list[str]:
+    return [sys.executable, "-m", "cli", "tag", str(library), "--out", str(out), "--index", str(index), "--no-progress"]
+
+
+def test_tag_resumes_after_kill_without_redoing_photos(library, lite_index, tmp_path):
+    out = tmp_path / "tags.csv"
+    total = len(dev_protocol().queries) + len(dev_protocol().distractors) + 1
+    process = subprocess.Popen(tag_command(library, out, lite_index), cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out.exists() and out.read_text().count("\n") > 9):  # the header and at least one batch
+        assert process.poll() is None, "tag ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = out.read_bytes()
+    done = first[: first.rfind(b"\n") + 1]  # a row cut short by the kill is not done
+    finished = done.count(b"\n") - 1  # less the header
+    assert 8 <= finished < total
+
+    resumed = subprocess.run(tag_command(library, out, lite_index), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} already tagged, {total - finished} to go" in resumed.stdout
+    assert out.read_bytes().startswith(done)  # finished rows are kept as written, not redone
+    rows = read_rows(out)
+    assert len(rows) == total and len({row["path"] for row in rows}) == total
+    by_path = {row["path"]: row for row in rows}
+    assert by_path["misc/broken.jpg"]["error"] and not by_path["misc/broken.jpg"]["landmark_id"]
+    again = run_cli(*tag_command(library, out, lite_index)[3:])
+    assert again.returncode == 0 and f"{total} already tagged, 0 to go" in again.stdout
+
+
+def test_tags_match_the_api_photo_by_photo(library, lite_index, tmp_path):
+    out = tmp_path / "tags.jsonl"
+    result = run_cli(*tag_command(library, out, lite_index)[3:])
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(set(row) >= {"path", "landmark_id", "confidence", "refusal", "lat", "lon"} for row in rows)
+    sample = [row for row in rows if not row["error"]][::12]
+    with ApiServer(lite_index) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for row in sample:
+            photo = library / row["path"]
+            answer = client.post("/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}).json()
+            named = answer["landmark"]
+            assert row["landmark_id"] == (named["landmark_id"] if named else None), row
+            assert row["refusal"] == answer["refusal"], row
+            if named:
+                assert row["confidence"] == pytest.approx(named["confidence"], abs=2e-3)
+                assert row["name"] == named["name"] and row["lat"] is not None
