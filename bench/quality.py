@@ -216,7 +216,7 @@ def run_in_process(
 ) -> Row:
     """Latency per query = decode + embed (+ local features when verifying) + search, each timed per photo."""
     from landmarks.index import GalleryIndex
-    from landmarks.quality.calibration import Calibration, collect_samples, fit_from_samples
+    from landmarks.quality.calibration import Calibration, fit_searcher
     from landmarks.search import Searcher
 
     index = GalleryIndex.open(
@@ -227,8 +227,7 @@ def run_in_process(
     started = time.perf_counter()
     if config.calibrated:
         fitting = Searcher(extractor, index, replace(config, calibrated=False), calibration=Calibration())
-        samples = collect_samples(fitting, unknown_every=2)
-        model = fit_from_samples(samples, spatial=fitting.spatial_active)
+        model = fit_searcher(fitting)  # as `landmarks calibrate` with its defaults
         fitting.close()
         calibration.models[config.signature()] = model
         fit = {"features": model.features, "weights": model.weights, "bias": model.bias, **model.report}

@@ -72,7 +72,7 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from cli import CommandError
     from landmarks.images import IMAGE_SUFFIXES, ImageError, decode_image
-    from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, collect_samples, fit_from_samples
+    from landmarks.quality.calibration import CALIBRATION_FILE, Calibration, fit_searcher
     from landmarks.search import Searcher
 
     for flag, value in (
@@ -109,11 +109,15 @@ def run(args: argparse.Namespace) -> int:
             f"calibrating {args.index}: {len(index)} photos of {len(counts)} landmarks, {len(negatives)} negative photos; "
             f"search: {config.describe()}{' (no local features: without spatial verification)' if config.spatial and not searcher.spatial_active else ''}"
         )
-        samples = collect_samples(
-            searcher, negatives=negatives, unknown_every=args.unknown_every, progress=not args.no_progress
-        )
         try:
-            model = fit_from_samples(samples, spatial=searcher.spatial_active, threshold=args.threshold, **shares)
+            model = fit_searcher(
+                searcher,
+                negatives=negatives,
+                unknown_every=args.unknown_every,
+                progress=not args.no_progress,
+                threshold=args.threshold,
+                **shares,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         path = args.index / CALIBRATION_FILE

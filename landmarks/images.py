@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -161,6 +161,26 @@ def thumbnail_jpeg(data: bytes | Path, size: int, quality: int = 85, *, max_pixe
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def embed_in_batches(
+    images: Iterable[Image.Image],
+    preprocess: Callable[[Image.Image], np.ndarray],
+    embed_arrays: Callable[[list[np.ndarray]], np.ndarray],
+    dim: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """(N, dim) embeddings of photos, preprocessed one by one and embedded BATCH_SIZE at a time (so no
+    more than one batch of model inputs is held): what every extractor's embed_images does."""
+    out, pending = [], []
+    for image in images:
+        pending.append(preprocess(image))
+        if len(pending) == batch_size:
+            out.append(embed_arrays(pending))
+            pending = []
+    if pending:
+        out.append(embed_arrays(pending))
+    return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
 
 
 def loaded_ahead(load: Callable[[Item], Loaded], items: Sequence[Item], batch_size: int) -> Iterator[list[Loaded]]:

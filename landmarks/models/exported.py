@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from landmarks.images import Preprocessor
+from landmarks.images import Preprocessor, embed_in_batches
 
 # Equal to landmarks.models.registry.DEFAULT_MODEL (which imports torch; tests/deploy keeps them equal).
 DEFAULT_MODEL = "efficientnet_lite_ensemble"
@@ -85,15 +85,7 @@ class ExportedExtractor:
         return (vectors / norms).astype(np.float32)
 
     def embed_images(self, images: Iterable[Image.Image], batch_size: int = 16) -> np.ndarray:
-        out, pending = [], []
-        for image in images:
-            pending.append(self.preprocess(image))
-            if len(pending) == batch_size:
-                out.append(self.embed_arrays(pending))
-                pending = []
-        if pending:
-            out.append(self.embed_arrays(pending))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+        return embed_in_batches(images, self.preprocess, self.embed_arrays, self.dim, batch_size)
 
     def describe(self) -> str:
         return f"{self.source} ({self.config.backbone}@{self.config.image_size}, {self.dim}-d, cpu fp32 onnxruntime, exported)"

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from landmarks.images import Preprocessor
+from landmarks.images import Preprocessor, embed_in_batches
 from landmarks.models.network import ModelConfig, build_network
 from landmarks.models.registry import DEFAULT_MODEL, create_model
 from landmarks.models.runtime import OnnxEmbedder, resolve_runtime
@@ -117,15 +117,7 @@ class Extractor:
         return vectors.cpu().numpy().astype(np.float32)
 
     def embed_images(self, images: Iterable[Image.Image], batch_size: int = 16) -> np.ndarray:
-        out, pending = [], []
-        for image in images:
-            pending.append(self.preprocess(image))
-            if len(pending) == batch_size:
-                out.append(self.embed_arrays(pending))
-                pending = []
-        if pending:
-            out.append(self.embed_arrays(pending))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+        return embed_in_batches(images, self.preprocess, self.embed_arrays, self.dim, batch_size)
 
     def describe(self) -> str:
         precision = "fp16" if self.half else "bf16" if self.runtime == "bf16" else "fp32"

@@ -204,6 +204,22 @@ def fit_model(
     return model
 
 
+def fit_searcher(
+    searcher,
+    *,
+    negatives: list = (),
+    unknown_every: int = 2,
+    progress: bool = False,
+    threshold: float | None = None,
+    **shares: float,
+) -> CalibrationModel:
+    """What `landmarks calibrate` fits for a searcher's configuration (uncalibrated `Searcher`): samples
+    from its gallery (collect_samples) and NEGATIVES, then the model and its operating threshold.
+    shares: keep_right, negative_share (fit_model's)."""
+    samples = collect_samples(searcher, negatives=negatives, unknown_every=unknown_every, progress=progress)
+    return fit_from_samples(samples, spatial=searcher.spatial_active, threshold=threshold, **shares)
+
+
 @dataclass
 class Samples:
     features: list[np.ndarray] = field(default_factory=list)
