@@ -33,6 +33,15 @@ class LandmarkInfo(BaseModel):
 
 class LandmarkHit(LandmarkInfo):
     score: float
+    distance_km: float | None = Field(
+        default=None,
+        description="How far it is from where the photo was taken (`photo_location`), when both are known.",
+    )
+
+
+class PhotoLocation(BaseModel):
+    lat: float
+    lon: float
 
 
 class Match(BaseModel):
@@ -49,6 +58,10 @@ class SearchResponse(BaseModel):
     matches: list[Match]
     gallery_size: int
     notice: str | None = None
+    photo_location: PhotoLocation | None = Field(
+        default=None,
+        description="Where the photo was taken, from its EXIF GPS; landmarks near it rank higher (LANDMARKS_GEO_BONUS).",
+    )
     refusal: Literal["not_a_landmark", "unknown_landmark"] | None = Field(
         default=None,
         description="Why `landmark` is null: the photo does not look like a landmark at all, or no landmark "
@@ -126,7 +139,21 @@ LANDMARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # Extra metadata of a landmark (like extra columns of landmarks.csv) travels beside the fields
 # below, so it may not take their names; and it is bounded, since every GET /landmarks carries it.
 RESERVED_FIELDS = frozenset(
-    {"landmark_id", "name", "city", "country", "lat", "lon", "image_count", "score", "images", "sample_image_url"}
+    {
+        "landmark_id",
+        "name",
+        "city",
+        "country",
+        "lat",
+        "lon",
+        "image_count",
+        "score",
+        "images",
+        "sample_image_url",
+        "excluded",
+        "excluded_count",
+        "distance_km",
+    }
 )
 METADATA_KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 METADATA_MAX_KEYS = 32

@@ -47,6 +47,13 @@ def percent(confidence: float, lang: str) -> str:
     return t("over_99", lang) if confidence >= 0.995 else f"{round(confidence * 100)}%"
 
 
+def distance(km: float, lang: str) -> str:
+    """ "220 m", "2.4 km", "1250 km" (in the user's units words)."""
+    if km < 1:
+        return t("metres", lang, n=f"{max(10, round(km * 1000, -1)):.0f}")
+    return t("kilometres", lang, n=f"{km:.1f}" if km < 10 else f"{km:.0f}")
+
+
 def named(landmark_id: str, name: str, result: SearchResult, lang: str, bold: bool = False) -> str:
     """HTML: a landmark's name (bold for the verdict) and, in brackets, its place."""
     shown = quote(result.name_in(landmark_id, name, lang))
@@ -100,6 +107,9 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
                 confidence=percent(best.confidence, lang),
             )
         ]
+        info = result.landmark_info(best.landmark_id)
+        if info is not None and info.distance_km is not None:  # a photo sent as a file keeps its GPS
+            lines.append(t("taken_from", lang, distance=distance(info.distance_km, lang)))
         others = [item for item in result.landmarks if item.landmark_id != best.landmark_id][:OTHER_POSSIBILITIES]
         if others:
             lines += [

@@ -82,6 +82,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "фото из моей коллекции, но это не совпадение.",
     },
     "over_99": {EN: "over 99%", RU: "более 99%"},
+    "taken_from": {
+        EN: "📍 Your photo was taken {distance} from it.",
+        RU: "📍 Ваше фото снято в {distance} от неё.",
+    },
+    "metres": {EN: "{n} m", RU: "{n} м"},
+    "kilometres": {EN: "{n} km", RU: "{n} км"},
     "other_possibilities": {EN: "Other possibilities:", RU: "Другие варианты:"},
     "page": {
         EN: "Results {first}–{last}: {landmarks}.",

@@ -63,6 +63,8 @@ class Landmark:
     # In the gallery: photos left out of matching (`landmarks index clean`); with GET /landmarks/{id}
     # its photos too, those that match and those excluded (with why).
     excluded_count: int = 0
+    # In search results, when the photo carried GPS: how far the landmark is from where it was taken.
+    distance_km: float | None = None
     images: tuple[GalleryImage, ...] = field(default=(), compare=False)
     excluded: tuple[ExcludedImage, ...] = field(default=(), compare=False)
 
@@ -102,6 +104,8 @@ class SearchResult:
     notice: str | None = None
     # Why `landmark` is None: "not_a_landmark" (the photo does not look like one) or "unknown_landmark".
     refusal: str | None = None
+    # (lat, lon) where the photo was taken, from its EXIF GPS, when it had one.
+    photo_location: tuple[float, float] | None = None
 
     @property
     def not_a_landmark(self) -> bool:
@@ -197,6 +201,7 @@ def parse_landmark(data: dict[str, Any]) -> Landmark:
         sample_image_url=data.get("sample_image_url") or None,
         translations=_translations(data),
         excluded_count=int(data.get("excluded_count") or len(data.get("excluded") or [])),
+        distance_km=_float_or_none(data.get("distance_km")),
         images=tuple(GalleryImage(int(item["image_id"]), str(item["image_url"])) for item in data.get("images") or []),
         excluded=tuple(
             ExcludedImage(
@@ -239,7 +244,14 @@ def parse_search(data: dict[str, Any]) -> SearchResult:
         gallery_size=int(data.get("gallery_size") or 0),
         notice=data.get("notice") or None,
         refusal=data.get("refusal") or None,
+        photo_location=_location(data.get("photo_location")),
     )
+
+
+def _location(data: Any) -> tuple[float, float] | None:
+    if not isinstance(data, dict) or data.get("lat") is None or data.get("lon") is None:
+        return None
+    return float(data["lat"]), float(data["lon"])
 
 
 def parse_landmark_list(data: dict[str, Any]) -> LandmarkList:

@@ -163,6 +163,33 @@ def thumbnail_jpeg(data: bytes | Path, size: int, quality: int = 85, *, max_pixe
     return out.getvalue()
 
 
+GPS_IFD = 0x8825  # EXIF's GPSInfo directory: 1/2 latitude ref and value, 3/4 longitude ref and value
+
+
+def photo_location(data: bytes) -> tuple[float, float] | None:
+    """Where the photo was taken, (lat, lon) in degrees from its EXIF GPS, or None when it has none (or
+    nonsense: no reference, out of range, the 0/0 some cameras write before a fix). Reads the header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            gps = image.getexif().get_ifd(GPS_IFD)
+    except Exception:  # noqa: BLE001 - any unreadable header just means no position
+        return None
+
+    def degrees(value, ref: object, negative: str) -> float | None:
+        try:
+            d, m, sec = (float(part) for part in value)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        if not isinstance(ref, str) or not ref.strip():
+            return None
+        return -(d + m / 60 + sec / 3600) if ref.strip().upper() == negative else d + m / 60 + sec / 3600
+
+    lat, lon = degrees(gps.get(2), gps.get(1), "S"), degrees(gps.get(4), gps.get(3), "W")
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
+        return None
+    return lat, lon
+
+
 def embed_in_batches(
     images: Iterable[Image.Image],
     preprocess: Callable[[Image.Image], np.ndarray],

@@ -56,3 +56,21 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def gps_jpeg(path, lat: float, lon: float) -> bytes:
+    """The photo re-encoded with (lat, lon) in its EXIF GPS, as a phone writes it."""
+    import io
+
+    from PIL import Image
+
+    def dms(value: float) -> tuple[float, float, float]:
+        value = abs(value)
+        d, m = int(value), int((abs(value) - int(value)) * 60)
+        return float(d), float(m), (value - d - m / 60) * 3600
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)})
+    out = io.BytesIO()
+    Image.open(path).convert("RGB").save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()

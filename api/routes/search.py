@@ -20,11 +20,13 @@ from api.schemas import (
     BestLandmark,
     LandmarkHit,
     Match,
+    PhotoLocation,
     SearchResponse,
     landmark_fields,
 )
 from api.service import SearchOutcome
 from landmarks.images import ImageError
+from landmarks.search.ranking import distance_km
 
 router = APIRouter(tags=["search"])
 # Photos per POST /search/batch (Cloud Vision's batch size): a bigger batch is refused whole (413).
@@ -100,7 +102,22 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
         fields = (
             landmark_fields(landmark) if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
         )
-        hits.append(LandmarkHit(**fields, image_count=counts.get(scored.landmark_id, 0), score=round(scored.score, 4)))
+        distance = None
+        if (
+            result.location is not None
+            and landmark is not None
+            and landmark.lat is not None
+            and landmark.lon is not None
+        ):
+            distance = round(distance_km(result.location, (landmark.lat, landmark.lon)), 3)
+        hits.append(
+            LandmarkHit(
+                **fields,
+                image_count=counts.get(scored.landmark_id, 0),
+                score=round(scored.score, 4),
+                distance_km=distance,
+            )
+        )
     best = None
     if result.landmark is not None:
         best = BestLandmark(
@@ -124,5 +141,8 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
         matches=matches,
         gallery_size=outcome.gallery_size,
         notice=notice,
+        photo_location=None
+        if result.location is None
+        else PhotoLocation(lat=result.location[0], lon=result.location[1]),
         refusal=result.refusal,
     )

@@ -46,6 +46,39 @@ def rank_landmarks(
     )
 
 
+EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between two (lat, lon) points in degrees (haversine)."""
+    lat1, lon1, lat2, lon2 = map(np.radians, (a[0], a[1], b[0], b[1]))
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return float(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(min(1.0, h))))
+
+
+def near_the_photo(
+    landmarks: Sequence[LandmarkScore],
+    places: dict[str, tuple[float, float]],
+    location: tuple[float, float],
+    bonus: float,
+    scale_km: float,
+) -> list[LandmarkScore]:
+    """Landmarks re-ranked with the photo's own position: each gains BONUS x exp(-distance / SCALE_KM)
+    (a landmark without coordinates gains nothing). Soft by construction: nothing is ever taken away,
+    so a wrong position can only lift the landmarks near it, by at most BONUS."""
+    adjusted = [
+        LandmarkScore(
+            lm.landmark_id,
+            lm.score + bonus * float(np.exp(-distance_km(location, places[lm.landmark_id]) / scale_km)),
+            lm.votes,
+        )
+        if lm.landmark_id in places
+        else lm
+        for lm in landmarks
+    ]
+    return sorted(adjusted, key=lambda lm: -lm.score)
+
+
 def confidence_from_score(score: float, threshold: float = UNCALIBRATED_SCORE_AT_HALF) -> float:
     """The uncalibrated confidence in [0, 1]: 0.5 at `threshold` similarity, rising with the score."""
     if score >= threshold:

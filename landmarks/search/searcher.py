@@ -23,7 +23,7 @@ from landmarks.quality.prior import LandmarkPrior
 from landmarks.quality.spatial import count_inliers
 from landmarks.search.config import SearchConfig
 from landmarks.search.gallery_cache import GalleryCache
-from landmarks.search.ranking import LandmarkScore, confidence_from_score, rank_landmarks
+from landmarks.search.ranking import LandmarkScore, confidence_from_score, near_the_photo, rank_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Query:
     vector: np.ndarray
     local: LocalFeatures | None = None
     prior: float | None = None  # how landmark-like the photo is (landmarks.quality.prior), when known
+    location: tuple[float, float] | None = None  # where the photo was taken (its EXIF GPS), when known
 
     def __post_init__(self) -> None:
         vector = np.ascontiguousarray(self.vector, dtype=np.float32)
@@ -57,6 +58,7 @@ class SearchResult:
     inliers: dict[int, int] = field(default_factory=dict)  # image_id -> verified inliers
     prior: float | None = None  # the query's landmark prior, when known
     prior_floor: float | None = None  # the gate it was held to (None: no gate)
+    location: tuple[float, float] | None = None  # the photo's own position, when it had one
 
     @property
     def refusal(self) -> str | None:
@@ -93,6 +95,7 @@ class Searcher:
         self._warned: set[str] = set()
         self.prior = prior if config.prior_keep > 0 else None
         self._floor: tuple[int, float | None] | None = None  # (gallery size, floor) of the last computation
+        self._coordinates: dict[str, tuple[float, float] | None] | None = None  # landmark id -> (lat, lon)
         self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
         self.gallery = GalleryCache(extractor, index, config, self.multiscale)
         directory = getattr(index, "directory", None)
@@ -158,7 +161,10 @@ class Searcher:
     def search(self, queries: Sequence[Query], k: int) -> list[SearchResult]:
         """One result per query. Its local features, when it has them, enable verification; its prior,
         when it has one, the landmark gate."""
-        return [self._search_one(query.vector, query.local, k, prior=query.prior) for query in queries]
+        return [
+            self._search_one(query.vector, query.local, k, prior=query.prior, location=query.location)
+            for query in queries
+        ]
 
     def prior_floor(self) -> float | None:
         """The landmark prior below which a query is refused: the (1 - prior_keep) quantile of the
@@ -219,6 +225,17 @@ class Searcher:
             self._warned.add(key)
             log.warning(message, *args)
 
+    def _places(self, landmarks: Sequence[LandmarkScore]) -> dict[str, tuple[float, float]]:
+        """(lat, lon) of each landmark that has them, cached; re-read when a landmark is new to the cache
+        (added at run time)."""
+        if self._coordinates is None or any(lm.landmark_id not in self._coordinates for lm in landmarks):
+            self._coordinates = {
+                landmark_id: (lm.lat, lm.lon) if lm.lat is not None and lm.lon is not None else None
+                for landmark_id, lm in self.index.landmarks().items()
+            }
+        found = {lm.landmark_id: self._coordinates.get(lm.landmark_id) for lm in landmarks}
+        return {landmark_id: place for landmark_id, place in found.items() if place is not None}
+
     def _needs_memory(self) -> bool:
         return bool(self.config.multiscale or self.config.dba_k > 1 or self.config.qe_k > 0)
 
@@ -243,6 +260,7 @@ class Searcher:
         exclude_ids: set[int] | frozenset[int] = frozenset(),
         exclude_landmark: str | None = None,
         prior: float | None = None,
+        location: tuple[float, float] | None = None,
     ) -> SearchResult:
         cfg = self.config
         extra = len(exclude_ids)
@@ -283,9 +301,11 @@ class Searcher:
 
         scored = sorted(((photo_score(c), c) for c in candidates), key=lambda pair: -pair[0])
         landmarks = rank_landmarks([(c[1], score) for score, c in scored], cfg.aggregate_top)
+        if location is not None and cfg.geo_bonus > 0 and landmarks:
+            landmarks = near_the_photo(landmarks, self._places(landmarks), location, cfg.geo_bonus, cfg.geo_scale_km)
         top = landmarks[0] if landmarks else None
         if top is None:
-            return SearchResult([], [], None, 0.0, None, inliers, prior)
+            return SearchResult([], [], None, 0.0, None, inliers, prior, location=location)
         runner_up = landmarks[1].score if len(landmarks) > 1 else (scored[-1][0] if scored else 0.0)
         top_inliers = max((inliers.get(c[0], 0) for _, c in scored if c[1] == top.landmark_id), default=0)
         features = feature_vector(top.score, top.score - runner_up, top_inliers if self.spatial_active else 0)
@@ -305,4 +325,4 @@ class Searcher:
         else:
             ordered = scored
         matches = [Neighbour(c[0], c[1], float(c[2])) for _, c in ordered[:k]]
-        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers, prior, floor)
+        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers, prior, floor, location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import dev_protocol, landmark_names, run_cli
+from tests.support import dev_protocol, gps_jpeg, landmark_names, run_cli
 
 
 def post_photo(url: str, path, k: int = 5) -> httpx.Response:
@@ -92,3 +92,28 @@ def test_cli_search_prints_a_table_without_a_server(dev_index):
     lines = result.stdout.splitlines()
     assert "Taj Mahal (confidence" in lines[0]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 3
+
+
+def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_server):
+    from landmarks.gallery import scan_gallery
+    from tests.support import require_dev_data
+
+    places = {lid: (lm.lat, lm.lon) for lid, lm in scan_gallery(require_dev_data() / "images").landmarks.items()}
+    protocol = dev_protocol()
+    right = 0
+    with httpx.Client(base_url=api_server.url, timeout=60) as client:
+        for path, label in protocol.queries:
+            lat, lon = places[label][0] + 0.001, places[label][1] - 0.001  # ~150 m off, as a phone's fix
+            data = gps_jpeg(path, lat, lon)
+            answer = client.post("/search", params={"k": 1}, files={"image": (path.name, data, "image/jpeg")}).json()
+            right += answer["matches"][0]["landmark_id"] == label
+            assert answer["photo_location"] == {
+                "lat": pytest.approx(lat, abs=1e-5),
+                "lon": pytest.approx(lon, abs=1e-5),
+            }
+            mine = [hit for hit in answer["landmarks"] if hit["landmark_id"] == label]
+            assert not mine or mine[0]["distance_km"] < 0.3
+        plain = post_photo(api_server.url, protocol.queries[0][0]).json()
+    assert plain["photo_location"] is None and all(hit["distance_km"] is None for hit in plain["landmarks"])
+    # Measured (bench/gps.py): 145 of 146 with the true position, against 137 without any.
+    assert right / len(protocol.queries) >= 0.98

@@ -172,6 +172,19 @@ def test_captions_summary_and_buttons():
     assert page == "Результаты 4–6: Taj Mahal ×2, Humayun's Tomb."
 
 
+def test_a_photo_with_gps_gets_its_distance_in_the_verdict():
+    answer = contract_answer()
+    answer["landmarks"][0]["distance_km"] = 0.2172
+    answer["photo_location"] = {"lat": 27.1771, "lon": 78.0421}
+    result = parse_search(answer)
+    assert result.photo_location == (27.1771, 78.0421)
+    lines = summary(result, page_matches(result, 0, 2), 0, 2, EN).splitlines()
+    assert lines[1] == "📍 Your photo was taken 220 m from it."
+    assert summary(result, page_matches(result, 0, 2), 0, 2, RU).splitlines()[1] == "📍 Ваше фото снято в 220 м от неё."
+    answer["landmarks"][0]["distance_km"] = 12.4
+    assert "12 km" in summary(parse_search(answer), page_matches(result, 0, 2), 0, 2, EN)
+
+
 @pytest.mark.parametrize(
     ("confidence", "shown"), [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"), (0.004, "0%")]
 )

@@ -75,6 +75,21 @@ def test_camera_photo_gets_its_landmark(monkeypatch, api_server):
     assert [header.value for header in app.header] == [landmark_names()[landmark_id]]
 
 
+def test_a_photo_with_gps_says_how_far_it_was_taken_from_the_landmark(monkeypatch, api_server):
+    from landmarks.gallery import scan_gallery
+    from tests.support import gps_jpeg, require_dev_data
+
+    path, landmark_id = dev_query()
+    landmark = scan_gallery(require_dev_data() / "images").landmarks[landmark_id]
+    data = gps_jpeg(path, landmark.lat + 0.002, landmark.lon)  # ~220 m north
+    app = open_app(monkeypatch, api_server.url)
+    app.file_uploader[0].set_value((path.name, data, "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert [header.value for header in app.header] == [landmark_names()[landmark_id]]
+    captions = [caption.value for caption in app.caption]
+    assert ":material/my_location: Your photo was taken 220 m from it." in captions, captions
+
+
 def test_distractor_is_not_a_landmark(monkeypatch, api_server):
     app = upload(open_app(monkeypatch, api_server.url), refused_distractor(api_server.url))
     assert not app.header  # no landmark named as the answer

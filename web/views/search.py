@@ -69,6 +69,13 @@ def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: 
     return result
 
 
+def distance_text(km: float) -> str:
+    """ "120 m", "2.4 km", "1,250 km": how far a person reads it."""
+    if km < 1:
+        return f"{max(10, round(km * 1000, -1)):.0f} m"
+    return f"{km:.1f} km" if km < 10 else f"{km:,.0f} km"
+
+
 def verdict(result: SearchResult, lang: str = "") -> None:
     """The answer: the best landmark with its confidence and place, or 'not a landmark I know'
     (a refusal names no landmark as the answer, in a card of its own)."""
@@ -83,6 +90,8 @@ def verdict(result: SearchResult, lang: str = "") -> None:
             line = place_line(info, lang) if info is not None else None
             if line:
                 st.markdown(line)
+            if info is not None and info.distance_km is not None:
+                st.caption(f":material/my_location: Your photo was taken {distance_text(info.distance_km)} from it.")
             st.progress(best.confidence, text=f"Confidence {confidence_percent(best.confidence)}")
         return
     if not result.matches:
