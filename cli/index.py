@@ -231,7 +231,6 @@ def open_recorded_index(index_dir: Path):
 
 def run_clean(args) -> int:
     from cli import CommandError
-    from landmarks.index.build import fill_priors
     from landmarks.index.store import Review
     from landmarks.quality import cleaning
 
@@ -245,6 +244,8 @@ def run_clean(args) -> int:
         if args.restore or args.keep or args.exclude:
             return _review_by_hand(index, records, args, Review)
         if index.store.without_prior():
+            from landmarks.index.build import fill_priors  # the model stack: only when priors are missing
+
             prior = args.settings.landmark_prior()
             if prior is None:
                 raise CommandError("cleaning needs the landmark prior, and it could not be loaded (see the warning)")

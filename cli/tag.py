@@ -6,11 +6,26 @@ import csv
 import io
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from cli.index import add_model_arguments, load_model, open_existing_index
 
-COLUMNS = ("path", "landmark_id", "name", "confidence", "refusal", "city", "country", "lat", "lon", "error")
+COLUMNS = (
+    "path",
+    "landmark_id",
+    "name",
+    "confidence",
+    "refusal",
+    "city",
+    "country",
+    "lat",
+    "lon",
+    "photo_lat",
+    "photo_lon",
+    "distance_km",
+    "error",
+)
 # Photos embedded in one model call; the output is flushed and fsynced after each batch, so a killed
 # run loses at most one batch of work.
 BATCH = 8
@@ -65,7 +80,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from cli import CommandError
-    from landmarks.images import ImageError, decode_image
+    from landmarks.images import ImageError, decode_image, photo_location
     from landmarks.search import Searcher
 
     if not args.photo_dir.is_dir():
@@ -93,15 +108,20 @@ def run(args) -> int:
             writer.writeheader()
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
-            rows, images = {}, {}
+            rows, images, locations = {}, {}, {}
             for path in batch:
                 try:
-                    images[path] = decode_image(path)
+                    data = path.read_bytes()
+                    images[path] = decode_image(data)
+                    locations[path] = photo_location(data)
                 except (ImageError, OSError) as exc:
                     rows[path] = {"error": str(exc)}
             if images:
-                results = searcher.search(searcher.embed(list(images.values())), 1)
-                for path, result in zip(images, results, strict=True):
+                queries = [
+                    replace(query, location=locations[path])
+                    for path, query in zip(images, searcher.embed(list(images.values())), strict=True)
+                ]
+                for path, result in zip(images, searcher.search(queries, 1), strict=True):
                     rows[path] = _row(result, landmarks)
             for path in batch:
                 row = {column: "" for column in COLUMNS} | rows[path] | {"path": str(path.relative_to(args.photo_dir))}
@@ -122,10 +142,15 @@ def run(args) -> int:
 
 
 def _row(result, landmarks: dict) -> dict:
+    from landmarks.search.ranking import distance_km
+
+    taken = {} if result.location is None else {"photo_lat": result.location[0], "photo_lon": result.location[1]}
     if result.landmark is None:
-        return {"confidence": round(result.confidence, 4), "refusal": result.refusal or ""}
+        return {"confidence": round(result.confidence, 4), "refusal": result.refusal or ""} | taken
     landmark = landmarks.get(result.landmark.landmark_id)
-    row = {"landmark_id": result.landmark.landmark_id, "confidence": round(result.confidence, 4)}
+    row = {"landmark_id": result.landmark.landmark_id, "confidence": round(result.confidence, 4)} | taken
+    if landmark is not None and result.location is not None and landmark.lat is not None and landmark.lon is not None:
+        row["distance_km"] = round(distance_km(result.location, (landmark.lat, landmark.lon)), 3)
     if landmark is not None:
         row |= {
             "name": landmark.name,

@@ -26,8 +26,11 @@ from PIL import Image, ImageDraw, ImageOps
 
 from landmarks.index import GalleryIndex
 from landmarks.index.store import Review
-from landmarks.search.ranking import DEFAULT_AGGREGATE_TOP
 
+# The search's landmark aggregation (landmarks.search.ranking.DEFAULT_AGGREGATE_TOP), spelled out so
+# that `landmarks index clean` starts without importing the models (tests/quality/test_cleaning.py
+# keeps the two equal).
+AGGREGATE_TOP = 2
 REASONS = ("no_landmark", "other_landmark")
 
 
@@ -37,7 +40,7 @@ class CleaningParams:
     contact sheet of its suspects, and R@1 and refusals before and after."""
 
     neighbours: int = 50  # nearest gallery photos each photo's rival landmarks are found among
-    aggregate_top: int = DEFAULT_AGGREGATE_TOP  # a landmark's score: the mean of its best photos (as search)
+    aggregate_top: int = AGGREGATE_TOP  # a landmark's score: the mean of its best photos (as search)
     rival_margin: float = 0.05  # other_landmark: a rival landmark beats its own by more than this
     prior_below: float = 0.4  # no_landmark: a landmark prior below this...
     distinct_below: float = 0.015  # ...and its own landmark ahead of the best rival by less than this

@@ -100,9 +100,10 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
 
     places = {lid: (lm.lat, lm.lon) for lid, lm in scan_gallery(require_dev_data() / "images").landmarks.items()}
     protocol = dev_protocol()
+    queries = protocol.queries[::2]  # half of them: a quarter minute of searches
     right = 0
     with httpx.Client(base_url=api_server.url, timeout=60) as client:
-        for path, label in protocol.queries:
+        for path, label in queries:
             lat, lon = places[label][0] + 0.001, places[label][1] - 0.001  # ~150 m off, as a phone's fix
             data = gps_jpeg(path, lat, lon)
             answer = client.post("/search", params={"k": 1}, files={"image": (path.name, data, "image/jpeg")}).json()
@@ -116,4 +117,4 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
         plain = post_photo(api_server.url, protocol.queries[0][0]).json()
     assert plain["photo_location"] is None and all(hit["distance_km"] is None for hit in plain["landmarks"])
     # Measured (bench/gps.py): 145 of 146 with the true position, against 137 without any.
-    assert right / len(protocol.queries) >= 0.98
+    assert right / len(queries) >= 0.98

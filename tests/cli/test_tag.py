@@ -14,23 +14,37 @@ import time
 import httpx
 import pytest
 
-from tests.support import REPO_ROOT, ApiServer, dev_protocol, run_cli
+from landmarks.gallery import scan_gallery
+from tests.support import REPO_ROOT, ApiServer, dev_protocol, gps_jpeg, require_dev_data, run_cli
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    """A nested folder of dev photos as a photo library holds them, with a file that is no photo."""
+    """A nested folder of dev photos as a photo library holds them (every other query, every other
+    distractor), with a file that is no photo and a phone photo that carries its GPS."""
     root = tmp_path_factory.mktemp("library")
     protocol = dev_protocol()
-    for position, (path, label) in enumerate(protocol.queries):
+    for position, (path, label) in enumerate(library_queries()):
         folder = root / ("2024" if position % 2 else "2025") / label[:3]
         folder.mkdir(parents=True, exist_ok=True)
         os.symlink(path, folder / f"{label}-{path.name}")
-    for path in protocol.distractors:
+    for path in library_distractors():
         (root / "misc").mkdir(exist_ok=True)
         os.symlink(path, root / "misc" / path.name)
     (root / "misc" / "broken.jpg").write_bytes(b"not a photo at all")
+    path, label = protocol.queries[0]
+    landmark = scan_gallery(require_dev_data() / "images").landmarks[label]
+    (root / "phone").mkdir()
+    (root / "phone" / "with-gps.jpg").write_bytes(gps_jpeg(path, landmark.lat + 0.002, landmark.lon))
     return root
+
+
+def library_queries():  # noqa: N802 - a constant of the protocol, computed
+    return dev_protocol().queries[::2]
+
+
+def library_distractors():  # noqa: N802
+    return dev_protocol().distractors[::2]
 
 
 def read_rows(out) -> list[dict]:
@@ -44,7 +58,7 @@ def tag_command(library, out, index) -> list[str]:
 
 def test_tag_resumes_after_kill_without_redoing_photos(library, lite_index, tmp_path):
     out = tmp_path / "tags.csv"
-    total = len(dev_protocol().queries) + len(dev_protocol().distractors) + 1
+    total = len(library_queries()) + len(library_distractors()) + 2  # + the broken and the GPS photo
     process = subprocess.Popen(tag_command(library, out, lite_index), cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out.exists() and out.read_text().count("\n") > 9):  # the header and at least one batch
@@ -76,7 +90,11 @@ def test_tags_match_the_api_photo_by_photo(library, lite_index, tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows and all(set(row) >= {"path", "landmark_id", "confidence", "refusal", "lat", "lon"} for row in rows)
-    sample = [row for row in rows if not row["error"]][::12]
+    by_path = {row["path"]: row for row in rows}
+    phone = by_path["phone/with-gps.jpg"]
+    assert phone["photo_lat"] == pytest.approx(phone["lat"] + 0.002, abs=1e-4) and phone["distance_km"] < 0.3
+    assert by_path["misc/broken.jpg"]["photo_lat"] is None
+    sample = [row for row in rows if not row["error"]][::12] + [phone]
     with ApiServer(lite_index) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         for row in sample:
             photo = library / row["path"]

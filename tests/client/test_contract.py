@@ -123,7 +123,8 @@ def test_request_field_names(openapi) -> None:
     [
         (contract.BestGuess, ["BestLandmark"]),
         # Search hits carry a score, listing entries a sample photo; both are read as a Landmark.
-        (contract.Landmark, ["LandmarkHit", "LandmarkSummary"]),
+        (contract.Landmark, ["LandmarkHit", "LandmarkSummary", "LandmarkDetail"]),
+        (contract.ExcludedImage, ["ExcludedPhoto"]),
         (contract.Match, ["Match"]),
         (contract.SearchResult, ["SearchResponse"]),
         (contract.LandmarkList, ["LandmarkList"]),

@@ -21,6 +21,13 @@ from tests.support import ApiServer, run_cli
 CAFE_PHOTOS = {"hawa_mahal/005.jpg", "hawa_mahal/011.jpg", "hawa_mahal/012.jpg", "hawa_mahal/013.jpg"}
 
 
+def test_cleaning_aggregates_landmarks_as_the_search_does():
+    from landmarks.quality.cleaning import AGGREGATE_TOP
+    from landmarks.search.ranking import DEFAULT_AGGREGATE_TOP
+
+    assert AGGREGATE_TOP == DEFAULT_AGGREGATE_TOP
+
+
 def photo_key(path: str) -> str:
     return "/".join(Path(path).parts[-2:])
 
