@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from PIL import Image  # noqa: E402
+
 from landmarks.evaluation.protocol import dev_protocol, materialize_gallery  # noqa: E402
+from landmarks.images import GPS_IFD  # noqa: E402
 
 DEV_DATA = REPO.parent / "shared" / "data" / "landmarks-dev"
 WORK = REPO / "data" / "bench"
@@ -42,3 +46,25 @@ def dev_index(model: str | None = None) -> Path:
         stdout=subprocess.DEVNULL,
     )
     return out
+
+
+def with_gps(path, location: tuple[float, float] | None) -> bytes:
+    """The photo re-encoded (quality 95), with LOCATION (lat, lon) in its EXIF GPS as a phone writes it
+    when given: bench/gps.py and the tests compare such photos with and without a position."""
+    image = Image.open(path).convert("RGB")
+    exif = Image.Exif()
+    if location is not None:
+        lat, lon = location
+
+        def dms(value: float) -> tuple[float, float, float]:
+            value = abs(value)
+            d = int(value)
+            m = int((value - d) * 60)
+            return float(d), float(m), round((value - d - m / 60) * 3600, 4)
+
+        exif.get_ifd(GPS_IFD).update(
+            {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)}
+        )
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()

@@ -13,39 +13,16 @@ Prints R@1 (the first match's landmark) for the three, and the distractors' refu
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import random
 
 import httpx
-from common import DEV_DATA, dev_index  # noqa: F401  (sets sys.path)
-from PIL import Image
+from common import DEV_DATA, dev_index, with_gps  # noqa: F401  (sets sys.path)
 from server import ApiServer
 
 from landmarks.evaluation.protocol import dev_protocol
 from landmarks.gallery import scan_gallery
 from landmarks.search.ranking import distance_km
-
-
-def with_gps(path, location: tuple[float, float] | None) -> bytes:
-    """The photo re-encoded (quality 95), with LOCATION in its EXIF GPS when given."""
-    image = Image.open(path).convert("RGB")
-    exif = Image.Exif()
-    if location is not None:
-        lat, lon = location
-
-        def dms(value: float) -> tuple[float, float, float]:
-            value = abs(value)
-            d = int(value)
-            m = int((value - d) * 60)
-            return float(d), float(m), round((value - d - m / 60) * 3600, 4)
-
-        exif.get_ifd(0x8825).update(
-            {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)}
-        )
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=95, exif=exif)
-    return out.getvalue()
 
 
 def moved(location: tuple[float, float], metres: float, rng: random.Random) -> tuple[float, float]:

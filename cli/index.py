@@ -208,30 +208,20 @@ def run_info(args) -> int:
     return 0
 
 
-def open_recorded_index(index_dir: Path):
-    """The index at INDEX_DIR opened for the model that built it, without loading that model; a
-    one-line error when there is no index there."""
+def open_recorded_index(index_dir: Path, **options):
+    """The index at INDEX_DIR opened for the model that built it, without loading that model
+    (GalleryIndex.open_recorded); a one-line error when there is no index there or it is empty."""
     from cli import CommandError
     from landmarks.index import GalleryIndex
-    from landmarks.index.gallery_index import STORE_FILE
-    from landmarks.index.store import GalleryStore
 
-    path = index_dir / STORE_FILE
-    if not path.exists():
-        raise CommandError(f"no index at {index_dir}")
-    store = GalleryStore(path)
-    meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim")}
-    store.close()
-    if meta["fingerprint"] is None:
-        raise CommandError(f"the index at {index_dir} is empty: build it first with `landmarks index build`")
-    return GalleryIndex.open(
-        index_dir, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False
-    )
+    try:
+        return GalleryIndex.open_recorded(index_dir, **options)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def run_clean(args) -> int:
     from cli import CommandError
-    from landmarks.index.store import Review
     from landmarks.quality import cleaning
 
     index_dir = args.index_dir or args.settings.index_dir
@@ -242,7 +232,7 @@ def run_clean(args) -> int:
         if unknown:
             raise CommandError(f"no gallery photo with id {', '.join(map(str, unknown))} in {index_dir}")
         if args.restore or args.keep or args.exclude:
-            return _review_by_hand(index, records, args, Review)
+            return _review_by_hand(index, records, args)
         if index.store.without_prior():
             from landmarks.index.build import fill_priors  # the model stack: only when priors are missing
 
@@ -273,17 +263,17 @@ def run_clean(args) -> int:
     return 0
 
 
-def _review_by_hand(index, records: dict, args, review_type) -> int:
+def _review_by_hand(index, records: dict, args) -> int:
+    from landmarks.index.store import Review
+
     if args.restore:
         print(f"{index.restore()} photos match again")
     if args.keep:
         index.restore(records[i].source for i in args.keep)
-        index.review(review_type(records[i].source, "kept", "operator", "checked by a person") for i in args.keep)
+        index.review(Review(records[i].source, "kept", "operator", "checked by a person") for i in args.keep)
         print(f"kept {len(args.keep)} photos: they match and are never flagged again")
     if args.exclude:
-        index.review(
-            review_type(records[i].source, "excluded", "operator", "excluded by a person") for i in args.exclude
-        )
+        index.review(Review(records[i].source, "excluded", "operator", "excluded by a person") for i in args.exclude)
         print(f"excluded {len(args.exclude)} photos from matching")
     index.save()
     return 0

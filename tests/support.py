@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import with_gps  # noqa: F401  (photos with an EXIF position, as bench/gps.py makes them)
 from bench.server import ApiServer, free_port  # noqa: F401  (the tests' server and ports come from bench/)
 from landmarks.evaluation.protocol import Protocol
 from landmarks.evaluation.protocol import dev_protocol as _dev_protocol
@@ -56,21 +57,3 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
-
-
-def gps_jpeg(path, lat: float, lon: float) -> bytes:
-    """The photo re-encoded with (lat, lon) in its EXIF GPS, as a phone writes it."""
-    import io
-
-    from PIL import Image
-
-    def dms(value: float) -> tuple[float, float, float]:
-        value = abs(value)
-        d, m = int(value), int((abs(value) - int(value)) * 60)
-        return float(d), float(m), (value - d - m / 60) * 3600
-
-    exif = Image.Exif()
-    exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)})
-    out = io.BytesIO()
-    Image.open(path).convert("RGB").save(out, "JPEG", quality=95, exif=exif)
-    return out.getvalue()

@@ -164,6 +164,23 @@ class GalleryIndex:
             index._load_vectors()
         return index
 
+    @classmethod
+    def open_recorded(cls, directory: Path, **options) -> GalleryIndex:
+        """Open an existing index for the model that built it, without that model (for work on stored
+        vectors: cleaning, migrating). options: open's backend and milvus_uri. Raises FileNotFoundError
+        when there is no index, ValueError when it holds nothing yet."""
+        path = Path(directory) / STORE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no index at {directory}")
+        store = GalleryStore(path)
+        try:
+            fingerprint, model, dim = (store.get_meta(key) for key in ("fingerprint", "model", "dim"))
+        finally:
+            store.close()
+        if fingerprint is None:
+            raise ValueError(f"the index at {directory} is empty: build it first with `landmarks index build`")
+        return cls.open(directory, fingerprint=fingerprint, model=model or "", dim=int(dim), create=False, **options)
+
     def _sync_milvus(self) -> None:
         """Milvus keeps its own vectors; a count that differs from SQLite's means a write reached
         one and not the other (a crash between them, a collection dropped on the server): refill it."""
@@ -262,7 +279,7 @@ class GalleryIndex:
             ids = self.store.add_images(rows)
             self._forget(replaced)
             # A re-embedded photo that a review excluded stays out of matching.
-            excluded = {source for source, review in self.store.reviews().items() if review.verdict == "excluded"}
+            excluded = self.store.excluded_among([row[1] for row in rows])
             matched = [(image_id, row) for image_id, row in zip(ids, rows, strict=True) if row[1] not in excluded]
             if matched:
                 self.vectors.add(np.asarray([i for i, _ in matched]), np.stack([row[5] for _, row in matched]))
@@ -280,8 +297,13 @@ class GalleryIndex:
 
     def restore(self, sources: Iterable[str] | None = None) -> int:
         """Lift the exclusions of SOURCES (default: all), so those photos match again; returns how many."""
+        sources = None if sources is None else list(sources)
+        if sources == []:
+            return 0  # nothing to lift: no write, and the FAISS cache stays valid
         with self._lock:
-            removed = self.store.clear_reviews(None if sources is None else list(sources))
+            removed = self.store.clear_reviews(sources)
+            if not removed:
+                return 0
             ids, vectors, labels = self.store.vectors(self.vectors.dim)
             back = [row for row, image_id in enumerate(ids.tolist()) if image_id not in self._labels]
             if back:

@@ -277,6 +277,17 @@ class GalleryStore:
             rows = self._db.execute("SELECT source, verdict, reason, detail, at FROM reviews").fetchall()
         return {row[0]: Review(*row) for row in rows}
 
+    def excluded_among(self, sources: list[str]) -> set[str]:
+        """Which of these source keys a review excluded (indexed lookups, not a table scan)."""
+        with self._lock:
+            return {
+                source
+                for source in sources
+                if self._db.execute(
+                    "SELECT 1 FROM reviews WHERE source = ? AND verdict = 'excluded'", (source,)
+                ).fetchone()
+            }
+
     def exclusions_of(self, landmark_id: str) -> list[tuple[ImageRecord, Review]]:
         """A landmark's excluded photos with their reviews, by image id."""
         with self._lock:

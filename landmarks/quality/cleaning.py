@@ -212,11 +212,10 @@ def review_gallery(index: GalleryIndex, params: CleaningParams | None = None) ->
     gives the same answer); photos a person kept, or excluded by hand, are not flagged."""
     ids, vectors, labels = index.store.vectors(index.vectors.dim, matched_only=False)
     evidence = gather_evidence(ids, vectors, labels, index.store.priors(), params)
-    reviewed = {
-        index.store.image_ids_by_source([source]).get(source)
-        for source, review in index.store.reviews().items()
-        if review.verdict == "kept" or review.reason not in REASONS
-    }
+    by_hand = [
+        s for s, review in index.store.reviews().items() if review.verdict == "kept" or review.reason not in REASONS
+    ]
+    reviewed = set(index.store.image_ids_by_source(by_hand).values())
     names = {landmark_id: landmark.name for landmark_id, landmark in index.landmarks().items()}
     return [suspect for suspect in find_suspects(evidence, params, names=names) if suspect.image_id not in reviewed]
 
@@ -224,7 +223,9 @@ def review_gallery(index: GalleryIndex, params: CleaningParams | None = None) ->
 def exclude_suspects(index: GalleryIndex, suspects: Sequence[Suspect]) -> None:
     """Make SUSPECTS the gallery's automatic exclusions: earlier ones that are no longer suspects match
     again; a person's verdicts stay as they are."""
-    automatic = [s for s, review in index.store.reviews().items() if review.reason in REASONS]
     sources = {record.image_id: record.source for record in index.store.images().values()}
-    index.restore(automatic)
-    index.review(Review(sources[s.image_id], "excluded", s.reason, s.detail) for s in suspects if s.image_id in sources)
+    chosen = {sources[s.image_id]: s for s in suspects if s.image_id in sources}
+    # Only what is no longer a suspect comes back; the rest stays out (its review is rewritten).
+    lifted = [s for s, review in index.store.reviews().items() if review.reason in REASONS and s not in chosen]
+    index.restore(lifted)
+    index.review(Review(source, "excluded", s.reason, s.detail) for source, s in chosen.items())

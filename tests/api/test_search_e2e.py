@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import dev_protocol, gps_jpeg, landmark_names, run_cli
+from tests.support import dev_protocol, landmark_names, run_cli, with_gps
 
 
 def post_photo(url: str, path, k: int = 5) -> httpx.Response:
@@ -105,7 +105,7 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
     with httpx.Client(base_url=api_server.url, timeout=60) as client:
         for path, label in queries:
             lat, lon = places[label][0] + 0.001, places[label][1] - 0.001  # ~150 m off, as a phone's fix
-            data = gps_jpeg(path, lat, lon)
+            data = with_gps(path, (lat, lon))
             answer = client.post("/search", params={"k": 1}, files={"image": (path.name, data, "image/jpeg")}).json()
             right += answer["matches"][0]["landmark_id"] == label
             assert answer["photo_location"] == {

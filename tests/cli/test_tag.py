@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from landmarks.gallery import scan_gallery
-from tests.support import REPO_ROOT, ApiServer, dev_protocol, gps_jpeg, require_dev_data, run_cli
+from tests.support import REPO_ROOT, ApiServer, dev_protocol, require_dev_data, run_cli, with_gps
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def library(tmp_path_factory):
     path, label = protocol.queries[0]
     landmark = scan_gallery(require_dev_data() / "images").landmarks[label]
     (root / "phone").mkdir()
-    (root / "phone" / "with-gps.jpg").write_bytes(gps_jpeg(path, landmark.lat + 0.002, landmark.lon))
+    (root / "phone" / "with-gps.jpg").write_bytes(with_gps(path, (landmark.lat + 0.002, landmark.lon)))
     return root
 
 

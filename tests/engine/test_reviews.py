@@ -10,22 +10,12 @@ import numpy as np
 import pytest
 
 from landmarks.index import GalleryIndex
-from landmarks.index.gallery_index import STORE_FILE
-from landmarks.index.store import GalleryStore, Review
-
-
-def open_index(directory):
-    store = GalleryStore(directory / STORE_FILE)
-    meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim")}
-    store.close()
-    return GalleryIndex.open(
-        directory, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), create=False
-    )
+from landmarks.index.store import Review
 
 
 @pytest.fixture
 def index(lite_index, tmp_path):
-    opened = open_index(shutil.copytree(lite_index, tmp_path / "index"))
+    opened = GalleryIndex.open_recorded(shutil.copytree(lite_index, tmp_path / "index"))
     yield opened
     opened.close()
 
@@ -58,7 +48,7 @@ def test_an_excluded_photo_is_never_matched_and_comes_back_on_restore(index):
 
     # Opened again (a restart), it stays out of matching until its exclusion is lifted.
     index.save()
-    reopened = open_index(index.directory)
+    reopened = GalleryIndex.open_recorded(index.directory)
     try:
         assert len(reopened) == total - 1 and replaced not in nearest_ids(reopened, vector)
         assert reopened.restore() == 1

@@ -77,11 +77,11 @@ def test_camera_photo_gets_its_landmark(monkeypatch, api_server):
 
 def test_a_photo_with_gps_says_how_far_it_was_taken_from_the_landmark(monkeypatch, api_server):
     from landmarks.gallery import scan_gallery
-    from tests.support import gps_jpeg, require_dev_data
+    from tests.support import require_dev_data, with_gps
 
     path, landmark_id = dev_query()
     landmark = scan_gallery(require_dev_data() / "images").landmarks[landmark_id]
-    data = gps_jpeg(path, landmark.lat + 0.002, landmark.lon)  # ~220 m north
+    data = with_gps(path, (landmark.lat + 0.002, landmark.lon))  # ~220 m north
     app = open_app(monkeypatch, api_server.url)
     app.file_uploader[0].set_value((path.name, data, "image/jpeg")).run()
     assert not app.exception and not app.error
