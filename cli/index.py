@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 # landmarks.index.INDEX_KINDS, spelled out so that the CLI starts without importing FAISS (a test
@@ -29,7 +30,14 @@ def register(commands) -> None:
         default="flat",
         help="FAISS index type (default: exact flat; bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)",
     )
-    build.add_argument("--batch-size", type=int, default=16)
+    build.add_argument("--batch-size", type=int, default=16, help="photos per embedding call")
+    build.add_argument(
+        "--pipeline",
+        choices=("default", "legacy"),
+        default="default",
+        help="how photos are read: default decodes JPEGs at reduced size, to what the networks need; "
+        "legacy decodes them at full size, the old path, kept for bench/indexing.py",
+    )
     build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     build.set_defaults(func=run_build)
 
@@ -151,6 +159,7 @@ def run_build(args) -> int:
     from cli import CommandError
     from landmarks.gallery import scan_gallery
     from landmarks.index import FingerprintMismatch, build_index
+    from landmarks.index.loading import PIPELINES
 
     args.out = args.out or args.settings.index_dir
     try:
@@ -171,7 +180,7 @@ def run_build(args) -> int:
             extractor,
             args.out,
             kind=args.kind,
-            batch_size=args.batch_size,
+            pipeline=replace(PIPELINES[args.pipeline], batch_size=args.batch_size),
             progress=not args.no_progress,
             local_features=args.settings.local_feature_params(),
             keep_prefixes=(UPLOAD_PREFIX,),  # photos added through the API are not the folder's: they stay

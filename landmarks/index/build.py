@@ -13,6 +13,7 @@ from tqdm import tqdm
 from landmarks.gallery import Gallery, GalleryImage
 from landmarks.images import ImageError, decode_image, loaded_ahead
 from landmarks.index.gallery_index import GalleryIndex
+from landmarks.index.loading import DEFAULT_PIPELINE, LoadedPhoto, PhotoLoader, Pipeline, load_photos
 from landmarks.index.store import ImageRecord
 from landmarks.models import Extractor
 from landmarks.quality.local_features import LocalFeatureParams
@@ -45,7 +46,7 @@ def build_index(
     out_dir: Path,
     *,
     kind: str = "flat",
-    batch_size: int = 16,
+    pipeline: Pipeline = DEFAULT_PIPELINE,
     progress: bool = True,
     local_features: LocalFeatureParams | None = DEFAULT_LOCAL_FEATURES,
     keep_prefixes: tuple[str, ...] = (),
@@ -58,7 +59,8 @@ def build_index(
 
     local_features: the parameters of the photos' local features, for spatial verification at search
     time (the search configuration's `local_params`); None: none (the search then runs without
-    spatial verification). keep_prefixes: photos whose source starts with one of these are not the
+    spatial verification). pipeline: how photos are decoded and batched (landmarks.index.loading).
+    keep_prefixes: photos whose source starts with one of these are not the
     folder's (added to the index by other means) and stay.
     """
     index = GalleryIndex.open(
@@ -70,17 +72,17 @@ def build_index(
             gallery,
             extractor,
             kind=kind,
-            batch_size=batch_size,
+            pipeline=pipeline,
             progress=progress,
             keep_prefixes=keep_prefixes,
             prior=prior,
         )
         if prior is not None:
-            fill_priors(index, prior, batch_size, progress)
+            fill_priors(index, prior, pipeline.batch_size, progress)
         if local_features is not None:
             from landmarks.quality.local_features import sync_for_index
 
-            sync_for_index(index, local_features, progress=progress)
+            sync_for_index(index, local_features, progress=progress, draft=pipeline.draft)
         return report
     finally:
         index.close()
@@ -92,7 +94,7 @@ def _sync(
     extractor: Extractor,
     *,
     kind: str,
-    batch_size: int,
+    pipeline: Pipeline,
     progress: bool,
     keep_prefixes: tuple[str, ...],
     prior: LandmarkPrior | None,
@@ -117,16 +119,22 @@ def _sync(
         report.removed = len(gone)
     index.store.upsert_landmarks(gallery.landmarks.values())
 
-    bar = tqdm(total=len(todo), desc="indexing", unit="img", disable=not progress or not todo, dynamic_ncols=True)
-    for batch in _decoded_batches(todo, extractor, prior, batch_size, report):
-        vectors = extractor.embed_arrays([arrays[0] for _, arrays in batch])
-        priors = prior.of_arrays([arrays[1] for _, arrays in batch]) if prior is not None else [None] * len(batch)
+    loader = PhotoLoader(extractor.preprocess, prior.preprocess if prior else None, pipeline.draft)
+    bar = tqdm(total=len(todo), desc="indexing", unit=" photos", disable=not progress or not todo, dynamic_ncols=True)
+    loaded = load_photos(loader, todo, lambda image: image.path, pipeline.workers_for(len(todo)))
+    written = 0
+    for batch in _readable_batches(loaded, pipeline.batch_size, report):
+        vectors = extractor.embed_arrays([photo.model_input for _, photo in batch])
+        priors = (
+            prior.of_arrays([photo.prior_input for _, photo in batch]) if prior is not None else [None] * len(batch)
+        )
         rows = [
             (image.landmark_id, image.key, str(image.path), *_stat(image.path), vector, photo_prior)
             for (image, _), vector, photo_prior in zip(batch, vectors, priors, strict=True)
         ]
         index.store.add_images(rows)  # committed per batch: a killed build keeps its progress
-        bar.update(len(batch))
+        written += len(batch)
+        bar.update(written + len(report.skipped) - bar.n)  # skipped photos count as done
     bar.close()
     report.added = len(todo) - report.updated - len(report.skipped)
     index.store.delete_landmarks_without_images()
@@ -163,25 +171,18 @@ def fill_priors(index: GalleryIndex, prior: LandmarkPrior, batch_size: int, prog
     bar.close()
 
 
-def _decoded_batches(
-    images: list[GalleryImage], extractor: Extractor, prior: LandmarkPrior | None, batch_size: int, report: BuildReport
-) -> Iterator[list[tuple[GalleryImage, tuple[np.ndarray, np.ndarray | None]]]]:
-    """Decode and preprocess (for the model, and for the prior when given) on worker threads while the
-    model embeds the previous batch."""
-
-    def load(image: GalleryImage) -> tuple[GalleryImage, tuple[np.ndarray, np.ndarray | None] | None, str | None]:
-        try:
-            photo = decode_image(image.path)
-            return image, (extractor.preprocess(photo), prior.preprocess(photo) if prior else None), None
-        except (ImageError, OSError) as exc:
-            return image, None, str(exc)
-
-    for loaded in loaded_ahead(load, images, batch_size):  # one batch decoded ahead of the model at most
-        batch = []
-        for image, arrays, error in loaded:
-            if arrays is None:
-                report.skipped.append((image.key, error or "unreadable"))
-            else:
-                batch.append((image, arrays))
-        if batch:
+def _readable_batches(
+    loaded: Iterator[tuple[GalleryImage, LoadedPhoto | None, str | None]], batch_size: int, report: BuildReport
+) -> Iterator[list[tuple[GalleryImage, LoadedPhoto]]]:
+    """The loaded photos in batches of BATCH_SIZE; unreadable ones go to the report's skipped list."""
+    batch: list[tuple[GalleryImage, LoadedPhoto]] = []
+    for image, photo, error in loaded:
+        if photo is None:
+            report.skipped.append((image.key, error or "unreadable"))
+            continue
+        batch.append((image, photo))
+        if len(batch) == batch_size:
             yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -246,14 +246,17 @@ def sync_local_features(
     *,
     workers: int = 2,
     progress: bool = False,
+    draft: float | None = None,
 ) -> tuple[int, int]:
     """Bring INDEX_DIR/local_features.sqlite in line with the index's images.
 
     `images` is `GalleryStore.images()` (source key -> ImageRecord). Photos without features (or
     whose file or the parameters changed) are extracted on `workers` threads; rows of photos no
-    longer in the index are dropped. Returns (extracted, removed).
+    longer in the index are dropped. draft: JPEGs are decoded at reduced size, at least DRAFT times
+    the longest side the features need (landmarks.index.loading.Pipeline.draft; None: full size).
+    Returns (extracted, removed).
     """
-    from landmarks.images import ImageError, decode_image
+    from landmarks.images import ImageError, decode_image, draft_size
 
     store = LocalFeatureStore(Path(index_dir) / LOCAL_FEATURES_FILE)
     try:
@@ -268,9 +271,11 @@ def sync_local_features(
             if stored.get(image_id) != (record.source, float(record.mtime), params.key)
         ]
 
+        decode_at = draft_size([params.max_side], draft)
+
         def work(record):
             try:
-                return record, extract(decode_image(Path(record.path)), params)
+                return record, extract(decode_image(Path(record.path), draft=decode_at), params)
             except (ImageError, OSError) as exc:
                 log.warning("no local features for %s: %s", record.source, exc)
                 return record, None
@@ -280,7 +285,7 @@ def sync_local_features(
         if progress and todo:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc="local features", unit="img", dynamic_ncols=True)
+            bar = tqdm(total=len(todo), desc="local features", unit=" photos", dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for start in range(0, len(todo), 64):
                 done = [(r, f) for r, f in pool.map(work, todo[start : start + 64]) if f is not None]
@@ -295,8 +300,10 @@ def sync_local_features(
         store.close()
 
 
-def sync_for_index(index, params: LocalFeatureParams, *, progress: bool = False) -> None:
+def sync_for_index(index, params: LocalFeatureParams, *, progress: bool = False, draft: float | None = None) -> None:
     """The index build's hook: local features for every photo of a GalleryIndex, with the parameters
     the search configuration uses (`SearchConfig.local_params`)."""
-    extracted, removed = sync_local_features(index.directory, index.store.images(), params, progress=progress)
+    extracted, removed = sync_local_features(
+        index.directory, index.store.images(), params, progress=progress, draft=draft
+    )
     log.info("local features: %d photos extracted, %d removed (%s)", extracted, removed, params.key)

@@ -118,3 +118,26 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
     assert plain["photo_location"] is None and all(hit["distance_km"] is None for hit in plain["landmarks"])
     # Measured (bench/gps.py): 145 of 146 with the true position, against 137 without any.
     assert right / len(queries) >= 0.98
+
+
+def test_a_phone_size_photo_gets_the_answer_of_the_photo_it_was_made_from(api_server, tmp_path):
+    """Uploads are decoded at reduced size (DCT scaling to twice what the networks need): a 12 MP
+    JPEG of a dev query answers as the query itself does."""
+    from PIL import Image
+
+    protocol = dev_protocol()
+    checked = 0
+    for path, _ in protocol.queries[::37]:
+        with Image.open(path) as image:
+            scale = 4032 / max(image.size)
+            large = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)))
+        phone = tmp_path / f"phone-{path.name}"
+        large.save(phone, quality=90)
+        small, big = post_photo(api_server.url, path).json(), post_photo(api_server.url, phone).json()
+        assert big["refusal"] == small["refusal"]
+        assert [lm["landmark_id"] for lm in big["landmarks"][:1]] == [
+            lm["landmark_id"] for lm in small["landmarks"][:1]
+        ]
+        assert big["matches"][0]["score"] == pytest.approx(small["matches"][0]["score"], abs=0.03)
+        checked += 1
+    assert checked == 4

@@ -1,0 +1,152 @@
+"""`index build` throughput: the default pipeline against the legacy one, side by side in one run.
+
+    uv run python bench/indexing.py [--large-side 3000] [--pipelines legacy default draft1] [--model NAME]
+
+Builds a fresh index of the dev protocol's gallery (530 photos of up to 640 px) with each pipeline
+(landmarks.index.loading: `legacy` decodes every photo at full size; `default` decodes JPEGs at
+reduced size, at least twice the pixels a side that each network and the local features need;
+`draft1` at just those pixels), then does the same on the gallery upscaled to LARGE_SIDE px (written once under
+data/bench/, JPEG quality 90), where decoding counts as it does for phone photos. The model is loaded
+once and each build starts from an empty folder, so the figures are a build's per-photo work:
+embedding, landmark prior, local features and FAISS. It prints photos/s, each pipeline's ratio to
+legacy (the figure to quote: one run, one machine), the lowest cosine between a photo's vector and
+legacy's, and R@1 of the protocol's queries (decoded in full) against each build. Last, what an upload
+costs the service before the model: decoding a 12 MP JPEG and resizing it for the model and the prior,
+at full size and at the service's reduced size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from common import DEV_DATA, WORK  # noqa: F401  (sets sys.path)
+from PIL import Image
+
+from landmarks.evaluation.protocol import dev_protocol, materialize_gallery
+from landmarks.gallery import scan_gallery
+from landmarks.images import decode_image, draft_size
+from landmarks.index import GalleryIndex, build_index
+from landmarks.index.loading import DEFAULT_PIPELINE, PIPELINES
+from landmarks.models import load_extractor
+from landmarks.quality.prior import load_prior
+
+VARIANTS = {**PIPELINES, "draft1": replace(DEFAULT_PIPELINE, draft=1.0)}
+
+
+def upscaled(gallery: list[tuple[Path, str]], side: int) -> Path:
+    """The gallery's photos upscaled so that the longest side is SIDE px (written once)."""
+    out = WORK / f"gallery-{side}px"
+    for path, landmark_id in gallery:
+        target = out / landmark_id / path.name
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            scale = side / max(image.size)
+            size = (round(image.width * scale), round(image.height * scale))
+            image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
+    return out
+
+
+def timed_build(gallery_dir: Path, extractor, prior, pipeline) -> tuple[float, dict[str, tuple[str, np.ndarray]]]:
+    """Seconds to build, and each photo's (landmark, vector) by its source key."""
+    gallery = scan_gallery(gallery_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        build_index(gallery, extractor, Path(tmp) / "index", pipeline=pipeline, progress=False, prior=prior)
+        seconds = time.perf_counter() - start
+        index = GalleryIndex.open_recorded(Path(tmp) / "index")
+        try:
+            ids, vectors, labels = index.store.vectors(extractor.dim, matched_only=False)
+            sources = {record.image_id: source for source, record in index.store.images().items()}
+        finally:
+            index.close()
+    return seconds, {
+        sources[int(image_id)]: (label, vector) for image_id, vector, label in zip(ids, vectors, labels, strict=True)
+    }
+
+
+def recall_at_1(built: dict[str, tuple[str, np.ndarray]], queries: np.ndarray, query_labels: list[str]) -> float:
+    labels = [label for label, _ in built.values()]
+    nearest = np.argmax(queries @ np.stack([vector for _, vector in built.values()]).T, axis=1)
+    return float(np.mean([labels[i] == label for i, label in zip(nearest, query_labels, strict=True)]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--large-side", type=int, default=3000, help="0: only the photos as they are")
+    parser.add_argument("--model", default=None, help="default: the default model")
+    parser.add_argument("--pipelines", nargs="+", default=["legacy", "default", "draft1"], choices=sorted(VARIANTS))
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes of the non-legacy pipelines")
+    args = parser.parse_args(argv)
+
+    extractor = load_extractor(args.model, runtime="auto") if args.model else load_extractor(runtime="auto")
+    prior = load_prior()
+    protocol = dev_protocol(DEV_DATA)
+    queries = extractor.embed_images(decode_image(path) for path, _ in protocol.queries)
+    query_labels = [label for _, label in protocol.queries]
+    sets = [
+        (
+            f"dev gallery ({len(protocol.gallery)}, up to 640 px)",
+            materialize_gallery(protocol.gallery, WORK / "gallery"),
+        )
+    ]
+    if args.large_side:
+        sets.append((f"dev gallery upscaled to {args.large_side} px", upscaled(protocol.gallery, args.large_side)))
+    print(f"model {extractor.describe()}\n")
+    print("| photos | pipeline | s | photos/s | vs first | lowest cosine to first | R@1 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, folder in sets:
+        first: tuple[float, dict] | None = None
+        for name in args.pipelines:
+            pipeline = VARIANTS[name]
+            if name != "legacy" and args.workers is not None:
+                pipeline = replace(pipeline, workers=args.workers)
+            seconds, built = timed_build(folder, extractor, prior, pipeline)
+            ratio = cosine = ""
+            if first is None:
+                first = (seconds, built)
+            else:
+                ratio = f"x{first[0] / seconds:.2f}"
+                cosine = f"{min(float(vector @ first[1][key][1]) for key, (_, vector) in built.items()):.4f}"
+            r1 = recall_at_1(built, queries, query_labels)
+            print(
+                f"| {label} | {name} | {seconds:.1f} | {len(built) / seconds:.1f} | {ratio} | {cosine} | {r1:.3f} |",
+                flush=True,
+            )
+    upload_costs(extractor, prior, [path for path, _ in protocol.queries[::15]])
+    return 0
+
+
+def upload_costs(extractor, prior, photos: list[Path], side: int = 4032, rounds: int = 3) -> None:
+    """Median ms to decode a phone-size JPEG and preprocess it for the model and the prior, one thread."""
+    uploads = []
+    for path in photos:
+        with Image.open(path) as image:
+            scale = side / max(image.size)
+            large = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)))
+        buffer = io.BytesIO()
+        large.save(buffer, "JPEG", quality=90)
+        uploads.append(buffer.getvalue())
+    reduced = draft_size([extractor.preprocess.image_size, prior.preprocess.image_size])
+    print(f"\n| a {side} px upload, decoded | decode + preprocess ms, median of {rounds * len(uploads)} |\n|---|---:|")
+    for label, draft in (("at full size", None), (f"at {reduced} px or more (the service)", reduced)):
+        times = []
+        for _ in range(rounds):
+            for data in uploads:
+                start = time.perf_counter()
+                photo = decode_image(data, draft=draft)
+                extractor.preprocess(photo), prior.preprocess(photo)
+                times.append(time.perf_counter() - start)
+        print(f"| {label} | {statistics.median(times) * 1000:.0f} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
