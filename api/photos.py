@@ -15,6 +15,16 @@ from landmarks.images import photo_location
 from landmarks.search import Query
 
 
+def upload_location(data: bytes, given: tuple[float, float] | None) -> tuple[tuple[float, float] | None, str | None]:
+    """(where the photo was taken, how we know: "exif" or "request"): the photo's own EXIF GPS wins over
+    a position the client gives (a shared location: where the user is, not where the photo was taken;
+    Telegram strips EXIF from photos, so a bot can only send that)."""
+    exif = photo_location(data)
+    if exif is not None:
+        return exif, "exif"
+    return (given, "request") if given is not None else (None, None)
+
+
 @asynccontextmanager
 async def decoded_photo(service: SearchService, data: bytes) -> AsyncIterator[Image.Image]:
     """The upload decoded, its peak memory reserved until the block ends. Raises ImageError, DecodeBusy."""
@@ -26,9 +36,15 @@ async def decoded_photo(service: SearchService, data: bytes) -> AsyncIterator[Im
         service.decode_budget.release(reserved)
 
 
-async def embed_upload(service: SearchService, data: bytes, batcher: MicroBatcher | None = None) -> Query:
-    """Decode and embed one upload (its `Query`: the vector and any local features), holding its decoded pixels no longer than the model needs them."""
-    location = photo_location(data)  # the header's EXIF GPS, if any: a prior on where the landmark is
+async def embed_upload(
+    service: SearchService,
+    data: bytes,
+    batcher: MicroBatcher | None = None,
+    location: tuple[float, float] | None = None,
+) -> Query:
+    """Decode and embed one upload (its `Query`: the vector and any local features), holding its decoded
+    pixels no longer than the model needs them. location: where the photo was taken (a prior on where
+    the landmark is), when known: see `upload_location`."""
     async with decoded_photo(service, data) as photo:
         if batcher is not None:
             query = await batcher.submit(photo)

@@ -42,6 +42,9 @@ class LandmarkHit(LandmarkInfo):
 class PhotoLocation(BaseModel):
     lat: float
     lon: float
+    source: Literal["exif", "request"] = Field(
+        description="exif: the photo's own GPS; request: the lat/lon the client sent (the photo had none)."
+    )
 
 
 class Match(BaseModel):

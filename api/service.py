@@ -32,12 +32,13 @@ from api.decoding import DecodeBudget
 from api.settings import Settings
 from api.uploads import UPLOAD_PREFIX, UPLOADS_DIR
 from landmarks.gallery import Landmark
-from landmarks.images import decode_image, decoded_size_estimate, draft_size, thumbnail_jpeg
+from landmarks.images import decode_image, decoded_size_estimate, thumbnail_jpeg
 from landmarks.index import GalleryIndex, recorded_model
+from landmarks.index.loading import photo_draft
 from landmarks.index.store import Review
 from landmarks.models import Extractor, load_extractor, resolve_model
 from landmarks.quality.prior import LandmarkPrior
-from landmarks.search import Query, SearchConfig, Searcher, SearchResult
+from landmarks.search import Query, Searcher, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ class SearchService:
         self.extractor = extractor
         self.prior = prior
         self.decode_budget = DecodeBudget(settings.decode_memory_mb * 2**20, settings.max_decodes)
-        self._draft = self._decode_size(settings.search_config(), extractor, prior)
+        # Uploads decode as the gallery's photos were indexed: JPEGs at reduced size (bench/indexing.py).
+        self._draft = photo_draft(extractor.preprocess.image_size)
         self._generation_lock = threading.Lock()  # guards the swap and the users counts
         self._write_lock = threading.Lock()  # one gallery change (or reload) at a time
         self._current = self._generation(index)
@@ -233,18 +235,6 @@ class SearchService:
 
     def decode(self, data: bytes) -> Image.Image:
         return decode_image(data, max_pixels=self.settings.max_pixels, draft=self._draft)
-
-    @staticmethod
-    def _decode_size(config: SearchConfig, extractor: Extractor, prior: LandmarkPrior | None) -> int:
-        """The pixels a side an upload is decoded to at least: twice what the largest of its consumers
-        (the model at its largest scale, the prior, the local features) resizes it to. A 12 MP phone JPEG
-        then decodes at a quarter or an eighth of its pixels, as the gallery's photos were indexed."""
-        sides = [round(extractor.preprocess.image_size * max(config.scales))]
-        if prior is not None:
-            sides.append(prior.preprocess.image_size)
-        if config.spatial:
-            sides.append(config.local_params.max_side)
-        return draft_size(sides)
 
     def embed(self, images: list[Image.Image]) -> list[Query]:
         """One model call for a batch of photos (the micro-batcher groups concurrent searches): a query

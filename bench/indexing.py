@@ -31,9 +31,9 @@ from PIL import Image
 
 from landmarks.evaluation.protocol import dev_protocol, materialize_gallery
 from landmarks.gallery import scan_gallery
-from landmarks.images import decode_image, draft_size
+from landmarks.images import decode_image
 from landmarks.index import GalleryIndex, build_index
-from landmarks.index.loading import DEFAULT_PIPELINE, PIPELINES
+from landmarks.index.loading import DEFAULT_PIPELINE, PIPELINES, photo_draft
 from landmarks.models import load_extractor
 from landmarks.quality.prior import load_prior
 
@@ -135,7 +135,7 @@ def upload_costs(extractor, prior, photos: list[Path], side: int = 4032, rounds:
         buffer = io.BytesIO()
         large.save(buffer, "JPEG", quality=90)
         uploads.append(buffer.getvalue())
-    reduced = draft_size([extractor.preprocess.image_size, prior.preprocess.image_size])
+    reduced = photo_draft(extractor.preprocess.image_size)
     print(f"\n| a {side} px upload, decoded | decode + preprocess ms, median of {rounds * len(uploads)} |\n|---|---:|")
     for label, draft in (("at full size", None), (f"at {reduced} px or more (the service)", reduced)):
         times = []

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.middlewares import RetryAfterMiddleware, UserQueueMiddleware
-from bot.routers import callbacks, errors, fallback, search, start
+from bot.routers import callbacks, errors, fallback, location, search, start
 from bot.routers import settings as settings_router
 from bot.storage import Store
 from bot.texts import EN, RU, t
@@ -39,6 +39,7 @@ def create_bot_and_dispatcher(settings: Settings) -> tuple[Bot, Dispatcher]:
         start.create_router(),
         settings_router.create_router(),
         search.create_router(user_queue),
+        location.create_router(),
         callbacks.create_router(user_queue),
         errors.create_router(),
         fallback.create_router(),  # last: it answers every message nobody else took

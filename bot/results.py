@@ -108,8 +108,10 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
             )
         ]
         info = result.landmark_info(best.landmark_id)
-        if info is not None and info.distance_km is not None:  # a photo sent as a file keeps its GPS
-            lines.append(t("taken_from", lang, distance=distance(info.distance_km, lang)))
+        if info is not None and info.distance_km is not None:
+            # A photo sent as a file keeps its GPS; else the location the user shared stood in for it.
+            key = "shared_from" if result.photo_location_source == "request" else "taken_from"
+            lines.append(t(key, lang, distance=distance(info.distance_km, lang)))
         others = [item for item in result.landmarks if item.landmark_id != best.landmark_id][:OTHER_POSSIBILITIES]
         if others:
             lines += [
@@ -219,6 +221,7 @@ async def search_and_answer(
                 filename=record.filename,
                 mime_type=record.mime_type,
                 k=min((page + 1) * record.page_size, MAX_K),
+                near=record.near,
             )
             matches = page_matches(result, page, record.page_size)
             photos = await _gallery_photos(api, matches, settings.gallery_image_size)

@@ -1,7 +1,10 @@
 """Per-user settings and past searches in SQLite, so both survive a restart of the bot.
 
 A search is stored so that its buttons work later: "more results" downloads the user's photo again
-by its Telegram file_id and asks the API for the next page; "show on map" needs only the stored place.
+by its Telegram file_id and asks the API for the next page (near the same place, if it was sent with
+one); "show on map" needs only the stored place. A location the user shares is kept with the user and
+sent with their photos for SHARED_LOCATION_S: Telegram strips EXIF from photos, so it is the only
+position a bot can give the API.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 # Buttons older than this answer "send the photo again"; it also bounds the table's size.
 SEARCH_RETENTION_S = 30 * 24 * 3600
+# How long a shared location stands for where the user's photos are taken: a visit, not a day.
+SHARED_LOCATION_S = 3600
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -38,7 +43,10 @@ CREATE TABLE IF NOT EXISTS searches (
 );
 """
 # Columns added after the first release, for databases created before them.
-ADDED_COLUMNS = {"searches": {"message_id": "INTEGER"}}
+ADDED_COLUMNS = {
+    "searches": {"message_id": "INTEGER", "near_lat": "REAL", "near_lon": "REAL"},
+    "users": {"near_lat": "REAL", "near_lon": "REAL", "near_at": "REAL"},
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class SearchRecord:
     place: Place | None
     search_id: int | None = None
     message_id: int | None = None  # the user's photo, which every answer replies to
+    near: tuple[float, float] | None = None  # the location the user had shared, sent with the photo
 
 
 class Store:
@@ -109,6 +118,31 @@ class Store:
     async def set_k(self, user_id: int, k: int) -> None:
         await asyncio.to_thread(self._set_k, user_id, k)
 
+    def _set_near(self, user_id: int, lat: float, lon: float) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO users (user_id, k, near_lat, near_lon, near_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(user_id) DO UPDATE SET near_lat = excluded.near_lat, near_lon = excluded.near_lon,"
+                " near_at = excluded.near_at",
+                (user_id, self.default_k, lat, lon, time.time()),
+            )
+
+    async def set_near(self, user_id: int, lat: float, lon: float) -> None:
+        """Keep the location the user shared, for their next photos."""
+        await asyncio.to_thread(self._set_near, user_id, lat, lon)
+
+    def _get_near(self, user_id: int) -> tuple[float, float] | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT near_lat, near_lon FROM users WHERE user_id = ? AND near_at >= ?",
+                (user_id, time.time() - SHARED_LOCATION_S),
+            ).fetchone()
+        return (row["near_lat"], row["near_lon"]) if row and row["near_lat"] is not None else None
+
+    async def get_near(self, user_id: int) -> tuple[float, float] | None:
+        """The location the user shared within SHARED_LOCATION_S, or None."""
+        return await asyncio.to_thread(self._get_near, user_id)
+
     def _add_search(self, record: SearchRecord) -> int:
         now = time.time()
         place = record.place
@@ -116,7 +150,8 @@ class Store:
             db.execute("DELETE FROM searches WHERE created_at < ?", (now - SEARCH_RETENTION_S,))
             cursor = db.execute(
                 "INSERT INTO searches (chat_id, file_id, filename, mime_type, page_size, place_name,"
-                " place_address, lat, lon, created_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " place_address, lat, lon, created_at, message_id, near_lat, near_lon)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.chat_id,
                     record.file_id,
@@ -129,6 +164,8 @@ class Store:
                     place and place.lon,
                     now,
                     record.message_id,
+                    record.near and record.near[0],
+                    record.near and record.near[1],
                 ),
             )
             return cursor.lastrowid
@@ -156,6 +193,7 @@ class Store:
             place=place,
             search_id=row["search_id"],
             message_id=row["message_id"],
+            near=(row["near_lat"], row["near_lon"]) if row["near_lat"] is not None else None,
         )
 
     async def get_search(self, search_id: int) -> SearchRecord | None:

@@ -86,6 +86,14 @@ TEXTS: dict[str, dict[str, str]] = {
         EN: "📍 Your photo was taken {distance} from it.",
         RU: "📍 Ваше фото снято в {distance} от неё.",
     },
+    "shared_from": {
+        EN: "📍 You shared a location {distance} from it.",
+        RU: "📍 Место, которым вы поделились, — в {distance} от неё.",
+    },
+    "location_saved": {
+        EN: "📍 Thanks. For the next hour, landmarks near this place come first when you send photos.",
+        RU: "📍 Спасибо. В ближайший час достопримечательности рядом с этим местом будут первыми в ответах на ваши фото.",
+    },
     "metres": {EN: "{n} m", RU: "{n} м"},
     "kilometres": {EN: "{n} km", RU: "{n} км"},
     "other_possibilities": {EN: "Other possibilities:", RU: "Другие варианты:"},

@@ -54,9 +54,11 @@ class AsyncLandmarksClient:
             raise transport_error(exc, self.base_url, self.timeout_s) from exc
         return call.answer(response)
 
-    async def search(self, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult:
+    async def search(
+        self, image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+    ) -> SearchResult:
         async with self._search_slots:
-            return await self._send(calls.search(image, filename, mime_type, k))
+            return await self._send(calls.search(image, filename, mime_type, k, near))
 
     async def landmarks(self, query: str = "") -> LandmarkList:
         return await self._send(calls.landmarks(query))

@@ -70,8 +70,13 @@ def _key(api_key: str) -> dict[str, str]:
     return {API_KEY_HEADER: api_key}
 
 
-def search(image: bytes, filename: str, mime_type: str, k: int) -> Call[SearchResult]:
-    return Call("POST", "/search", _json(parse_search), params={"k": k}, files={"image": (filename, image, mime_type)})
+def search(
+    image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+) -> Call[SearchResult]:
+    """near: (lat, lon) where the photo was taken, for a photo without EXIF GPS (the API lifts the
+    landmarks near it)."""
+    params: dict[str, float] = {"k": k} | ({"lat": near[0], "lon": near[1]} if near is not None else {})
+    return Call("POST", "/search", _json(parse_search), params=params, files={"image": (filename, image, mime_type)})
 
 
 def landmarks(query: str = "") -> Call[LandmarkList]:

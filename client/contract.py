@@ -104,8 +104,9 @@ class SearchResult:
     notice: str | None = None
     # Why `landmark` is None: "not_a_landmark" (the photo does not look like one) or "unknown_landmark".
     refusal: str | None = None
-    # (lat, lon) where the photo was taken, from its EXIF GPS, when it had one.
+    # (lat, lon) where the photo was taken: its EXIF GPS, else the `near` the search was sent with.
     photo_location: tuple[float, float] | None = None
+    photo_location_source: str | None = None  # "exif" or "request"
 
     @property
     def not_a_landmark(self) -> bool:
@@ -245,7 +246,12 @@ def parse_search(data: dict[str, Any]) -> SearchResult:
         notice=data.get("notice") or None,
         refusal=data.get("refusal") or None,
         photo_location=_location(data.get("photo_location")),
+        photo_location_source=_location_source(data.get("photo_location")),
     )
+
+
+def _location_source(data: Any) -> str | None:
+    return data.get("source") if isinstance(data, dict) and _location(data) is not None else None
 
 
 def _location(data: Any) -> tuple[float, float] | None:

@@ -91,8 +91,10 @@ class LandmarksClient:
             raise transport_error(exc, self.base_url, self.timeout_s) from exc
         return call.answer(response)
 
-    def search(self, image: bytes, filename: str, mime_type: str, k: int) -> SearchResult:
-        return self._send(calls.search(image, filename, mime_type, k))
+    def search(
+        self, image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+    ) -> SearchResult:
+        return self._send(calls.search(image, filename, mime_type, k, near))
 
     def landmarks(self, query: str = "") -> LandmarkList:
         return self._send(calls.landmarks(query))

@@ -159,6 +159,9 @@ class FakeTelegram:
         )
         return self._push("message", self._user_message(user, text=text, entities=entities))
 
+    def send_location(self, user: TgUser, lat: float, lon: float) -> int:
+        return self._push("message", self._user_message(user, location={"latitude": lat, "longitude": lon}))
+
     def send_photo(self, user: TgUser, data: bytes | None) -> int:
         file_id = self.add_file(data)
         size = {"file_id": file_id, "file_unique_id": file_id, "width": 640, "height": 480}

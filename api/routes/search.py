@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.batching import QueueFull
 from api.decoding import DecodeBusy
 from api.deps import BatcherDep, ImageUrls, ImageUrlsDep, ServiceDep
 from api.errors import ERRORS, IMAGE_ERROR_STATUS
-from api.photos import embed_upload
+from api.photos import embed_upload, upload_location
 from api.schemas import (
     BatchError,
     BatchItem,
@@ -33,18 +33,37 @@ router = APIRouter(tags=["search"])
 MAX_BATCH_PHOTOS = 16
 
 
+def given_location(
+    lat: Annotated[
+        float | None,
+        Query(ge=-90, le=90, description="Where the photo was taken (with lon), when it carries no EXIF GPS."),
+    ] = None,
+    lon: Annotated[float | None, Query(ge=-180, le=180, description="Longitude, with lat.")] = None,
+) -> tuple[float, float] | None:
+    if (lat is None) != (lon is None):
+        raise HTTPException(422, "Give both lat and lon, or neither.")
+    return None if lat is None else (lat, lon)
+
+
+GivenLocationDep = Annotated[tuple[float, float] | None, Depends(given_location)]
+
+
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
 async def search(
     service: ServiceDep,
     batcher: BatcherDep,
     image_urls: ImageUrlsDep,
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP or HEIC.")],
+    given: GivenLocationDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return.")] = 5,
 ) -> SearchResponse:
-    """Find the landmark in a photo, with the k closest gallery photos."""
-    query = await embed_upload(service, await image.read(), batcher)
+    """Find the landmark in a photo, with the k closest gallery photos. Where the photo was taken (its
+    EXIF GPS, else `lat`/`lon`) lifts the landmarks near it."""
+    data = await image.read()
+    location, source = upload_location(data, given)
+    query = await embed_upload(service, data, batcher, location)
     outcome = await run_in_threadpool(service.search_query, query, k)
-    return to_response(outcome, image_urls, service.empty_notice)
+    return to_response(outcome, image_urls, service.empty_notice, source)
 
 
 @router.post("/search/batch", response_model=BatchResponse, responses=ERRORS)
@@ -53,6 +72,7 @@ async def search_batch(
     batcher: BatcherDep,
     image_urls: ImageUrlsDep,
     images: Annotated[list[UploadFile], File(description=f"One to {MAX_BATCH_PHOTOS} photos (more: 413).")],
+    given: GivenLocationDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return per photo.")] = 5,
 ) -> BatchResponse:
     """Several photos in one request: an answer or an error per photo, in order; one bad photo does
@@ -63,11 +83,16 @@ async def search_batch(
     uploads = [
         (upload.filename or f"photo {position + 1}", await upload.read()) for position, upload in enumerate(images)
     ]
+    locations = [upload_location(data, given) for _, data in uploads]
     queries = await asyncio.gather(
-        *(embed_upload(service, data, batcher) for _, data in uploads), return_exceptions=True
+        *(
+            embed_upload(service, data, batcher, location)
+            for (_, data), (location, _) in zip(uploads, locations, strict=True)
+        ),
+        return_exceptions=True,
     )
     items = []
-    for (filename, _), query in zip(uploads, queries, strict=True):
+    for (filename, _), query, (_, source) in zip(uploads, queries, locations, strict=True):
         if isinstance(query, ImageError):
             items.append(
                 BatchItem(filename=filename, error=BatchError(status=IMAGE_ERROR_STATUS[query.kind], detail=str(query)))
@@ -79,7 +104,8 @@ async def search_batch(
             raise query
         else:
             outcome = await run_in_threadpool(service.search_query, query, k)
-            items.append(BatchItem(filename=filename, result=to_response(outcome, image_urls, service.empty_notice)))
+            result = to_response(outcome, image_urls, service.empty_notice, source)
+            items.append(BatchItem(filename=filename, result=result))
     if all(item.error is not None for item in items):
         # Nothing to answer: refused whole, as POST /landmarks/{id}/images refuses a batch of bad photos.
         first = items[0]
@@ -89,7 +115,9 @@ async def search_batch(
     return BatchResponse(results=items)
 
 
-def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None) -> SearchResponse:
+def to_response(
+    outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None, location_source: str | None = None
+) -> SearchResponse:
     result, landmarks, counts = outcome.result, outcome.landmarks, outcome.counts
 
     def name_of(landmark_id: str) -> str:
@@ -143,6 +171,6 @@ def to_response(outcome: SearchOutcome, image_urls: ImageUrls, notice: str | Non
         notice=notice,
         photo_location=None
         if result.location is None
-        else PhotoLocation(lat=result.location[0], lon=result.location[1]),
+        else PhotoLocation(lat=result.location[0], lon=result.location[1], source=location_source or "exif"),
         refusal=result.refusal,
     )

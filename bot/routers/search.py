@@ -82,6 +82,7 @@ async def _search(
         page_size=await store.get_k(message.from_user.id),
         place=None,
         message_id=message.message_id,
+        near=await store.get_near(message.from_user.id),
     )
     await search_and_answer(
         bot=bot,

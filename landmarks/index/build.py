@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from landmarks.gallery import Gallery, GalleryImage
-from landmarks.images import ImageError, decode_image, loaded_ahead
+from landmarks.images import DRAFT_MARGIN, ImageError, decode_image, draft_size, loaded_ahead
 from landmarks.index.gallery_index import GalleryIndex
 from landmarks.index.loading import DEFAULT_PIPELINE, LoadedPhoto, PhotoLoader, Pipeline, load_photos
 from landmarks.index.store import ImageRecord
@@ -78,7 +78,7 @@ def build_index(
             prior=prior,
         )
         if prior is not None:
-            fill_priors(index, prior, pipeline.batch_size, progress)
+            fill_priors(index, prior, pipeline.batch_size, progress, draft=pipeline.draft)
         if local_features is not None:
             from landmarks.quality.local_features import sync_for_index
 
@@ -148,16 +148,20 @@ def _sync(
     return report
 
 
-def fill_priors(index: GalleryIndex, prior: LandmarkPrior, batch_size: int, progress: bool) -> None:
-    """The landmark prior of photos indexed without one (an index made before the prior, or uploads)."""
+def fill_priors(
+    index: GalleryIndex, prior: LandmarkPrior, batch_size: int, progress: bool, *, draft: float | None = DRAFT_MARGIN
+) -> None:
+    """The landmark prior of photos indexed without one (an index made before the prior, or uploads),
+    decoded as an index build decodes them (Pipeline.draft)."""
+    decode_at = draft_size([prior.preprocess.image_size], draft)
     missing = index.store.without_prior()
     if not missing:
         return
-    bar = tqdm(total=len(missing), desc="landmark prior", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(missing), desc="landmark prior", unit=" photos", disable=not progress, dynamic_ncols=True)
 
     def load(record: ImageRecord) -> tuple[int, np.ndarray | None]:
         try:
-            return record.image_id, prior.preprocess(decode_image(Path(record.path)))
+            return record.image_id, prior.preprocess(decode_image(Path(record.path), draft=decode_at))
         except (ImageError, OSError) as exc:
             log.warning("no landmark prior for photo %s (%s): %s", record.image_id, record.path, exc)
             return record.image_id, None

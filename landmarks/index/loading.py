@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from landmarks.images import DRAFT_MARGIN, ImageError, Preprocessor, decode_image, draft_size
+from landmarks.quality.prior import PRIOR_IMAGE_SIZE
 
 Item = TypeVar("Item")
 
@@ -58,6 +59,14 @@ LEGACY_PIPELINE = Pipeline(draft=None, workers=0)
 PIPELINES = {"default": DEFAULT_PIPELINE, "legacy": LEGACY_PIPELINE}
 
 
+def photo_draft(model_size: int, margin: float | None = DRAFT_MARGIN) -> int | None:
+    """What a photo is decoded to at least (decode_image's `draft`) for a model of MODEL_SIZE px and the
+    landmark prior: the same for gallery photos and uploads, whether or not the prior runs, so that a
+    photo decodes to the same pixels in both and finds itself at similarity 1. The other consumers of
+    an upload (local features at 480 px, multi-scale sizes) resize down from there or use what it has."""
+    return draft_size([model_size, PRIOR_IMAGE_SIZE], margin)
+
+
 @dataclass(frozen=True)
 class LoadedPhoto:
     model_input: np.ndarray  # (3, S, S) float32, the extractor's preprocessing
@@ -74,8 +83,7 @@ class PhotoLoader:
 
     @property
     def draft_size(self) -> int | None:
-        sides = [self.model.image_size] + ([self.prior.image_size] if self.prior is not None else [])
-        return draft_size(sides, self.draft)
+        return photo_draft(self.model.image_size, self.draft)
 
     def __call__(self, path: Path) -> LoadedPhoto:
         photo = decode_image(path, draft=self.draft_size)

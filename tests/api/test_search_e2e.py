@@ -111,6 +111,7 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
             assert answer["photo_location"] == {
                 "lat": pytest.approx(lat, abs=1e-5),
                 "lon": pytest.approx(lon, abs=1e-5),
+                "source": "exif",
             }
             mine = [hit for hit in answer["landmarks"] if hit["landmark_id"] == label]
             assert not mine or mine[0]["distance_km"] < 0.3
@@ -118,6 +119,45 @@ def test_the_photos_own_gps_is_reported_and_lifts_the_landmark_near_it(api_serve
     assert plain["photo_location"] is None and all(hit["distance_km"] is None for hit in plain["landmarks"])
     # Measured (bench/gps.py): 145 of 146 with the true position, against 137 without any.
     assert right / len(queries) >= 0.98
+
+
+def test_a_position_sent_with_a_photo_without_gps_lifts_the_landmark_near_it(api_server):
+    """A bot cannot send EXIF (Telegram strips it from photos), but it can send the location its user
+    shared: lat/lon stand in for the photo's GPS, and never override the photo's own."""
+    from landmarks.gallery import scan_gallery
+    from tests.support import require_dev_data
+
+    places = {lid: (lm.lat, lm.lon) for lid, lm in scan_gallery(require_dev_data() / "images").landmarks.items()}
+    protocol = dev_protocol()
+    with httpx.Client(base_url=api_server.url, timeout=60) as client:
+
+        def search(data: bytes, **params) -> httpx.Response:
+            return client.post("/search", params=params, files={"image": ("photo.jpg", data, "image/jpeg")})
+
+        for path, label in protocol.queries[5::29]:
+            data = path.read_bytes()
+            lat, lon = places[label]
+            plain, near = search(data).json(), search(data, lat=lat, lon=lon).json()
+            assert plain["photo_location"] is None
+            assert near["photo_location"] == {"lat": lat, "lon": lon, "source": "request"}
+            score = {hit["landmark_id"]: hit["score"] for hit in plain["landmarks"]}
+            mine = next(hit for hit in near["landmarks"] if hit["landmark_id"] == label)
+            assert mine["distance_km"] < 0.01 and mine["score"] > score.get(label, 0)
+        path, label = protocol.queries[0]
+        exif = places[label][0] + 0.001, places[label][1]
+        answer = search(with_gps(path, exif), lat=10.0, lon=10.0).json()  # the photo's own GPS wins
+        assert answer["photo_location"]["source"] == "exif"
+        assert answer["photo_location"]["lat"] == pytest.approx(exif[0], abs=1e-5)
+        for params in ({"lat": 27.1}, {"lon": 78.0}, {"lat": 91, "lon": 0}, {"lat": 0, "lon": 181}):
+            response = search(path.read_bytes(), **params)
+            assert response.status_code == 422, params
+        assert "both lat and lon" in search(path.read_bytes(), lat=27.1).json()["detail"]
+        batch = client.post(
+            "/search/batch",
+            params={"lat": exif[0], "lon": exif[1]},
+            files=[("images", ("a.jpg", path.read_bytes(), "image/jpeg"))],
+        ).json()
+        assert batch["results"][0]["result"]["photo_location"]["source"] == "request"
 
 
 def test_a_phone_size_photo_gets_the_answer_of_the_photo_it_was_made_from(api_server, tmp_path):

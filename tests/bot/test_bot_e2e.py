@@ -22,6 +22,7 @@ from tests.support import REPO_ROOT, ApiServer, free_port, landmark_names, requi
 
 ALICE = TgUser(1001, "Alice")
 BORIS = TgUser(1002, "Борис", language_code="ru")
+CAROL = TgUser(1003, "Carol")
 
 
 def landmark_rows() -> dict[str, dict[str, str]]:
@@ -138,6 +139,18 @@ async def test_distractor_is_not_a_landmark_but_still_gets_matches(telegram, sta
     assert summary.text == t("not_a_landmark", RU)
     assert len(album.captions) == 5
     assert "📍" not in " ".join(summary.buttons())  # no landmark, so nothing to show on a map
+
+
+async def test_a_shared_location_is_sent_with_the_next_photo(telegram, start_bot, api_server, clear_query):
+    path, landmark_id = clear_query
+    row = landmark_rows()[landmark_id]
+    await start_bot(api_server.url)
+    mark = telegram.mark()
+    telegram.send_location(CAROL, float(row["lat"]) + 0.0002, float(row["lon"]))  # about 20 m away
+    saved = await telegram.wait_call("sendMessage", chat_id=CAROL.id, since=mark)
+    assert saved.text == t("location_saved", EN)
+    _, summary = await photo_answer(telegram, CAROL, lambda: telegram.send_photo(CAROL, path.read_bytes()))
+    assert "📍 You shared a location 20 m from it." in summary.text.splitlines()
 
 
 async def test_wrong_input_gets_a_short_helpful_reply(telegram, start_bot, api_server, clear_query):

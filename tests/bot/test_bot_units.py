@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,14 @@ def test_a_photo_with_gps_gets_its_distance_in_the_verdict():
     assert summary(result, page_matches(result, 0, 2), 0, 2, RU).splitlines()[1] == "📍 Ваше фото снято в 220 м от неё."
     answer["landmarks"][0]["distance_km"] = 12.4
     assert "12 km" in summary(parse_search(answer), page_matches(result, 0, 2), 0, 2, EN)
+    # No EXIF (a Telegram photo): the location the user shared stood in, and the line says so.
+    answer["photo_location"]["source"] = "request"
+    shared = parse_search(answer)
+    assert shared.photo_location_source == "request"
+    assert (
+        summary(shared, page_matches(shared, 0, 2), 0, 2, EN).splitlines()[1]
+        == "📍 You shared a location 12 km from it."
+    )
 
 
 @pytest.mark.parametrize(
@@ -294,6 +303,24 @@ async def test_store_keeps_k_and_searches(tmp_path):
     search_id = await again.add_search(record)
     assert await again.get_search(search_id) == SearchRecord(**{**record.__dict__, "search_id": search_id})
     assert await again.get_search(search_id + 1) is None
+    near = replace(record, near=(27.17, 78.04))
+    assert (await again.get_search(await again.add_search(near))).near == (27.17, 78.04)
+
+
+async def test_a_shared_location_is_kept_for_an_hour_without_touching_k(tmp_path, monkeypatch):
+    import bot.storage
+
+    store = Store(tmp_path / "bot.sqlite3", default_k=5)
+    await store.init()
+    assert await store.get_near(1) is None
+    await store.set_k(1, 3)
+    await store.set_near(1, 27.17, 78.04)
+    await store.set_near(2, 48.86, 2.29)  # a user who never chose k
+    assert await store.get_near(1) == (27.17, 78.04) and await store.get_k(1) == 3
+    assert await store.get_near(2) == (48.86, 2.29) and await store.get_k(2) == 5
+    later = bot.storage.time.time() + bot.storage.SHARED_LOCATION_S + 1
+    monkeypatch.setattr(bot.storage.time, "time", lambda: later)
+    assert await store.get_near(1) is None  # an hour later it no longer says where the photos are taken
 
 
 async def test_store_made_by_an_older_bot_gains_the_new_columns_and_keeps_its_rows(tmp_path):

@@ -142,4 +142,8 @@ def test_answer_field_names(openapi, dto, schemas) -> None:
         # `translations` gathers the name_ru-style extra metadata, which the schemas let through.
         assert all(schema(openapi, name).get("additionalProperties") is True for name in schemas)
         fields -= {"translations"}
+    if dto is contract.SearchResult:
+        # photo_location's (lat, lon) and its source, read flat.
+        assert {"lat", "lon", "source"} <= set(schema(openapi, "PhotoLocation")["properties"])
+        fields -= {"photo_location_source"}
     assert fields <= known, fields - known
