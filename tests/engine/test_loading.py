@@ -102,13 +102,13 @@ def test_a_large_jpeg_is_decoded_at_reduced_size_and_embeds_as_the_full_decode_d
 def test_a_killed_build_resumes_without_re_embedding(tmp_path):
     protocol = dev_protocol()
     gallery_dir, out = tmp_path / "gallery", tmp_path / "index"
-    link(protocol.gallery[:64], gallery_dir)
+    link(protocol.gallery[:48], gallery_dir)
     command = [sys.executable, "-m", "cli", "index", "build", str(gallery_dir), "--out", str(out)]
-    command += ["--model", "efficientnet_lite0", "--no-progress"]
+    command += ["--model", "efficientnet_lite0", "--batch-size", "8", "--no-progress"]
     env = {**os.environ, "LANDMARKS_LOCAL_FEATURES": "0"}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     committed, deadline = 0, time.monotonic() + 120
-    while committed < 16 and time.monotonic() < deadline and process.poll() is None:
+    while committed < 8 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
         if (out / STORE_FILE).exists():
             with sqlite3.connect(out / STORE_FILE, timeout=5) as db:
@@ -116,11 +116,11 @@ def test_a_killed_build_resumes_without_re_embedding(tmp_path):
     assert process.poll() is None, "the build ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 16 <= committed < 64
+    assert 8 <= committed < 48
 
     finished = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     summary = finished.stdout.strip().splitlines()[-1]
     unchanged = int(summary.split("unchanged ")[1].split(",")[0])
     added = int(summary.split("added ")[1].split(",")[0])
-    assert unchanged >= committed and added + unchanged == 64 and "64 photos" in summary
+    assert unchanged >= committed and added + unchanged == 48 and "48 photos" in summary
