@@ -48,6 +48,15 @@ def dev_index(model: str | None = None) -> Path:
     return out
 
 
+def scaled_to(path, side: int) -> Image.Image:
+    """The photo, RGB, resized (bicubic) so that its longest side is SIDE px: a phone-size copy of a dev
+    photo, for bench/indexing.py and the tests of large uploads."""
+    with Image.open(path) as image:
+        scale = side / max(image.size)
+        size = (round(image.width * scale), round(image.height * scale))
+        return image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+
+
 def with_gps(path, location: tuple[float, float] | None) -> bytes:
     """The photo re-encoded (quality 95), with LOCATION (lat, lon) in its EXIF GPS as a phone writes it
     when given: bench/gps.py and the tests compare such photos with and without a position."""

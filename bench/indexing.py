@@ -26,15 +26,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import DEV_DATA, WORK  # noqa: F401  (sets sys.path)
-from PIL import Image
+from common import DEV_DATA, WORK, scaled_to  # (sets sys.path)
 
+from landmarks.evaluation import metrics
 from landmarks.evaluation.protocol import dev_protocol, materialize_gallery
 from landmarks.gallery import scan_gallery
 from landmarks.images import decode_image
 from landmarks.index import GalleryIndex, build_index
 from landmarks.index.loading import DEFAULT_PIPELINE, PIPELINES, photo_draft
-from landmarks.models import load_extractor
+from landmarks.models import DEFAULT_MODEL, load_extractor
 from landmarks.quality.prior import load_prior
 
 VARIANTS = {**PIPELINES, "draft1": replace(DEFAULT_PIPELINE, draft=1.0)}
@@ -48,10 +48,7 @@ def upscaled(gallery: list[tuple[Path, str]], side: int) -> Path:
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(path) as image:
-            scale = side / max(image.size)
-            size = (round(image.width * scale), round(image.height * scale))
-            image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
+        scaled_to(path, side).save(target, quality=90)
     return out
 
 
@@ -74,9 +71,10 @@ def timed_build(gallery_dir: Path, extractor, prior, pipeline) -> tuple[float, d
 
 
 def recall_at_1(built: dict[str, tuple[str, np.ndarray]], queries: np.ndarray, query_labels: list[str]) -> float:
-    labels = [label for label, _ in built.values()]
-    nearest = np.argmax(queries @ np.stack([vector for _, vector in built.values()]).T, axis=1)
-    return float(np.mean([labels[i] == label for i, label in zip(nearest, query_labels, strict=True)]))
+    """R@1 of the queries against the build's vectors (nearest photo), as `landmarks eval` computes it."""
+    labels = np.asarray([label for label, _ in built.values()], dtype=object)
+    ranked, _ = metrics.top_k(queries, np.stack([vector for _, vector in built.values()]), 1)
+    return metrics.recall_at_k(metrics.relevance_matrix(labels[ranked], query_labels), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes of the non-legacy pipelines")
     args = parser.parse_args(argv)
 
-    extractor = load_extractor(args.model, runtime="auto") if args.model else load_extractor(runtime="auto")
+    extractor = load_extractor(args.model or DEFAULT_MODEL, runtime="auto")
     prior = load_prior()
     protocol = dev_protocol(DEV_DATA)
     queries = extractor.embed_images(decode_image(path) for path, _ in protocol.queries)
@@ -129,11 +127,8 @@ def upload_costs(extractor, prior, photos: list[Path], side: int = 4032, rounds:
     """Median ms to decode a phone-size JPEG and preprocess it for the model and the prior, one thread."""
     uploads = []
     for path in photos:
-        with Image.open(path) as image:
-            scale = side / max(image.size)
-            large = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)))
         buffer = io.BytesIO()
-        large.save(buffer, "JPEG", quality=90)
+        scaled_to(path, side).save(buffer, "JPEG", quality=90)
         uploads.append(buffer.getvalue())
     reduced = photo_draft(extractor.preprocess.image_size)
     print(f"\n| a {side} px upload, decoded | decode + preprocess ms, median of {rounds * len(uploads)} |\n|---|---:|")

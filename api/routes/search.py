@@ -116,8 +116,9 @@ async def search_batch(
 
 
 def to_response(
-    outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None, location_source: str | None = None
+    outcome: SearchOutcome, image_urls: ImageUrls, notice: str | None, location_source: str | None
 ) -> SearchResponse:
+    """location_source: how the photo's location is known (upload_location), None when it is not."""
     result, landmarks, counts = outcome.result, outcome.landmarks, outcome.counts
 
     def name_of(landmark_id: str) -> str:
@@ -171,6 +172,6 @@ def to_response(
         notice=notice,
         photo_location=None
         if result.location is None
-        else PhotoLocation(lat=result.location[0], lon=result.location[1], source=location_source or "exif"),
+        else PhotoLocation(lat=result.location[0], lon=result.location[1], source=location_source),
         refusal=result.refusal,
     )

@@ -27,15 +27,13 @@ Item = TypeVar("Item")
 class Pipeline:
     """How an index build reads its photos.
 
-    draft: decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) that still gives every consumer at
-    least DRAFT times the pixels a side it resizes to, instead of at full size; None: full size. At
-    2, a 3,000 px photo decodes 4 times fewer pixels for a 384 px model, and a proper filter still
-    halves it after the DCT's coarse one: bench/indexing.py measured the lowest cosine to full
-    decoding at 0.992 with R@1 unchanged, against 0.971 and one query lost at 1 (1.18 times faster). workers: decoding processes beside the embedding (0: two threads in this
-    process; None: a process for each core beyond the two the embedding uses, up to 4, so threads on
-    a 2-core machine, where two processes measured 0.66 times the photos/s of two threads: they took
-    the embedding's cores). Below `min_photos_for_workers` photos, starting processes costs more
-    than it saves. batch_size: photos per embedding call (and per SQLite commit).
+    draft: decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) that still leaves DRAFT times the
+    pixels a side that the networks resize to (images.DRAFT_MARGIN says why 2); None: full size.
+    workers: decoding processes beside the embedding (0: two threads in this process; None: a process
+    for each core beyond the two the embedding uses, up to 4, so threads on a 2-core machine, where
+    processes measured slower than threads: README, "Indexing throughput"). Below
+    `min_photos_for_workers` photos, starting processes costs more than it saves. batch_size: photos
+    per embedding call and per SQLite commit.
     """
 
     draft: float | None = DRAFT_MARGIN

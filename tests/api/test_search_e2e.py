@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import dev_protocol, landmark_names, run_cli, with_gps
+from tests.support import dev_protocol, landmark_names, run_cli, scaled_to, with_gps
 
 
 def post_photo(url: str, path, k: int = 5) -> httpx.Response:
@@ -163,16 +163,11 @@ def test_a_position_sent_with_a_photo_without_gps_lifts_the_landmark_near_it(api
 def test_a_phone_size_photo_gets_the_answer_of_the_photo_it_was_made_from(api_server, tmp_path):
     """Uploads are decoded at reduced size (DCT scaling to twice what the networks need): a 12 MP
     JPEG of a dev query answers as the query itself does."""
-    from PIL import Image
-
     protocol = dev_protocol()
     checked = 0
     for path, _ in protocol.queries[::37]:
-        with Image.open(path) as image:
-            scale = 4032 / max(image.size)
-            large = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)))
         phone = tmp_path / f"phone-{path.name}"
-        large.save(phone, quality=90)
+        scaled_to(path, 4032).save(phone, quality=90)
         small, big = post_photo(api_server.url, path).json(), post_photo(api_server.url, phone).json()
         assert big["refusal"] == small["refusal"]
         assert [lm["landmark_id"] for lm in big["landmarks"][:1]] == [
