@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     extractor = load_extractor(DEFAULT_MODEL, device="cpu", runtime="auto")
     prior = Settings.from_env().landmark_prior()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    index_dir = build(protocol, args.workdir, extractor, DEFAULT_MODEL, prior)
+    index_dir, _ = build(protocol, args.workdir, extractor, DEFAULT_MODEL, prior)
     prepared = prepare(protocol, extractor, prior, SearchConfig(), spatial=False)
     landmark_photos = prepared[: len(protocol.queries)]  # then the distractors, not used here
     queries = [(item.query, label) for item, (_, label) in zip(landmark_photos, protocol.queries, strict=True)]

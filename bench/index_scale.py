@@ -1,24 +1,27 @@
-"""The vector index at scale: Flat vs IVF vs HNSW (and IVF with 8-bit or PQ codes, and PQ fast scan with an
-exact re-ranking pass) at 10k, 100k, 1M vectors.
+"""The vector index at scale, with the default model's own vectors: every index kind (exact flat, exact
+over 8-bit codes, IVF, HNSW, IVF with 8-bit or PQ codes, PQ fast scan with a re-ranking pass, and the
+same behind a PCA for wide vectors) and the Milvus backend, at 100k and 1M vectors.
 
-    uv run python bench/index_scale.py                      # 10k, 100k and 1M; about an hour on 2 busy cores
-    uv run python bench/index_scale.py --sizes 10000 100000
+    uv run python bench/index_scale.py --sizes 100000 1000000 --kinds flat sq8 ivf-sq8 pca-ivf-pq-sq8 milvus-flat milvus-ivf-sq8
+    uv run python bench/index_scale.py --model efficientnet_lite0 --sizes 10000 100000   # 1,280-d
 
-For each size and kind, through `vector_index` (the product's code): build time, the index's memory, single-
-query latency (p50/p95, k=10, one query at a time as the service searches) and the CPU time of that query
-(on a shared machine wall time also counts the waits for a core; CPU time does not), batch QPS (all
-queries in one call) and recall@10 against exact search on the same vectors.
+For each size and kind, through the product's code (`vector_index`, `MilvusVectorIndex` on Milvus Lite,
+the client code a Milvus cluster gets too): build time, the index's resident memory (and per vector),
+single-query latency (p50/p95, k=10, one query at a time as the service searches) and the CPU time of
+that query (on a shared machine wall time also counts the waits for a core; CPU time does not), batch
+QPS (all queries in one call) and recall@10 against exact search on the same vectors.
 
 The vectors are not random Gaussians (no cluster structure: every method looks alike on them). They are
-drawn from a model fitted on real embeddings of the dev photos (the default model, EfficientNet-Lite0 at
-320 px, 1280-d): in the principal axes of those embeddings, synthetic landmarks are drawn with the spread
-the real landmarks' means have, and each landmark gets ~50 photos with the spread that real photos have
-around their landmark's mean; the directions the dev photos do not span get the smallest real variance.
-Each vector is normalised. Queries are new photos of gallery landmarks (like a user's photo). The script
-prints how the synthetic vectors' neighbour similarities compare with the real ones.
+drawn from a model fitted on real embeddings of the dev photos by --model (default: the product's
+default model, 3,840-d): in the principal axes of those embeddings, synthetic landmarks are drawn with
+the spread the real landmarks' means have, and each landmark gets ~50 photos with the spread that real
+photos have around their landmark's mean; the directions the dev photos do not span get the smallest
+real variance. Each vector is normalised. Queries are new photos of gallery landmarks (like a user's
+photo). The script prints how the synthetic vectors' neighbour similarities compare with the real ones.
 
-Vectors, ground truth and real embeddings are cached under data/bench/ (1M x 1280 float32: 5.1 GB on disk,
-read through a memory map); the largest index (Flat or IVF-Flat at 1M) holds 5.1 GB in memory, one at a time.
+Vectors, ground truth and real embeddings are cached under data/bench/ (1M x 3840 float32: 15.4 GB on
+disk, read through a memory map, so the memory column is each index's own); one index is in memory at a
+time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -35,24 +39,26 @@ import numpy as np
 from common import DEV_DATA, WORK  # also puts the repository on sys.path
 
 from landmarks.evaluation.protocol import dev_protocol
+from landmarks.index.milvus import MilvusVectorIndex
 from landmarks.index.rerank import RerankIndex
 from landmarks.index.vectors import FaissIndex, vector_index
+from landmarks.models import DEFAULT_MODEL
 
 PHOTOS_PER_LANDMARK = 50
 CHUNK = 50_000
 
 
 # --- the vectors -----------------------------------------------------------------------------------
-def real_embeddings(data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The dev photos' embeddings with efficientnet_lite0 (1280-d; cached), and their landmark labels."""
-    cache = WORK / "dev-embeddings-efficientnet_lite0.npz"
+def real_embeddings(data: Path, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """The dev photos' embeddings with MODEL (cached), and their landmark labels."""
+    cache = WORK / f"dev-embeddings-{Path(model).stem}.npz"
     protocol = dev_protocol(data)
     photos = protocol.gallery + protocol.queries
     if not cache.is_file():
         from landmarks.evaluation.evaluate import embed_photos
         from landmarks.models import load_extractor
 
-        extractor = load_extractor("efficientnet_lite0", device="cpu", runtime="auto")
+        extractor = load_extractor(model, device="cpu", runtime="auto")
         embedded = embed_photos(extractor, [path for path, _ in photos], progress=False)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, vectors=embedded.vectors, labels=np.asarray([photos[i][1] for i in embedded.kept]))
@@ -149,17 +155,41 @@ def anonymous_memory() -> int:
     return 0
 
 
-def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[FaissIndex | RerankIndex, float, int]:
+Index = FaissIndex | RerankIndex | MilvusVectorIndex
+MILVUS = "milvus-"  # a kind's prefix: the same kind on the Milvus backend
+
+
+def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[Index, float, int]:
     gc.collect()
     before = anonymous_memory()
     started = time.perf_counter()
-    index = vector_index(gallery.shape[1], kind, use_gpu=False, **options)
+    if kind.startswith(MILVUS):
+        # Milvus Lite, in this process: the memory column counts its server too.
+        database = WORK / "milvus-scale.db"
+        index: Index = MilvusVectorIndex(
+            str(database), f"scale_{len(gallery)}", gallery.shape[1], kind.removeprefix(MILVUS)
+        )
+    else:
+        index = vector_index(gallery.shape[1], kind, use_gpu=False, **options)
     # The memory map goes in whole: FAISS reads it as it adds, so the vectors never sit in memory twice.
     index.rebuild(np.arange(len(gallery)), gallery)
     return index, time.perf_counter() - started, anonymous_memory() - before
 
 
-def measure(index: FaissIndex | RerankIndex, queries: np.ndarray, truth: np.ndarray, single: int, k: int = 10) -> dict:
+def tune(index: Index, knob: str, value: int) -> None:
+    if isinstance(index, MilvusVectorIndex):
+        setattr(index, {"nprobe": "nprobe", "ef_search": "ef_search"}[knob], value)
+    else:
+        index.tune(**{knob: value})
+
+
+def close(index: Index) -> None:
+    if isinstance(index, MilvusVectorIndex):
+        index.drop()  # its segments on disk go too: the next size starts from nothing
+        index.close()
+
+
+def measure(index: Index, queries: np.ndarray, truth: np.ndarray, single: int, k: int = 10) -> dict:
     latencies, cpu = [], []
     for query in queries[:single]:
         started, cpu_started = time.perf_counter(), time.thread_time()
@@ -183,18 +213,32 @@ def measure(index: FaissIndex | RerankIndex, queries: np.ndarray, truth: np.ndar
 # Each kind, its build options, and the search settings swept once it is built.
 KINDS: list[tuple[str, str, dict, str, list[int]]] = [
     ("flat", "flat", {}, "", [0]),
+    ("sq8", "SQ8 (exact over 8-bit codes)", {}, "", [0]),
     ("ivf", "IVF-Flat", {}, "nprobe", [16, 64, 128, 256, 512]),
     ("ivf-sq8", "IVF-SQ8", {}, "nprobe", [16, 64, 128, 256, 512]),
-    ("ivf-pq", "IVF-PQ (80 B)", {}, "nprobe", [16, 64, 256]),
-    ("ivf-pq-rerank", "IVF-PQ 4-bit fast scan (160 B) + exact re-rank of 32·k", {}, "nprobe", [64, 128, 256, 512]),
+    ("ivf-pq", "IVF-PQ (dim/16 B)", {}, "nprobe", [16, 64, 256]),
+    ("ivf-pq-rerank", "IVF-PQ 4-bit fast scan (dim/8 B) + exact re-rank of 32·k", {}, "nprobe", [64, 128, 256, 512]),
+    (
+        "pca-ivf-pq-sq8",
+        "PCA 256, IVF-PQ 4-bit fast scan (64 B) + re-rank of 32·k on 8-bit codes",
+        {},
+        "nprobe",
+        [64, 128, 256, 512],
+    ),
     ("hnsw", "HNSW32 (flat)", {}, "ef_search", [32, 64, 128, 256]),
+    ("milvus-flat", "Milvus Lite FLAT", {}, "", [0]),
+    ("milvus-ivf-sq8", "Milvus Lite IVF_SQ8", {}, "nprobe", [64, 128, 256, 512]),
+    ("milvus-hnsw", "Milvus Lite HNSW", {}, "ef_search", [64, 128, 256]),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--kinds", nargs="+", default=[kind for kind, *_ in KINDS])
+    parser.add_argument("--kinds", nargs="+", default=[kind for kind, *_ in KINDS if not kind.endswith("hnsw")])
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="the model whose dev embeddings the vectors are modelled on"
+    )
     parser.add_argument("--queries", type=int, default=1000, help="queries for recall and QPS")
     parser.add_argument("--single", type=int, default=200, help="queries timed one at a time (latency)")
     parser.add_argument(
@@ -206,7 +250,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEV_DATA)
     args = parser.parse_args()
 
-    vectors, labels = real_embeddings(args.data)
+    vectors, labels = real_embeddings(args.data, args.model)
     generator = Generator(vectors, labels)
     real_near, real_pairs = neighbour_similarity(vectors)
     counts = np.unique(labels, return_counts=True)[1]
@@ -215,7 +259,7 @@ def main() -> None:
     )
     fake_near, fake_pairs = neighbour_similarity(look_alike)
     print(
-        f"vectors: {generator.dim}-d, modelled on {len(vectors)} dev-photo embeddings ({len(generator.axes)} principal axes); "
+        f"vectors: {generator.dim}-d, modelled on {len(vectors)} dev-photo embeddings of {args.model} ({len(generator.axes)} principal axes); "
         f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads"
     )
     print(
@@ -224,35 +268,40 @@ def main() -> None:
     )
 
     print(
-        "| vectors | index | search setting | build s | memory MB | p50 ms | p95 ms | CPU ms p50 | QPS (batch) | recall@10 |"
+        "| vectors | index | search setting | build s | memory MB | bytes/vector | p50 ms | p95 ms | CPU ms p50 | QPS (batch) | recall@10 |"
     )
-    print("|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         gallery, queries = dataset(generator, size, args.queries)
         truth = exact_top_k(gallery, queries, 10)
         for kind, label, options, knob, values in KINDS:
             if kind not in args.kinds:
                 continue
-            if kind == "hnsw" and size > args.hnsw_max:
-                print(f"| {size:,} | {label} | | not built: above --hnsw-max | | | | | | |", flush=True)
+            if kind.endswith("hnsw") and size > args.hnsw_max:
+                print(f"| {size:,} | {label} | | not built: above --hnsw-max | | | | | | | |", flush=True)
                 continue
+            trained = "ivf" in kind and not kind.startswith(MILVUS)
             index, seconds, memory = build(
-                kind, gallery, {**options, "train_size": args.train_size} if kind.startswith("ivf") else options
+                kind, gallery, {**options, "train_size": args.train_size} if trained else options
             )
-            # Exact search at 1M is ~0.5 s a query: time fewer single queries there.
-            single = min(args.single, 20) if kind == "flat" and size > 100_000 else args.single
+            # Exact search at 1M is ~0.5 s a query or more: time fewer single queries there.
+            exact = kind in ("flat", "sq8", "milvus-flat")
+            single = min(args.single, 20) if exact and size > 100_000 else args.single
             for value in values:
                 if knob:
-                    index.tune(**{knob: value})
+                    tune(index, knob, value)
                 result = measure(index, queries, truth, single)
                 setting = f"{knob}={value}" if knob else "exact"
                 print(
-                    f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {result['p50']:.2f} | {result['p95']:.2f} | {result['cpu']:.2f} | "
-                    f"{result['qps']:,.0f} | {result['recall']:.3f} |",
+                    f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {memory / size:,.0f} | {result['p50']:.2f} | "
+                    f"{result['p95']:.2f} | {result['cpu']:.2f} | {result['qps']:,.0f} | {result['recall']:.3f} |",
                     flush=True,
                 )
+            close(index)
             del index
             gc.collect()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\npeak resident memory of this run: {peak:.1f} GB (the memory-mapped vectors' pages included)")
 
 
 if __name__ == "__main__":

@@ -135,20 +135,21 @@ def score(
     )
 
 
-def build(protocol: Protocol, workdir: Path, extractor, model: str, prior, kind: str = "flat") -> Path:
+def build(protocol: Protocol, workdir: Path, extractor, model: str, prior, kind: str = "flat") -> tuple[Path, float]:
+    """The protocol gallery's index of this FAISS kind, and its FAISS bytes a photo."""
     from landmarks.gallery import scan_gallery
     from landmarks.index import build_index
 
     gallery_dir = materialize_gallery(protocol.gallery, workdir / "gallery", protocol.root / "images" / "landmarks.csv")
     index_dir = workdir / (f"index-{Path(model).stem}" + ("" if kind == "flat" else f"-{kind}"))
     report = build_index(scan_gallery(gallery_dir), extractor, index_dir, kind=kind, progress=False, prior=prior)
-    faiss_bytes = (index_dir / "vectors.faiss").stat().st_size
+    per_photo = (index_dir / "vectors.faiss").stat().st_size / max(1, report.total)
     print(
         f"index {index_dir}: {report.total} photos of {report.landmarks} landmarks, {kind} FAISS index of "
-        f"{faiss_bytes / max(1, report.total):.0f} bytes a photo",
+        f"{per_photo:.0f} bytes a photo",
         file=sys.stderr,
     )
-    return index_dir
+    return index_dir, per_photo
 
 
 def cleaned_copy(index_dir: Path, extractor) -> Path:
@@ -322,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument(
-        "--kind", default="flat", help="the FAISS index kind of the gallery (`index build --kind`; default flat)"
+        "--kinds",
+        nargs="+",
+        default=["flat"],
+        help="FAISS index kinds of the gallery (`index build --kind`), each measured in turn (default flat; "
+        "`--kinds flat sq8` compares the default compact kind with exact float vectors)",
     )
     parser.add_argument(
         "--model", default=None, help="embedding model name or file (default: the service's default model)"
@@ -348,23 +353,29 @@ def main(argv: list[str] | None = None) -> int:
     extractor = load_extractor(model, device="cpu", runtime=args.runtime)
     prior = Settings.from_env().landmark_prior()  # as the service and `index build` load it
     args.workdir.mkdir(parents=True, exist_ok=True)
-    index_dir = build(protocol, args.workdir, extractor, model, prior, args.kind)
-    rows: list[Row] = []
-    prepared_cache: dict = {}
-    for name in [s.strip() for s in args.stages.split(",") if s.strip()]:
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    for name in stages:
         if name not in STAGES:
             parser.error(f"unknown stage {name!r}; choose among {', '.join(STAGES)}")
-        description, config = STAGES[name]
-        searched = cleaned_copy(index_dir, extractor) if name == "cleaned" else index_dir
-        row = run_in_process(
-            name, description, config, protocol, extractor, prior, searched, args.threshold, prepared_cache
-        )
-        rows.append(row)
-        print(
-            f"{name}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)),
-            file=sys.stderr,
-            flush=True,
-        )
+    rows: list[Row] = []
+    sizes: dict[str, float] = {}
+    for kind in args.kinds:
+        index_dir, sizes[kind] = build(protocol, args.workdir, extractor, model, prior, kind)
+        prepared_cache: dict = {}
+        for name in stages:
+            description, config = STAGES[name]
+            searched = cleaned_copy(index_dir, extractor) if name == "cleaned" else index_dir
+            label = name if len(args.kinds) == 1 else f"{name}, {kind}"
+            described = description if len(args.kinds) == 1 else f"{description}, {kind} index"
+            row = run_in_process(
+                label, described, config, protocol, extractor, prior, searched, args.threshold, prepared_cache
+            )
+            rows.append(row)
+            print(
+                f"{label}: " + " | ".join(f"{h} {c}" for h, c in zip(HEADER[1:], row.cells()[1:], strict=True)),
+                file=sys.stderr,
+                flush=True,
+            )
     if args.http:
         from cli import main as cli_main
 
@@ -380,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     first = rows[0] if rows else None
     print(markdown(rows), end="")
+    print("\nFAISS index bytes a photo: " + ", ".join(f"{kind} {size:,.0f}" for kind, size in sizes.items()))
     if first:
         print(
             f"\n{first.queries} landmark queries, {first.distractors} distractor queries; model {extractor.describe()}; "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # landmarks.index.INDEX_KINDS, spelled out so that the CLI starts without importing FAISS (a test
 # keeps the two equal).
-INDEX_KINDS = ("flat", "ivf", "hnsw", "sq8", "ivf-sq8", "ivf-pq", "ivf-pq-rerank")
+INDEX_KINDS = ("flat", "ivf", "hnsw", "sq8", "ivf-sq8", "ivf-pq", "ivf-pq-rerank", "pca-ivf-pq-sq8")
 
 
 def register(commands) -> None:
@@ -27,8 +27,9 @@ def register(commands) -> None:
     build.add_argument(
         "--kind",
         choices=INDEX_KINDS,
-        default="flat",
-        help="FAISS index type (default: exact flat; bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)",
+        default=None,
+        help="FAISS index type (default: the index's own; sq8 for a new one, exact search over 8-bit codes; "
+        "bench/index_scale.py compares them, ivf-pq-rerank is the fastest at 1M photos)",
     )
     build.add_argument("--batch-size", type=int, default=16, help="photos per embedding call")
     build.add_argument(

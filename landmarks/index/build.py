@@ -45,7 +45,7 @@ def build_index(
     extractor: Extractor,
     out_dir: Path,
     *,
-    kind: str = "flat",
+    kind: str | None = None,
     pipeline: Pipeline = DEFAULT_PIPELINE,
     progress: bool = True,
     local_features: LocalFeatureParams | None = DEFAULT_LOCAL_FEATURES,
@@ -53,6 +53,9 @@ def build_index(
     prior: LandmarkPrior | None = None,
 ) -> BuildReport:
     """Create or update OUT_DIR so it holds exactly the gallery's readable photos.
+
+    kind: the FAISS index kind (landmarks.index.vectors.KINDS; default: the index's own, and
+    DEFAULT_KIND for a new one).
 
     prior: the landmark prior (landmarks.quality.prior) to store for each photo, the search's
     landmark gate and the cleaning's evidence; photos already indexed without one get theirs too.
@@ -71,7 +74,6 @@ def build_index(
             index,
             gallery,
             extractor,
-            kind=kind,
             pipeline=pipeline,
             progress=progress,
             keep_prefixes=keep_prefixes,
@@ -93,7 +95,6 @@ def _sync(
     gallery: Gallery,
     extractor: Extractor,
     *,
-    kind: str,
     pipeline: Pipeline,
     progress: bool,
     keep_prefixes: tuple[str, ...],
@@ -138,8 +139,6 @@ def _sync(
     bar.close()
     report.added = len(todo) - report.updated - len(report.skipped)
     index.store.delete_landmarks_without_images()
-    index.store.set_meta({"kind": kind})
-    index.vectors.kind = kind
     index.rebuild_vectors()
     report.total = len(index)
     report.landmarks = len(index.store.image_counts())

@@ -20,7 +20,7 @@ import numpy as np
 from landmarks.gallery import Landmark
 from landmarks.index.milvus import MilvusVectorIndex, VectorStore
 from landmarks.index.store import GalleryStore, ImageRecord, Review
-from landmarks.index.vectors import vector_index
+from landmarks.index.vectors import DEFAULT_KIND, needs_training, vector_index
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def milvus_vectors(directory: Path, store: GalleryStore, uri: str | None = None)
         # Unique, not derived from the folder: indexes in different folders may share one server.
         collection = f"landmarks_{uuid.uuid4().hex[:16]}"
         store.set_meta({"milvus_collection": collection})
-    return MilvusVectorIndex(uri, collection, int(store.get_meta("dim")), store.get_meta("kind") or "flat")
+    return MilvusVectorIndex(uri, collection, int(store.get_meta("dim")), store.get_meta("kind") or DEFAULT_KIND)
 
 
 class GalleryIndex:
@@ -125,8 +125,9 @@ class GalleryIndex:
             )
         store = GalleryStore(store_path)
         stored = store.get_meta("fingerprint")
+        rekinded = False
         if stored is None:
-            store.set_meta({"fingerprint": fingerprint, "model": model, "dim": str(dim), "kind": kind or "flat"})
+            store.set_meta({"fingerprint": fingerprint, "model": model, "dim": str(dim), "kind": kind or DEFAULT_KIND})
         elif stored != fingerprint:
             built_by = store.get_meta("model", "?")
             store.close()
@@ -137,6 +138,7 @@ class GalleryIndex:
             )
         elif kind and kind != store.get_meta("kind"):
             store.set_meta({"kind": kind})
+            rekinded = True  # the FAISS file holds the old kind's codes
         stored_backend = store.get_meta("backend") or "faiss"
         backend = backend or stored_backend
         moved = backend != stored_backend or (
@@ -146,7 +148,7 @@ class GalleryIndex:
             if backend == "milvus":
                 vectors: VectorStore = milvus_vectors(directory, store, milvus_uri)
             else:
-                vectors = vector_index(int(store.get_meta("dim")), store.get_meta("kind") or "flat")
+                vectors = vector_index(int(store.get_meta("dim")), store.get_meta("kind") or DEFAULT_KIND)
         except Exception:
             store.close()
             raise
@@ -160,6 +162,8 @@ class GalleryIndex:
             store.set_meta(
                 {"backend": backend, **({"milvus_uri": milvus_uri} if backend == "milvus" and milvus_uri else {})}
             )
+        elif rekinded:
+            index.rebuild_vectors()
         else:
             index._load_vectors()
         return index
@@ -215,11 +219,22 @@ class GalleryIndex:
             self._labels = labels
 
     def rebuild_vectors(self) -> None:
+        """Fill the vectors from the store, training the index's codes (or cells) on them."""
         ids, vectors, labels = self.store.vectors(self.vectors.dim)
         self.vectors.rebuild(ids, vectors)
         with self._lock:
             self._labels = dict(zip(ids.tolist(), labels, strict=True))
+        if self.backend == "faiss":
+            self.store.set_meta({"trained_size": str(len(ids))})
         self._save_vectors()
+
+    def _needs_training(self, size: int) -> bool:
+        """Whether the FAISS codes no longer fit the gallery's size (Milvus trains its own)."""
+        if self.backend != "faiss":
+            return False
+        trained = self.store.get_meta("trained_size")
+        # An index made before sizes were recorded is trained anew at its next build.
+        return trained is not None and needs_training(self.vectors.kind, int(trained), size)
 
     def _save_vectors(self) -> None:
         if self.backend == "milvus":  # Milvus stores the vectors itself: no FAISS file to write
@@ -284,6 +299,14 @@ class GalleryIndex:
             if matched:
                 self.vectors.add(np.asarray([i for i, _ in matched]), np.stack([row[5] for _, row in matched]))
                 self._labels.update({image_id: row[0] for image_id, row in matched})
+            if self._needs_training(len(self._labels)):
+                # A gallery grown through uploads past its codes' size: train them on what it holds now.
+                log.info(
+                    "the gallery of %s has grown to %d photos: training its codes again",
+                    self.directory,
+                    len(self._labels),
+                )
+                self.rebuild_vectors()
         return ids
 
     def review(self, reviews: Iterable[Review]) -> None:

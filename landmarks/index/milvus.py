@@ -27,7 +27,8 @@ MAX_QUERIES = 1024  # queries per search request, keeping each gRPC message smal
 # Inserts go in slices of about this many bytes: gRPC refuses messages over 64 MiB.
 INSERT_BYTES = 16 << 20
 # Our index kinds (see vectors.INDEX_KINDS) and their Milvus counterparts.
-MILVUS_INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
+# "sq8" is exact search over 8-bit codes: Milvus's IVF_SQ8 with one cell, all of it scanned.
+MILVUS_INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW", "sq8": "IVF_SQ8", "ivf-sq8": "IVF_SQ8"}
 
 _lite_lock = threading.Lock()
 _lite_users: Counter[str] = Counter()  # open clients per Milvus Lite database, by absolute path
@@ -113,16 +114,24 @@ class MilvusVectorIndex:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=self.dim)
+        cells = {"nlist": max(16, int(4 * math.sqrt(max(expected, 1))))}  # as FAISS's IVF
         params = {
             "flat": {},
-            "ivf": {"nlist": max(16, int(4 * math.sqrt(max(expected, 1))))},  # as FAISS's IVF
+            "ivf": cells,
             "hnsw": {"M": 32, "efConstruction": 80},  # as FAISS's HNSW
+            "sq8": {"nlist": 1},
+            "ivf-sq8": cells,
         }[self.kind]
         index_params = self._client.prepare_index_params()
         # IP, not COSINE: the vectors are unit length, and IP is what FAISS computes, so the scores
         # (which the API's threshold reads) agree to float rounding.
+        # pymilvus sends params flattened (what a server reads); Milvus Lite reads only a JSON "params"
+        # entry and silently built its default 128 cells: both go, so each finds its own.
         index_params.add_index(
-            field_name=VECTOR_FIELD, index_type=MILVUS_INDEX_TYPES[self.kind], metric_type="IP", params=params
+            field_name=VECTOR_FIELD,
+            index_type=MILVUS_INDEX_TYPES[self.kind],
+            metric_type="IP",
+            params={**params, "params": params} if params else {},
         )
         # Strong consistency: a photo added through the API is found by the very next search.
         self._client.create_collection(self.collection, schema=schema, consistency_level="Strong")
@@ -171,7 +180,14 @@ class MilvusVectorIndex:
         ids = np.full((len(queries), max(k, 0)), -1, np.int64)
         if k <= 0 or not len(queries):
             return scores, ids
-        params = {"flat": {}, "ivf": {"nprobe": self.nprobe}, "hnsw": {"ef": max(self.ef_search, k)}}[self.kind]
+        probes = {"nprobe": self.nprobe}
+        params = {
+            "flat": {},
+            "ivf": probes,
+            "hnsw": {"ef": max(self.ef_search, k)},
+            "sq8": {"nprobe": 1},
+            "ivf-sq8": probes,
+        }[self.kind]
         for start in range(0, len(queries), MAX_QUERIES):
             # output_fields names the id alone: with none, Milvus Lite sends every stored vector back too.
             results = self._client.search(

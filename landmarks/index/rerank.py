@@ -1,8 +1,10 @@
-"""Exact re-scoring of a coarse index's shortlist: the wrapper of "ivf-pq-rerank" (vectors.KINDS).
+"""Re-scoring of a coarse index's shortlist: the wrapper of "ivf-pq-rerank" and "pca-ivf-pq-sq8" (vectors.KINDS).
 
 The wrapped FAISS index (4-bit PQ fast scan) picks k·rerank candidates (at least MIN_CANDIDATES); the
-full vectors, kept beside the codes by id, score them exactly. On disk: the FAISS file as the wrapped
-index writes it, and the full vectors beside it in `<stem>.full.npz` (ids, vectors).
+full vectors, kept beside the codes by id, score them: exactly (float32), or from 8-bit codes of every
+dimension (a quarter of the memory; scores within about 0.001 of exact). On disk: the FAISS file as the
+wrapped index writes it, and the full vectors beside it in `<stem>.full.npz` (ids, vectors, and for
+8-bit codes each dimension's range).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from landmarks.index.vectors import FaissIndex, index_ids, search_index
 
 MIN_CANDIDATES = 256  # scored exactly at least, even for k=1
 RESCORE_CHUNK = 16  # queries re-scored together: their candidates' full vectors are copied out
+ENCODE_CHUNK = 65_536  # rows coded at a time
 
 
 def full_vectors_path(path: Path) -> Path:
@@ -25,12 +28,13 @@ def full_vectors_path(path: Path) -> Path:
 class RerankIndex:
     """A FAISS index whose candidates are re-scored on the full vectors. Thread-safe like FaissIndex."""
 
-    def __init__(self, inner: FaissIndex, *, rerank: int = 32) -> None:
-        """rerank: candidates scored exactly per neighbour asked for (at least MIN_CANDIDATES)."""
-        self.inner, self.rerank = inner, rerank
+    def __init__(self, inner: FaissIndex, *, rerank: int = 32, coded: bool = False) -> None:
+        """rerank: candidates re-scored per neighbour asked for (at least MIN_CANDIDATES); coded: keep
+        the full vectors as 8-bit codes (trained at each rebuild) instead of float32."""
+        self.inner, self.rerank, self.coded = inner, rerank, coded
         self.dim, self.kind = inner.dim, inner.kind
         self._lock = threading.RLock()
-        self._exact = FullVectors(inner.dim)
+        self._exact = FullVectors(inner.dim, coded=coded)
         # FAISS's fast-scan lists corrupt their packed codes when an id is removed from them, so a
         # removal there only leaves the codes stale (skipped when searching) until a compaction.
         self._stale: set[int] = set()
@@ -41,7 +45,8 @@ class RerankIndex:
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         index = self.inner.build(ids, vectors)  # trained and filled while searches go on
-        exact = FullVectors(self.dim)
+        exact = FullVectors(self.dim, coded=self.coded)
+        exact.train(vectors)
         exact.add(np.asarray(ids, dtype=np.int64), vectors)
         with self._lock:
             self.inner.swap(index)
@@ -70,7 +75,7 @@ class RerankIndex:
             self._stale.update(ids.tolist())
             # Stale codes take candidate places: re-encode once they are a tenth of the gallery.
             if len(self._stale) > len(self) // 10:
-                self.inner.refill(self._exact.ids, self._exact.vectors)
+                self.inner.refill(self._exact.ids, self._exact.decoded(np.arange(len(self._exact))))
                 self._stale = set()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +111,7 @@ class RerankIndex:
         if not companion.is_file():
             raise RuntimeError(f"{companion} is missing")
         index = self.inner.read(path)
-        exact = FullVectors.load(companion, self.dim)
+        exact = FullVectors.load(companion, self.dim, coded=self.coded)
         coded, live = index_ids(index), exact.ids
         if np.setdiff1d(live, coded).size:  # the two files come from different writes
             raise RuntimeError(f"{companion} holds vectors that {path} does not index")
@@ -116,16 +121,52 @@ class RerankIndex:
 
 
 class FullVectors:
-    """The full vectors by id, for exact re-scoring, in NumPy memory: NumPy asks the kernel for huge
+    """The full vectors by id, for re-scoring, in NumPy memory: NumPy asks the kernel for huge
     pages, and gathering 640 random rows of a 1M x 1280 array took 0.8 ms there against 2-5 ms from
     FAISS's own storage on these (virtual) machines. Ids are found by binary search in a sorted copy
-    (a dict of a million ids took 4 ms for 320 look-ups). Removal moves the last rows into the holes."""
+    (a dict of a million ids took 4 ms for 320 look-ups). Removal moves the last rows into the holes.
 
-    def __init__(self, dim: int) -> None:
-        self._data = np.empty((0, dim), np.float32)
+    coded: rows are 8-bit codes of each dimension's range (`train`), as FAISS's SQ8: a value v is
+    stored as round((v - low) / span · 255), clipped, and read back as low + code / 255 · span: within
+    half a step of what was stored, the range's ends exactly."""
+
+    def __init__(self, dim: int, *, coded: bool = False) -> None:
+        self.coded = coded
+        self._data = np.empty((0, dim), np.uint8 if coded else np.float32)
         self._ids = np.empty(0, np.int64)
         self._count = 0
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their rows), rebuilt after writes
+        self.low, self.span = np.full(dim, -1.0, np.float32), np.full(dim, 2.0, np.float32)  # unit vectors fit
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Fit each dimension's range to these vectors (coded rows only; before any add)."""
+        if self.coded and len(vectors):
+            low, high = vectors.min(axis=0), vectors.max(axis=0)
+            self.low, self.span = low.astype(np.float32), np.maximum(high - low, 1e-6).astype(np.float32)
+
+    def _encode(self, vectors: np.ndarray) -> np.ndarray:
+        if not self.coded:
+            return vectors
+        codes = np.empty(vectors.shape, np.uint8)
+        for start in range(0, len(vectors), ENCODE_CHUNK):  # float temporaries of a chunk, not of a million rows
+            part = np.asarray(vectors[start : start + ENCODE_CHUNK], np.float32)
+            codes[start : start + len(part)] = np.clip(np.floor((part - self.low) / self.span * 255.0 + 0.5), 0, 255)
+        return codes
+
+    def inner_products(self, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """The inner product of each stored row with its query (queries: one per row)."""
+        data = self._data[rows]
+        if not self.coded:
+            return np.einsum("nd,nd->n", data, queries)
+        # q·(low + c/255·span) = q·low + c·(q∘span/255): the codes are read once, never decoded.
+        return queries @ self.low + np.einsum("nd,nd->n", data.astype(np.float32), queries * (self.span / 255.0))
+
+    def decoded(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of these rows, as float32."""
+        data = self._data[rows]
+        if not self.coded:
+            return data
+        return self.low + data.astype(np.float32) / 255.0 * self.span
 
     def __len__(self) -> int:
         return self._count
@@ -133,10 +174,6 @@ class FullVectors:
     @property
     def ids(self) -> np.ndarray:
         return self._ids[: self._count]
-
-    @property
-    def vectors(self) -> np.ndarray:
-        return self._data[: self._count]
 
     def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, found) of ids: rows is only meaningful where found."""
@@ -157,8 +194,10 @@ class FullVectors:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         rows, known = self._positions(ids)
+        vectors = self._encode(vectors)
         self._data[rows[known]] = vectors[known]  # an id added again takes its new vector
-        fresh, first = np.unique(ids[~known], return_index=True)
+        fresh_rows = np.flatnonzero(~known)
+        fresh, first = np.unique(ids[fresh_rows], return_index=True)
         if not len(fresh):
             return
         needed = self._count + len(fresh)
@@ -166,10 +205,10 @@ class FullVectors:
             self._data
         ):  # grow by a quarter: a photo added to a 1M gallery copies 5 GB once in a while, not each time
             capacity = max(needed, len(self._data) * 5 // 4 + 1024)
-            data, stored = np.empty((capacity, self._data.shape[1]), np.float32), np.empty(capacity, np.int64)
-            data[: self._count], stored[: self._count] = self.vectors, self.ids
+            data, stored = np.empty((capacity, self._data.shape[1]), self._data.dtype), np.empty(capacity, np.int64)
+            data[: self._count], stored[: self._count] = self._data[: self._count], self.ids
             self._data, self._ids = data, stored
-        self._data[self._count : needed] = vectors[~known][first]
+        self._data[self._count : needed] = vectors[fresh_rows[first]]
         self._ids[self._count : needed] = fresh
         self._count, self._sorted = needed, None
 
@@ -187,35 +226,37 @@ class FullVectors:
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as out:
-            np.savez(out, ids=self.ids, vectors=self.vectors)
+            np.savez(out, ids=self.ids, vectors=self._data[: self._count], low=self.low, span=self.span)
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> FullVectors:
+    def load(cls, path: Path, dim: int, *, coded: bool = False) -> FullVectors:
+        full = cls(dim, coded=coded)
         try:
             with np.load(path) as stored:
                 ids, vectors = stored["ids"].astype(np.int64), stored["vectors"]
+                if coded:
+                    full.low, full.span = stored["low"].astype(np.float32), stored["span"].astype(np.float32)
         except (OSError, ValueError, KeyError) as exc:
             raise RuntimeError(f"{path} is unreadable: {exc}") from exc
-        if vectors.shape != (len(ids), dim):
-            raise RuntimeError(f"{path} holds vectors of shape {vectors.shape}, not (n, {dim})")
+        if vectors.shape != (len(ids), dim) or vectors.dtype != full._data.dtype:
+            raise RuntimeError(
+                f"{path} holds {vectors.dtype} vectors of shape {vectors.shape}, not {full._data.dtype} (n, {dim})"
+            )
         if len(np.unique(ids)) != len(ids):
             raise RuntimeError(f"{path} holds an id twice")
-        full = cls(dim)
-        full._data, full._ids, full._count = np.ascontiguousarray(vectors, np.float32), ids, len(ids)
+        full._data, full._ids, full._count = np.ascontiguousarray(vectors), ids, len(ids)
         return full
 
 
 def rescore(exact: FullVectors, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of each query's candidates (id -1: none) by exact inner product on the full vectors."""
+    """The k best of each query's candidates (id -1: none) by inner product on the full vectors as stored."""
     candidates = np.sort(candidates, axis=1)
     candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1  # an id coded twice counts once
     scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
     found = candidates >= 0
     if found.any():
-        vectors = exact.vectors[exact.rows(candidates[found])]
-        rows = np.nonzero(found)[0]
-        scores[found] = np.einsum("nd,nd->n", vectors, queries[rows])
+        scores[found] = exact.inner_products(exact.rows(candidates[found]), queries[np.nonzero(found)[0]])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(scores, order, axis=1)
     ids = np.where(np.isfinite(best), np.take_along_axis(candidates, order, axis=1), -1)

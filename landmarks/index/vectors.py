@@ -1,10 +1,11 @@
 """FAISS inner-product index over unit vectors (cosine similarity), keyed by gallery image ids.
 
-Exact search by default; IVF and HNSW for large galleries, IVF with compressed codes (8-bit scalar
-quantisation, or product quantisation) when the vectors outgrow memory, and "ivf-pq-rerank" for speed at
-a million photos: 4-bit PQ codes scanned with SIMD pick candidates, which are then scored exactly on the
-full vectors (landmarks/index/rerank.py). bench/index_scale.py compares them at 10k to 1M vectors. On a GPU
-when FAISS has GPU support and a device is present; CPU otherwise.
+Exact search over 8-bit codes by default ("sq8", DEFAULT_KIND), or over float32 ("flat"); IVF and HNSW
+for large galleries, IVF with compressed codes (8-bit scalar quantisation, or product quantisation) when
+the vectors outgrow memory, and "ivf-pq-rerank" / "pca-ivf-pq-sq8" for speed at a million photos: 4-bit
+PQ codes scanned with SIMD pick candidates, which are then re-scored on the full vectors (float32, or
+8-bit codes of them; landmarks/index/rerank.py). bench/index_scale.py compares them at 10k to 1M
+vectors. On a GPU when FAISS has GPU support and a device is present; CPU otherwise.
 
 Each kind is one row of KINDS: its FAISS factory string, what it needs to be trained, where it may run,
 and an optional wrapper that re-scores its results. A new kind is a new row.
@@ -38,7 +39,8 @@ class IndexKind:
     is exact flat (IVF needs enough points to train its cells; small galleries are exact anyway).
     nprobe: default IVF cells probed, given the cell count. gpu: whether FAISS can run it on a GPU.
     configure: sets what the factory string cannot say. wrapper: wraps the FAISS index to re-score
-    its results (called with the index and the options)."""
+    its results (called with the index and the options). pretrain: trains what the index's own
+    training would get wrong (called with the index and the training sample, before it)."""
 
     factory: str
     min_vectors: int = 1000
@@ -46,6 +48,15 @@ class IndexKind:
     gpu: bool = True
     configure: Callable[[faiss.Index, FaissIndex], None] | None = None
     wrapper: Callable[..., RerankIndex] | None = None
+    pretrain: Callable[[faiss.Index, np.ndarray], None] | None = None
+
+
+def _ivf(base: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF index inside BASE (itself, or behind a PCA), or None."""
+    try:
+        return faiss.extract_index_ivf(base)
+    except RuntimeError:
+        return None
 
 
 def _hnsw(base: faiss.Index, owner: FaissIndex) -> None:
@@ -56,7 +67,23 @@ def _hnsw(base: faiss.Index, owner: FaissIndex) -> None:
 def _by_residual(base: faiss.Index, owner: FaissIndex) -> None:
     # Codes of the offset from the cell's centre rank candidates better than codes of the vector: at
     # 100k, 16 candidates per neighbour then reached the recall 32 did without.
-    base.by_residual = True
+    _ivf(base).by_residual = True
+
+
+def _uncentred_pca(base: faiss.Index, sample: np.ndarray) -> None:
+    # FAISS's own PCA subtracts the mean, and centred vectors rank by another score (q·x less m·x);
+    # it also decomposes a d x d matrix, over a minute at 3,840 dims. The principal axes of the
+    # uncentred vectors keep inner products (less what the dropped axes hold); here they come from
+    # the Gram matrix of at most PCA_SAMPLE vectors, in seconds.
+    pca = faiss.downcast_VectorTransform(base.chain.at(0))
+    rows = sample[np.random.default_rng(0).permutation(len(sample))[:PCA_SAMPLE]].astype(np.float64)
+    values, vectors = np.linalg.eigh(rows @ rows.T)
+    keep = np.argsort(-values)[: pca.d_out]
+    axes = (rows.T @ vectors[:, keep]) / np.sqrt(np.maximum(values[keep], 1e-12))  # (d_in, d_out), orthonormal
+    faiss.copy_array_to_vector(np.ascontiguousarray(axes.T, np.float32).ravel(), pca.A)
+    faiss.copy_array_to_vector(np.zeros(pca.d_out, np.float32), pca.b)
+    faiss.copy_array_to_vector(np.zeros(pca.d_in, np.float32), pca.mean)
+    pca.is_trained = True
 
 
 def _rerank(index: FaissIndex, **options) -> RerankIndex:
@@ -64,6 +91,15 @@ def _rerank(index: FaissIndex, **options) -> RerankIndex:
 
     return RerankIndex(index, **options)
 
+
+def _rerank_coded(index: FaissIndex, **options) -> RerankIndex:
+    from landmarks.index.rerank import RerankIndex
+
+    return RerankIndex(index, coded=True, **options)
+
+
+# What the fast-scan kinds share: cheap probes, so an eighth of the cells; residual codes; CPU only.
+_FAST_SCAN = {"nprobe": lambda nlist: max(16, nlist // 8), "gpu": False, "configure": _by_residual}
 
 KINDS: dict[str, IndexKind] = {
     "flat": IndexKind("Flat", min_vectors=0),
@@ -80,16 +116,38 @@ KINDS: dict[str, IndexKind] = {
     # 4-bit codes, one per 4 dimensions: coarse alone, but the fast-scan kernel reads them from SIMD
     # registers, so thousands of candidates cost less than the exact scoring of a few hundred; its
     # probes are cheap, so an eighth of the cells (bench/index_scale.py). FAISS has no GPU fast scan.
-    "ivf-pq-rerank": IndexKind(
-        "IVF{nlist},PQ{fast_scan_m}x4fs",
-        nprobe=lambda nlist: max(16, nlist // 8),
-        gpu=False,
-        configure=_by_residual,
-        wrapper=_rerank,
+    "ivf-pq-rerank": IndexKind("IVF{nlist},PQ{fast_scan_m}x4fs", wrapper=_rerank, **_FAST_SCAN),
+    # For wide vectors at a million photos (the default model's 3,840 dims): the shortlist comes from
+    # 4-bit codes, one per 2 of the vectors' first PCA_DIMS principal axes (64 bytes), and is re-scored
+    # on 8-bit codes of the full vectors: a quarter of flat's memory. At 10k synthetic 3,840-d vectors,
+    # one code per 4 axes reached recall@10 0.956 at 320 candidates, one per 2 axes 0.993, and 512 axes
+    # no more than 256 (bench/index_scale.py's vectors).
+    "pca-ivf-pq-sq8": IndexKind(
+        "PCA{pca_dims},IVF{nlist},PQ{pca_fast_scan_m}x4fs", wrapper=_rerank_coded, pretrain=_uncentred_pca, **_FAST_SCAN
     ),
 }
+PCA_DIMS = 256
+PCA_SAMPLE = 2048  # vectors the axes of "pca-ivf-pq-sq8" are fitted on
 INDEX_KINDS = tuple(KINDS)
+# What a new index uses: exact search at a quarter of flat's memory, with the answers of flat on the dev
+# protocol (bench/quality.py --kinds flat sq8; README, "Compact vectors").
+DEFAULT_KIND = "sq8"
+# Codes trained on a gallery fit a gallery of about that size: one that has doubled (or halved) since,
+# or that has grown past the size a kind starts training at, gets its codes trained anew.
+RETRAIN_GROWTH = 2.0
 CPU_ONLY_KINDS = tuple(name for name, kind in KINDS.items() if not kind.gpu)
+
+
+def needs_training(kind: str, trained_size: int, size: int) -> bool:
+    """Whether an index of KIND whose codes (or cells) were trained on TRAINED_SIZE vectors should be
+    trained again now that it holds SIZE: it was stored flat for being small and no longer is, or it has
+    grown or shrunk by RETRAIN_GROWTH since."""
+    spec = KINDS[kind]
+    if spec.factory == "Flat":
+        return False
+    if trained_size < spec.min_vectors:
+        return size >= spec.min_vectors
+    return size > trained_size * RETRAIN_GROWTH or size * RETRAIN_GROWTH < trained_size
 
 
 def gpu_available() -> bool:
@@ -143,10 +201,17 @@ class FaissIndex:
         if expected < self.spec.min_vectors or self.spec.factory == "Flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         nlist = self.nlist or max(16, int(4 * math.sqrt(expected)))
-        factory = self.spec.factory.format(nlist=nlist, pq_bytes=self.pq_bytes, fast_scan_m=max(2, self.dim // 4))
+        pca_dims = min(PCA_DIMS, self.dim)
+        factory = self.spec.factory.format(
+            nlist=nlist,
+            pq_bytes=self.pq_bytes,
+            fast_scan_m=max(2, self.dim // 4),
+            pca_dims=pca_dims,
+            pca_fast_scan_m=max(2, pca_dims // 2),
+        )
         base = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)  # already of its own class
-        if hasattr(base, "nprobe"):
-            base.nprobe = self.nprobe or self.spec.nprobe(nlist)
+        if (ivf := _ivf(base)) is not None:
+            ivf.nprobe = min(self.nprobe or self.spec.nprobe(nlist), nlist)
         if self.spec.configure is not None:
             self.spec.configure(base, self)
         return faiss.IndexIDMap2(base)
@@ -174,6 +239,8 @@ class FaissIndex:
                 if self.train_size is not None and len(vectors) > self.train_size:
                     rows = np.sort(np.random.default_rng(0).choice(len(vectors), self.train_size, replace=False))
                     sample = vectors[rows]
+                if self.spec.pretrain is not None:
+                    self.spec.pretrain(base, sample)
                 base.train(sample)
             index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
         return self._to_device(index)
@@ -202,8 +269,8 @@ class FaissIndex:
             self.nprobe = nprobe or self.nprobe
             self.ef_search = ef_search or self.ef_search
             base = faiss.downcast_index(self._index.index) if hasattr(self._index, "index") else self._index
-            if nprobe and hasattr(base, "nprobe"):
-                base.nprobe = nprobe
+            if nprobe and (ivf := _ivf(base)) is not None:
+                ivf.nprobe = min(nprobe, ivf.nlist)  # more than every cell is not a wider search: FAISS fails
             if hasattr(base, "hnsw"):
                 base.hnsw.efSearch = self.ef_search
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from landmarks.models.layers import L2Norm
-from landmarks.models.network import ModelConfig, register_architecture
+from landmarks.models.network import ModelConfig
 
 CLIP_MODEL_NAME = "clip_vit_b16"
 # The LAION-2B ViT-B/16 was trained with nn.GELU, the activation open_clip's "ViT-B-16" config
@@ -72,9 +72,6 @@ class ClipImageNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # The tower already pools (class token) and projects into CLIP's joint space.
         return self.norm(self.backbone(images))
-
-
-register_architecture("clip", ClipImageNet)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landmarks.models.layers import L2Norm
-from landmarks.models.network import ModelConfig, feature_level, register_architecture, seeded_new_layers, timm_backbone
+from landmarks.models.network import ModelConfig, feature_level, seeded_new_layers, timm_backbone
 
 FEATURE_STRIDE = 16  # the paper's conv4 level: fine enough to localise, deep enough to be distinctive
 DEFAULT_DESCRIPTOR_DIM = 128  # DELG's local descriptor size (DELF's PCA kept 40)
@@ -85,6 +85,3 @@ class DelfNet(nn.Module):
             descriptors.flatten(2).transpose(1, 2),
             attention.flatten(1),
         )
-
-
-register_architecture("delf", DelfNet)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landmarks.models.layers import GeM, L2Norm
-from landmarks.models.network import ModelConfig, feature_level, register_architecture, seeded_new_layers, timm_backbone
+from landmarks.models.network import ModelConfig, feature_level, seeded_new_layers, timm_backbone
 
 # The paper fuses at 1024 channels on ResNet's 1024/2048-channel maps; EfficientNet-Lite0's are 112 and
 # 1280 wide, so half of that.
@@ -111,6 +111,3 @@ class DolgNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         fused = self.head.fusion(*self.branches(images))
         return self.norm(self.head.projection(fused.mean(dim=(2, 3))))
-
-
-register_architecture("dolg", DolgNet)

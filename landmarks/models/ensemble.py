@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from landmarks.models.layers import GeM, L2Norm
-from landmarks.models.network import ModelConfig, register_architecture
+from landmarks.models.network import ModelConfig
 
 
 def members_of(config: ModelConfig) -> list[str]:
@@ -55,6 +55,3 @@ class EnsembleNet(nn.Module):
             for member, pool in zip(self.backbone, self.pools, strict=True)
         ]
         return torch.cat(parts, dim=1) * self.scale
-
-
-register_architecture("ensemble", EnsembleNet)

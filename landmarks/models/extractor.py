@@ -21,7 +21,8 @@ from PIL import Image
 from torch import nn
 
 from landmarks.images import Preprocessor, embed_in_batches
-from landmarks.models.network import ModelConfig, build_network
+from landmarks.models.architectures import build_network
+from landmarks.models.network import ModelConfig
 from landmarks.models.registry import DEFAULT_MODEL, create_model
 from landmarks.models.runtime import OnnxEmbedder, resolve_runtime
 

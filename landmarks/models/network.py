@@ -1,5 +1,6 @@
 """Embedding networks. The common one is a timm backbone, a pooling layer, an optional projection and
-L2 normalisation; other architectures (DOLG, DELF, CLIP) register a builder under their own name.
+L2 normalisation; other architectures (DOLG, DELF, CLIP, the ensemble) have modules of their own, and
+landmarks/models/architectures.py names them all.
 
 Every network has `config`, `backbone` and `output_dim`, and maps a normalised image batch
 (B, 3, H, W) to unit-length descriptors (B, D).
@@ -8,7 +9,7 @@ Every network has `config`, `backbone` and `output_dim`, and maps a normalised i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import timm
@@ -23,7 +24,7 @@ class ModelConfig:
     """Everything needed to rebuild an embedding network (weights aside)."""
 
     backbone: str = "efficientnet_lite0"
-    architecture: str = "gem"  # a key of ARCHITECTURES: how the backbone's features become a descriptor
+    architecture: str = "gem"  # a key of architectures.ARCHITECTURES: how the backbone's features become a descriptor
     image_size: int = 320
     embedding_dim: int | None = None  # None: no projection head, the backbone's width
     gem_p: float = 3.0
@@ -64,16 +65,6 @@ class EmbeddingNet(nn.Module):
         return self.norm(self.head(self.pool(features)))
 
 
-# architecture name -> builder(config, backbone or None) -> network. A builder given no backbone
-# makes an untrained one (the checkpoint loader then fills in the weights).
-NetworkBuilder = Callable[[ModelConfig, "nn.Module | None"], nn.Module]
-ARCHITECTURES: dict[str, NetworkBuilder] = {"gem": EmbeddingNet}
-
-
-def register_architecture(name: str, builder: NetworkBuilder) -> None:
-    ARCHITECTURES[name] = builder
-
-
 def timm_backbone(config: ModelConfig) -> nn.Module:
     """The untrained timm backbone `config` names, as `create_model` builds it (no classifier, no pooling)."""
     return timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
@@ -99,14 +90,3 @@ def seeded_new_layers(seed: int = 0) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def build_network(config: ModelConfig, backbone: nn.Module | None = None) -> nn.Module:
-    """The network `config` describes, around `backbone` (untrained when None)."""
-    try:
-        builder = ARCHITECTURES[config.architecture]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {config.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
-    return builder(config, backbone)

@@ -18,9 +18,9 @@ import timm
 import torch
 from torch import nn
 
-# Imported for their side effect: each registers its architecture's builder with build_network.
-from landmarks.models import clip, delf, dolg, ensemble  # noqa: F401
-from landmarks.models.network import ModelConfig, build_network
+from landmarks.models import clip, ensemble
+from landmarks.models.architectures import build_network
+from landmarks.models.network import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ DEFAULT_MODEL = ENSEMBLE_MODEL
 
 WeightsLoader = Callable[[nn.Module], None]
 _REGISTRY: dict[str, tuple[ModelConfig, WeightsLoader | None]] = {}
-
-# Architectures whose backbone is not a timm model build it and load its weights themselves:
-# factory(config, pretrained=..., weights_file=...) -> the backbone, its preprocessing already in the config.
-BackboneFactory = Callable[..., nn.Module]
-BACKBONE_FACTORIES: dict[str, BackboneFactory] = {"clip": clip.clip_image_tower}  # "ensemble" is added below
 
 
 def register_model(config: ModelConfig, weights: WeightsLoader | None = None, *, name: str | None = None) -> None:
@@ -114,7 +109,10 @@ def _ensemble_backbones(
     return backbones
 
 
-BACKBONE_FACTORIES["ensemble"] = _ensemble_backbones
+# Architectures whose backbone is not a timm model build it and load its weights themselves:
+# factory(config, pretrained=..., weights_file=...) -> the backbone, its preprocessing already in the config.
+BackboneFactory = Callable[..., nn.Module]
+BACKBONE_FACTORIES: dict[str, BackboneFactory] = {"clip": clip.clip_image_tower, "ensemble": _ensemble_backbones}
 
 register_model(ModelConfig(backbone="efficientnet_lite0", image_size=320), _efficientnet_lite0_weights)
 register_model(ModelConfig(backbone="efficientnet_lite1", image_size=320), _efficientnet_lite_weights(1))
