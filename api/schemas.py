@@ -33,6 +33,12 @@ class LandmarkInfo(BaseModel):
 
 class LandmarkHit(LandmarkInfo):
     score: float
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="The probability that the photo shows this landmark: the answer's equals `landmark.confidence`; "
+        "the others share what it leaves, so the values never add up to more than 1.",
+    )
     distance_km: float | None = Field(
         default=None,
         description="How far it is from where the photo was taken (`photo_location`), when both are known.",
@@ -151,6 +157,7 @@ RESERVED_FIELDS = frozenset(
         "lon",
         "image_count",
         "score",
+        "confidence",
         "images",
         "sample_image_url",
         "excluded",

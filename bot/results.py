@@ -24,7 +24,16 @@ from bot.callback_data import MoreResults, OpenSettings, ShowOnMap
 from bot.config import Settings
 from bot.storage import Place, SearchRecord, Store
 from bot.texts import t
-from client import MAX_K, ApiError, ApiRejected, ApiUnavailable, AsyncLandmarksClient, Match, SearchResult
+from client import (
+    MAX_K,
+    ApiError,
+    ApiRejected,
+    ApiUnavailable,
+    AsyncLandmarksClient,
+    Landmark,
+    Match,
+    SearchResult,
+)
 
 log = logging.getLogger(__name__)
 quote = html_decoration.quote
@@ -43,8 +52,17 @@ def caption(match: Match, result: SearchResult, lang: str) -> str:
 
 
 def percent(confidence: float, lang: str) -> str:
-    """A calibrated probability as a person reads it: never "100%", which would claim certainty."""
-    return t("over_99", lang) if confidence >= 0.995 else f"{round(confidence * 100)}%"
+    """A calibrated probability as a person reads it: never "100%", which would claim certainty, nor
+    "0%", which would claim impossibility."""
+    if confidence >= 0.995:
+        return t("over_99", lang)
+    return t("under_1", lang) if confidence < 0.005 else f"{round(confidence * 100)}%"
+
+
+def possibility(item: Landmark, result: SearchResult, lang: str) -> str:
+    """A runner-up's line: its name and place, and how likely it is when the API said (older APIs did not)."""
+    line = f"• {named(item.landmark_id, item.name, result, lang)}"
+    return line if item.confidence is None else f"{line} — {percent(item.confidence, lang)}"
 
 
 def distance(km: float, lang: str) -> str:
@@ -117,7 +135,7 @@ def summary(result: SearchResult, matches: list[Match], page: int, page_size: in
             lines += [
                 "",
                 t("other_possibilities", lang),
-                *(f"• {named(item.landmark_id, item.name, result, lang)}" for item in others),
+                *(possibility(item, result, lang) for item in others),
             ]
     if result.notice:
         lines.append(f"<i>{quote(result.notice)}</i>")

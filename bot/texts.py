@@ -82,6 +82,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "фото из моей коллекции, но это не совпадение.",
     },
     "over_99": {EN: "over 99%", RU: "более 99%"},
+    "under_1": {EN: "under 1%", RU: "менее 1%"},
     "taken_from": {
         EN: "📍 Your photo was taken {distance} from it.",
         RU: "📍 Ваше фото снято в {distance} от неё.",

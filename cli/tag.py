@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cli.index import add_model_arguments, load_model, open_existing_index
+from cli.xmp import LandmarkTag, require_exiv2, write_sidecar
 
 COLUMNS = (
     "path",
@@ -50,6 +51,12 @@ def register(commands) -> None:
     tag.add_argument(
         "--index", type=Path, default=None, metavar="INDEX_DIR", help="default: LANDMARKS_INDEX_DIR, else data/index"
     )
+    tag.add_argument(
+        "--xmp",
+        action="store_true",
+        help="also write an XMP sidecar (PHOTO.EXT.xmp) for each photo with a landmark: its name as a keyword, "
+        "its place, and its position when the photo has none; an existing sidecar is added to",
+    )
     tag.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_arguments(tag)
     tag.set_defaults(func=run)
@@ -85,6 +92,11 @@ def run(args) -> int:
 
     if not args.photo_dir.is_dir():
         raise CommandError(f"no folder at {args.photo_dir}")
+    if args.xmp:
+        try:
+            require_exiv2()
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
     index_dir = args.index or args.settings.index_dir
     jsonl = args.out.suffix.lower() == ".jsonl"
     photos = library_photos(args.photo_dir)
@@ -123,6 +135,8 @@ def run(args) -> int:
                 ]
                 for path, result in zip(images, searcher.search(queries, 1), strict=True):
                     rows[path] = _row(result, landmarks)
+                    if args.xmp and result.landmark is not None:
+                        _write_sidecar(path, landmarks.get(result.landmark.landmark_id), result, rows[path])
             for path in batch:
                 row = {column: "" for column in COLUMNS} | rows[path] | {"path": str(path.relative_to(args.photo_dir))}
                 if writer is None:
@@ -139,6 +153,20 @@ def run(args) -> int:
     index.close()
     print(f"tagged {len(todo)} photos into {args.out}")
     return 0
+
+
+def _write_sidecar(path: Path, landmark, result, row: dict) -> None:
+    """The sidecar of a photo with a landmark; a sidecar that cannot be written is the row's error (the
+    tag itself stands), not the end of the run."""
+    name = landmark.name if landmark is not None else result.landmark.landmark_id
+    position = None
+    if landmark is not None and landmark.lat is not None and landmark.lon is not None:
+        position = (landmark.lat, landmark.lon)
+    city, country = (landmark.city, landmark.country) if landmark is not None else (None, None)
+    try:
+        write_sidecar(path, LandmarkTag(name, city, country, position), photo_has_gps=result.location is not None)
+    except (OSError, RuntimeError) as exc:
+        row["error"] = f"XMP sidecar not written: {exc}"
 
 
 def _row(result, landmarks: dict) -> dict:

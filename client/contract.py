@@ -57,6 +57,8 @@ class Landmark:
     image_count: int | None = None
     # Set in search results (similarity of the best photo) and absent in the gallery listing.
     score: float | None = None
+    # In search results: the probability that the photo shows this landmark (the answer's is its confidence).
+    confidence: float | None = None
     sample_image_url: str | None = None
     # language -> {"name"|"city"|"country": text}, from the name_ru-style metadata fields
     translations: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
@@ -199,6 +201,7 @@ def parse_landmark(data: dict[str, Any]) -> Landmark:
         lon=_float_or_none(data.get("lon")),
         image_count=None if count is None else int(count),
         score=_float_or_none(data.get("score")),
+        confidence=_float_or_none(data.get("confidence")),
         sample_image_url=data.get("sample_image_url") or None,
         translations=_translations(data),
         excluded_count=int(data.get("excluded_count") or len(data.get("excluded") or [])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 
 import pandas as pd
 import pydeck as pdk
@@ -95,8 +96,11 @@ def admin_error_message(exc: ApiError, api_url: str) -> str:
 
 
 def show_api_error(exc: ApiError, api_url: str) -> None:
-    """The error as the page's own sentence, and a way to try again (the API may be back by then)."""
+    """The error as the page's own sentence, and a way to try again when that can help (the API may be
+    back by then); a file the API cannot read would fail the same way again, so it gets none."""
     st.error(api_error_message(exc, api_url), icon=":material/error:")
+    if isinstance(exc, ApiClientError) and exc.status != 429:
+        return
     # A click reruns the page whatever the button returns; the key only keeps two errors on one page apart.
     st.button("Try again", icon=":material/refresh:", key=f"retry-{id(exc)}")
 
@@ -126,9 +130,11 @@ def thumbnail_style() -> None:
 
 def confidence_percent(confidence: float) -> str:
     """The confidence as a person reads it, rounded down so that a guess never shows as a certain
-    "100%": 0.998 -> "over 99%", 0.876 -> "87%"."""
+    "100%", and never "0%" either: 0.998 -> "over 99%", 0.876 -> "87%", 0.004 -> "under 1%"."""
     if confidence > 0.99:
         return "over 99%"
+    if confidence < 0.01:
+        return "under 1%"
     # round() first: 0.29 * 100 is 28.999999999999996 in floating point.
     return f"{math.floor(round(confidence * 100, 6))}%"
 
@@ -167,17 +173,22 @@ def match_grid(result: SearchResult, client: LandmarksClient, lang: str = "") ->
                 gallery_photo(match.image_url, client, name, f"{rank}. {name}")
 
 
+def landmark_confidence(landmark: Landmark, best: BestGuess) -> str:
+    """A landmark's confidence as a percent: the answer's is the verdict's; a runner-up's is the API's
+    share for it (not its similarity, whose bars looked almost as full as the answer's and read as
+    'almost as likely'); "—" from an API that does not give one."""
+    if landmark.landmark_id == best.landmark_id:
+        return confidence_percent(best.confidence)
+    return "—" if landmark.confidence is None else confidence_percent(landmark.confidence)
+
+
 def landmark_table(landmarks: list[Landmark], best: BestGuess, lang: str = "") -> None:
-    """The distinct landmarks among the matches, ranked by the API: the answer with its confidence
-    first, the runner-ups without a number (their similarity bars looked almost as full as the
-    answer's, which read as 'almost as likely')."""
+    """The distinct landmarks among the matches, ranked by the API, each with its confidence."""
     # Confidence right after the name: on a phone only the first two columns fit without scrolling.
     frame = pd.DataFrame(
         {
             "Landmark": [lm.name_in(lang) for lm in landmarks],
-            "Confidence": [
-                confidence_percent(best.confidence) if lm.landmark_id == best.landmark_id else "—" for lm in landmarks
-            ],
+            "Confidence": [landmark_confidence(lm, best) for lm in landmarks],
             "Place": [lm.place_in(lang) or "—" for lm in landmarks],
             "Photos": [lm.image_count for lm in landmarks],
         }
@@ -189,24 +200,95 @@ def landmark_table(landmarks: list[Landmark], best: BestGuess, lang: str = "") -
     )
 
 
+# Where a label may sit beside its dot, in order of preference: (text anchor, alignment baseline, the
+# direction of its pixel offset). Right of the dot reads first; the others are for close neighbours.
+LABEL_SIDES = (
+    ("start", "center", (1, 0)),
+    ("end", "center", (-1, 0)),
+    ("middle", "bottom", (0, -1)),
+    ("middle", "top", (0, 1)),
+)
+LABEL_GAP_PX = 5
+# deck.gl's TextLayer draws a glyph about this wide for each pixel of size (its default font, sans-serif).
+GLYPH_WIDTH = 0.6
+
+
+@dataclass(frozen=True)
+class MapLabel:
+    anchor: str
+    baseline: str
+    offset: tuple[int, int]
+
+
+def to_pixels(lat: float, lon: float, zoom: float) -> tuple[float, float]:
+    """A point's position in Web Mercator pixels at ZOOM (the world is 256 * 2**zoom pixels wide)."""
+    world = 256 * 2**zoom
+    lat = max(-85.0, min(85.0, lat))
+    y = (1 - math.log(math.tan(math.radians(lat)) + 1 / math.cos(math.radians(lat))) / math.pi) / 2
+    return (lon + 180) / 360 * world, y * world
+
+
+def place_labels(points: list[tuple[float, float, str, int, int]], zoom: float) -> list[MapLabel | None]:
+    """A side for each point's label (lat, lon, text, dot radius px, text size px), so that no two
+    labels cover each other or another dot: greedy, in the order given (the answer first), each on the
+    first free side of LABEL_SIDES. A label with no free side is left out (None): its name is still in
+    the tooltip and the table, and an unreadable pile of names helps nobody."""
+    pixels = [to_pixels(lat, lon, zoom) for lat, lon, *_ in points]
+    dots = [(x - r, y - r, x + r, y + r) for (x, y), (*_, r, _) in zip(pixels, points, strict=True)]
+    taken: list[tuple[float, float, float, float]] = []
+    labels: list[MapLabel | None] = []
+    for index, ((x, y), (_, _, text, radius, size)) in enumerate(zip(pixels, points, strict=True)):
+        width, height = len(text) * size * GLYPH_WIDTH + 8, size + 4  # with the white ground's padding
+        chosen = None
+        for anchor, baseline, (dx, dy) in LABEL_SIDES:
+            ox, oy = dx * (radius + LABEL_GAP_PX), dy * (radius + LABEL_GAP_PX)
+            left = {"start": x + ox, "end": x + ox - width, "middle": x - width / 2}[anchor]
+            top = {"center": y - height / 2, "bottom": y + oy - height, "top": y + oy}[baseline]
+            box = (left, top, left + width, top + height)
+            others = taken + [dot for other, dot in enumerate(dots) if other != index]
+            if not any(_overlap(box, other) for other in others):
+                chosen = MapLabel(anchor, baseline, (ox, oy))
+                taken.append(box)
+                break
+        labels.append(chosen)
+    return labels
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def landmark_map(best: Landmark, others: list[Landmark], lang: str = "") -> None:
     """The answer (which has coordinates), labelled, with at most MAP_RUNNER_UPS runner-ups
-    smaller and in grey."""
+    smaller and in grey; labels of landmarks that stand close together go to free sides (place_labels)."""
     placed = [best] + [lm for lm in others if lm.has_coordinates][:MAP_RUNNER_UPS]
+    # Centred on the answer, zoomed out just enough for the runner-ups: at zoom z the world is
+    # 256 * 2**z pixels wide, and the farthest runner-up should sit inside the map's height.
+    farthest = max([abs(lm.lat - best.lat) for lm in placed] + [abs(lm.lon - best.lon) for lm in placed])
+    zoom = min(13.0, math.log2(MAP_HEIGHT * 360 / (2 * 256 * farthest * 1.8))) if farthest else 13.0
+    names = [lm.name_in(lang) for lm in placed]
+    radii, sizes = [8] + [5] * (len(placed) - 1), [15] + [12] * (len(placed) - 1)
+    labels = place_labels(
+        [(lm.lat, lm.lon, name, r, size) for lm, name, r, size in zip(placed, names, radii, sizes, strict=True)], zoom
+    )
     frame = pd.DataFrame(
         {
-            "name": [lm.name_in(lang) for lm in placed],
+            "name": names,
+            "label": [name if label else "" for name, label in zip(names, labels, strict=True)],
             "lat": [lm.lat for lm in placed],
             "lon": [lm.lon for lm in placed],
             "color": [MAP_BEST_RGBA] + [MAP_OTHER_RGBA] * (len(placed) - 1),
-            "size": [15] + [12] * (len(placed) - 1),
+            "size": sizes,
+            "anchor": [label.anchor if label else "start" for label in labels],
+            "baseline": [label.baseline if label else "center" for label in labels],
+            "offset": [list(label.offset) if label else [0, 0] for label in labels],
         }
     )
     position = ["lon", "lat"]
     # Runner-ups first, the answer drawn over them. A 1 m radius clamped to a few pixels: a dot of
     # the same size at every zoom; each label on a white ground, readable without map tiles.
     layers = []
-    for points, radius in ((frame.iloc[1:], 5), (frame.iloc[:1], 8)):
+    for points, radius in ((frame.iloc[1:], radii[-1]), (frame.iloc[:1], radii[0])):
         layers.append(
             pdk.Layer(
                 "ScatterplotLayer",
@@ -223,24 +305,20 @@ def landmark_map(best: Landmark, others: list[Landmark], lang: str = "") -> None
         layers.append(
             pdk.Layer(
                 "TextLayer",
-                points,
+                points[points["label"] != ""],
                 get_position=position,
-                get_text="name",
+                get_text="label",
                 # deck.gl draws ASCII only by default: "auto" builds the atlas from the names (Cyrillic...).
                 character_set=pdk.types.String("auto"),
                 get_color="color",
                 get_size="size",
-                get_text_anchor=pdk.types.String("start"),
-                get_alignment_baseline=pdk.types.String("center"),
-                get_pixel_offset=[radius + 5, 0],
+                get_text_anchor="anchor",
+                get_alignment_baseline="baseline",
+                get_pixel_offset="offset",
                 background=True,
                 get_background_color=[255, 255, 255, 230],
                 background_padding=[4, 2],
             )
         )
-    # Centred on the answer, zoomed out just enough for the runner-ups: at zoom z the world is
-    # 256 * 2**z pixels wide, and the farthest runner-up should sit inside the map's height.
-    farthest = max([abs(lm.lat - best.lat) for lm in placed] + [abs(lm.lon - best.lon) for lm in placed])
-    zoom = min(13.0, math.log2(MAP_HEIGHT * 360 / (2 * 256 * farthest * 1.8))) if farthest else 13.0
     view = pdk.ViewState(latitude=best.lat, longitude=best.lon, zoom=zoom)
     st.pydeck_chart(pdk.Deck(layers=layers, initial_view_state=view, tooltip={"text": "{name}"}), height=MAP_HEIGHT)

@@ -126,7 +126,7 @@ def to_response(
         return landmark.name if landmark else landmark_id
 
     hits = []
-    for scored in result.landmarks:
+    for scored, confidence in zip(result.landmarks, result.confidences, strict=True):
         landmark = landmarks.get(scored.landmark_id)
         fields = (
             landmark_fields(landmark) if landmark else {"landmark_id": scored.landmark_id, "name": scored.landmark_id}
@@ -144,6 +144,7 @@ def to_response(
                 **fields,
                 image_count=counts.get(scored.landmark_id, 0),
                 score=round(scored.score, 4),
+                confidence=round(confidence, 4),
                 distance_km=distance,
             )
         )

@@ -59,6 +59,9 @@ class SearchResult:
     prior: float | None = None  # the query's landmark prior, when known
     prior_floor: float | None = None  # the gate it was held to (None: no gate)
     location: tuple[float, float] | None = None  # the photo's own position, when it had one
+    # One per entry of `landmarks`: the probability that the photo shows that landmark (see
+    # `landmark_confidences`); the first is `confidence`.
+    confidences: tuple[float, ...] = ()
 
     @property
     def refusal(self) -> str | None:
@@ -307,9 +310,12 @@ class Searcher:
         if top is None:
             return SearchResult([], [], None, 0.0, None, inliers, prior, location=location)
         runner_up = landmarks[1].score if len(landmarks) > 1 else (scored[-1][0] if scored else 0.0)
-        top_inliers = max((inliers.get(c[0], 0) for _, c in scored if c[1] == top.landmark_id), default=0)
-        features = feature_vector(top.score, top.score - runner_up, top_inliers if self.spatial_active else 0)
-        confidence = self.model.confidence(features) if self.model is not None else confidence_from_score(top.score)
+        verified: dict[str, int] = {}
+        if self.spatial_active:
+            for _, c in scored:
+                verified[c[1]] = max(verified.get(c[1], 0), inliers.get(c[0], 0))
+        features = feature_vector(top.score, top.score - runner_up, verified.get(top.landmark_id, 0))
+        confidence = self._confidence(features, top.score)
         floor = self.prior_floor() if prior is not None else None
         if floor is not None and prior < floor:
             # Not a photo of a landmark, however close its nearest photos: refused, and its confidence
@@ -325,4 +331,28 @@ class Searcher:
         else:
             ordered = scored
         matches = [Neighbour(c[0], c[1], float(c[2])) for _, c in ordered[:k]]
-        return SearchResult(matches, landmarks, landmark, float(confidence), features, inliers, prior, floor, location)
+        confidences = self._landmark_confidences(landmarks, float(confidence), verified)
+        return SearchResult(
+            matches, landmarks, landmark, float(confidence), features, inliers, prior, floor, location, confidences
+        )
+
+    def _confidence(self, features: np.ndarray, score: float) -> float:
+        return self.model.confidence(features) if self.model is not None else confidence_from_score(score)
+
+    def _landmark_confidences(
+        self, landmarks: Sequence[LandmarkScore], top_confidence: float, verified: dict[str, int]
+    ) -> tuple[float, ...]:
+        """The probability that the photo shows each ranked landmark: the top's is `top_confidence`;
+        a runner-up's is what the same model says of its own evidence (its score, its margin over the
+        top, which is negative, and its verified inliers), capped by what the landmarks before it leave,
+        since the photo shows at most one of them: the values never add up to more than 1."""
+        confidences = [top_confidence]
+        left = 1.0 - top_confidence
+        for lm in landmarks[1:]:
+            own = self._confidence(
+                feature_vector(lm.score, lm.score - landmarks[0].score, verified.get(lm.landmark_id, 0)), lm.score
+            )
+            value = max(0.0, min(own, top_confidence, left))
+            confidences.append(value)
+            left -= value
+        return tuple(confidences)

@@ -47,6 +47,12 @@ def test_search_answer_follows_the_contract(api_server):
     assert len(keys) == 7 and keys == sorted(keys) and body["matches"][0]["landmark_id"] == "taj_mahal"
     top = body["landmarks"][0]
     assert (top["city"], top["country"]) == ("Agra", "India") and top["lat"] == pytest.approx(27.1751)
+    # Each landmark's confidence: the answer's is the verdict's; the runner-ups' fall with their rank and
+    # share what the answer leaves (the photo shows at most one of them).
+    confidences = [lm["confidence"] for lm in body["landmarks"]]
+    assert len(confidences) > 3 and confidences[0] == body["landmark"]["confidence"]
+    assert confidences == sorted(confidences, reverse=True) and sum(confidences) <= 1 + 1e-3
+    assert confidences[1] < confidences[0] and confidences[-1] < 0.01
     assert len({lm["landmark_id"] for lm in body["landmarks"]}) == len(body["landmarks"])
     photo = httpx.get(body["matches"][0]["image_url"], params={"size": 128}, timeout=30)
     assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"

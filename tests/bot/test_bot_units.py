@@ -34,6 +34,7 @@ def contract_answer(best: str | None = "taj_mahal", n: int = 6, gallery_size: in
             "landmark_id": "taj_mahal",
             "name": "Taj Mahal",
             "score": 0.81,
+            "confidence": 0.93,
             "city": "Agra",
             "country": "India",
             "lat": 27.1751,
@@ -44,6 +45,7 @@ def contract_answer(best: str | None = "taj_mahal", n: int = 6, gallery_size: in
             "landmark_id": "humayuns_tomb",
             "name": "Humayun's Tomb",
             "score": 0.7,
+            "confidence": 0.05,
             "city": None,
             "country": None,
             "lat": None,
@@ -161,14 +163,18 @@ def test_captions_summary_and_buttons():
         "This looks like <b>Taj Mahal</b> (Agra, India), confidence 93%.",
         "",
         "Other possibilities:",
-        "• Humayun's Tomb",
+        "• Humayun's Tomb — 5%",
     ]
     # Names are text, not markup: the summary is sent as HTML.
     answer = contract_answer()
     answer["landmark"]["name"] = answer["landmarks"][0]["name"] = "<A & B>"
     answer["landmarks"][1]["name"] = "<C & D>"
     text = summary(parse_search(answer), page_matches(parse_search(answer), 0, 2), 0, 2, EN)
-    assert "<b>&lt;A &amp; B&gt;</b>" in text and "• &lt;C &amp; D&gt;" in text
+    assert "<b>&lt;A &amp; B&gt;</b>" in text and "• &lt;C &amp; D&gt; — 5%" in text
+    # An API from before per-landmark confidence: the runner-up is named without a number.
+    del answer["landmarks"][1]["confidence"]
+    text = summary(parse_search(answer), page_matches(parse_search(answer), 0, 2), 0, 2, EN)
+    assert text.splitlines()[-1] == "• &lt;C &amp; D&gt;"
     page = summary(result, page_matches(result, 1, 3), 1, 3, RU)
     assert page == "Результаты 4–6: Taj Mahal ×2, Humayun's Tomb."
 
@@ -195,7 +201,8 @@ def test_a_photo_with_gps_gets_its_distance_in_the_verdict():
 
 
 @pytest.mark.parametrize(
-    ("confidence", "shown"), [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"), (0.004, "0%")]
+    ("confidence", "shown"),
+    [(0.93, "93%"), (0.994, "99%"), (0.995, "over 99%"), (1.0, "over 99%"), (0.004, "under 1%")],
 )
 def test_confidence_is_never_shown_as_certainty(confidence, shown):
     answer = contract_answer()

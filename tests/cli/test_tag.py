@@ -14,7 +14,9 @@ import time
 import httpx
 import pytest
 
+from cli.xmp import read_keywords, sidecar_path
 from landmarks.gallery import scan_gallery
+from tests.cli.test_xmp import MANAGERS_SIDECAR
 from tests.support import REPO_ROOT, ApiServer, dev_protocol, require_dev_data, run_cli, with_gps
 
 
@@ -86,7 +88,10 @@ def test_tag_resumes_after_kill_without_redoing_photos(library, lite_index, tmp_
 
 def test_tags_match_the_api_photo_by_photo(library, lite_index, tmp_path):
     out = tmp_path / "tags.jsonl"
-    result = run_cli(*tag_command(library, out, lite_index)[3:])
+    # A photo manager's sidecar beside one photo: --xmp adds to it.
+    first = next(path for path in sorted(library.rglob("*.jpg")) if path.parent.name != "misc")
+    sidecar_path(first).write_text(MANAGERS_SIDECAR)
+    result = run_cli(*tag_command(library, out, lite_index)[3:], "--xmp")
     assert result.returncode == 0, result.stderr + result.stdout
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows and all(set(row) >= {"path", "landmark_id", "confidence", "refusal", "lat", "lon"} for row in rows)
@@ -94,6 +99,19 @@ def test_tags_match_the_api_photo_by_photo(library, lite_index, tmp_path):
     phone = by_path["phone/with-gps.jpg"]
     assert phone["photo_lat"] == pytest.approx(phone["lat"] + 0.002, abs=1e-4) and phone["distance_km"] < 0.3
     assert by_path["misc/broken.jpg"]["photo_lat"] is None
+    # Sidecars: the named photos' (their landmark as a keyword), none for refusals and unreadable files.
+    for row in rows:
+        sidecar = sidecar_path(library / row["path"])
+        if row["landmark_id"]:
+            assert row["name"] in read_keywords(sidecar), row
+        elif library / row["path"] != first:
+            assert not sidecar.exists(), row
+    named_first = by_path[str(first.relative_to(library))]
+    assert read_keywords(sidecar_path(first)) == ["Holiday 2024"] + (
+        [named_first["name"]] if named_first["name"] else []
+    )
+    if phone["landmark_id"]:  # its own GPS is better than the landmark's: no position written
+        assert "GPSLatitude" not in sidecar_path(library / "phone" / "with-gps.jpg").read_text()
     sample = [row for row in rows if not row["error"]][::12] + [phone]
     with ApiServer(lite_index) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         for row in sample:

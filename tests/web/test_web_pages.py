@@ -49,11 +49,15 @@ def test_uploaded_photo_gets_its_landmark_and_matches(monkeypatch, api_server):
     captions = match_captions(app)
     assert len(captions) == DEFAULT_K
     assert captions[0] == f"1. {name}"  # the photos' similarities stay out of the way
-    # The answer with its confidence; the runner-ups without a number to compare.
+    # Every landmark with its confidence, the answer's that of the verdict, the runner-ups' smaller and
+    # never adding up to more than the answer leaves.
     table = app.dataframe[0].value
     assert table["Landmark"].iloc[0] == name
     assert table["Confidence"].iloc[0] == bar.proto.text.removeprefix("Confidence ")
-    assert set(table["Confidence"].iloc[1:]) <= {"—"}
+    runner_ups = list(table["Confidence"].iloc[1:])
+    assert runner_ups and all(re.fullmatch(r"under 1%|\d{1,2}%", shown) for shown in runner_ups), runner_ups
+    answer = 100 if table["Confidence"].iloc[0] == "over 99%" else int(table["Confidence"].iloc[0][:-1])
+    assert sum(int(shown[:-1]) for shown in runner_ups if shown != "under 1%") <= 100 - answer
     assert len(app.get("deck_gl_json_chart")) == 1  # the map: the answer and its runner-ups
 
 
@@ -109,6 +113,7 @@ def test_stopped_api_shows_a_clear_error(monkeypatch):
     assert len(app.error) == 1
     assert app.error[0].value == "The search service is not answering; try again in a minute."
     assert not app.image and not app.header
+    assert [button.label for button in app.button] == ["Try again"]  # the API may be back by then
 
 
 @pytest.mark.parametrize(
@@ -126,6 +131,7 @@ def test_file_that_is_not_a_photo_is_explained(monkeypatch, api_server, tmp_path
     assert len(app.error) == 1
     assert re.search(expected, app.error[0].value), app.error[0].value
     assert not app.image and not app.header
+    assert "Try again" not in [button.label for button in app.button]  # the same file would fail again
 
 
 def test_gallery_lists_landmarks_with_counts_and_filters(monkeypatch, api_server):

@@ -27,7 +27,6 @@ from web.components import admin_error_message, api_client
 # The API's rule for landmark ids, checked here so a typo gets a sentence instead of a round trip
 # and a 422.
 LANDMARK_ID = re.compile(LANDMARK_ID_PATTERN)
-PHOTO_TYPES = ["jpg", "jpeg", "png", "webp"]
 
 # Session state. The key lives in the session only (server memory, this browser tab's session):
 # never in the URL, a log or on disk. It is copied out of the widget because Streamlit drops a
@@ -127,12 +126,12 @@ def details_form() -> Details:
         format="%.5f",
         key=f"add-lon-{round_}",
     )
+    # Any file type, as on the search page: the API says why it cannot read one, and the report lists it.
     uploads = st.file_uploader(
         "Photos",
-        type=PHOTO_TYPES,
         accept_multiple_files=True,
         key=f"add-photos-{round_}",
-        help="JPEG, PNG or WebP. Several photos from different angles make it easier to recognise.",
+        help="JPEG, PNG, WebP or HEIC. Several photos from different angles make it easier to recognise.",
     )
     return Details(
         landmark_id=typed_id or suggestion,

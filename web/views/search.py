@@ -19,7 +19,6 @@ from web.components import (
     thumbnail_style,
 )
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 UPLOAD, CAMERA = "Upload a photo", "Take a photo"
 SOURCE_ICONS = {UPLOAD: ":material/upload:", CAMERA: ":material/photo_camera:"}
 # How many of the closest landmarks to name when the photo is not one we know.
@@ -44,9 +43,10 @@ def photo_input() -> tuple[bytes, str, str] | None:
     if source == CAMERA:
         photo = st.camera_input("Point your camera at the landmark")
     else:
-        photo = st.file_uploader(
-            "Photo of a landmark", type=UPLOAD_TYPES, help="JPEG, PNG or WebP, one photo at a time."
-        )
+        # No `type=` filter: Streamlit shows a file of another type only as a red icon, with the reason in a
+        # tooltip. Every file goes to the API instead, which reads what it can (HEIC, GIF too) and says why
+        # it cannot read the rest, and the page shows that in a sentence (api_error_message).
+        photo = st.file_uploader("Photo of a landmark", help="A JPEG, PNG, WebP or HEIC photo, one at a time.")
     if photo is None:
         return None
     return photo.getvalue(), photo.name, photo.type or "application/octet-stream"
