@@ -34,6 +34,7 @@ from client import (
     Match,
     SearchResult,
 )
+from client.drawing import photo_with_box, worth_drawing
 
 log = logging.getLogger(__name__)
 quote = html_decoration.quote
@@ -205,6 +206,26 @@ async def _send_album(
         await bot.send_media_group(chat_id, media=media, reply_parameters=reply)
 
 
+async def _send_boxed_photo(
+    bot: Bot, chat_id: int, result: SearchResult, photo: bytes, lang: str, reply: ReplyParameters | None
+) -> None:
+    """The user's photo back with the answered landmark's box drawn, when the API found one that points
+    at part of the photo (a box around all of it says nothing)."""
+    best = result.landmark
+    if best is None or not worth_drawing(best.box):
+        return
+    boxed = await asyncio.to_thread(photo_with_box, photo, best.box)
+    if boxed is None:
+        return
+    name = result.name_in(best.landmark_id, best.name, lang)  # a plain caption: no markup to escape
+    await bot.send_photo(
+        chat_id,
+        photo=BufferedInputFile(boxed, filename="your-photo.jpg"),
+        caption=t("in_your_photo", lang, landmark=name),
+        reply_parameters=reply,
+    )
+
+
 async def search_and_answer(
     *,
     bot: Bot,
@@ -234,12 +255,14 @@ async def search_and_answer(
             await bot.send_message(chat_id, t("too_large", lang, max_mb=settings.max_image_mb), reply_parameters=reply)
             return
         try:
+            photo = image.read()
             result = await api.search(
-                image.read(),
+                photo,
                 filename=record.filename,
                 mime_type=record.mime_type,
                 k=min((page + 1) * record.page_size, MAX_K),
                 near=record.near,
+                box=page == 0,  # where the landmark is in the photo, shown once, with the first page
             )
             matches = page_matches(result, page, record.page_size)
             photos = await _gallery_photos(api, matches, settings.gallery_image_size)
@@ -264,6 +287,8 @@ async def search_and_answer(
         reply_markup=keyboard(record, result, page, lang),
         reply_parameters=reply,
     )
+    if page == 0:
+        await _send_boxed_photo(bot, chat_id, result, photo, lang, reply)
     log.info(
         "search answered",
         extra={

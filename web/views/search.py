@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import streamlit as st
 
 from client import ApiError, LandmarksClient, SearchResult
+from client.drawing import photo_with_box, worth_drawing
 from web.components import (
     api_client,
     confidence_percent,
@@ -19,6 +21,7 @@ from web.components import (
     thumbnail_style,
 )
 
+log = logging.getLogger(__name__)
 UPLOAD, CAMERA = "Upload a photo", "Take a photo"
 SOURCE_ICONS = {UPLOAD: ":material/upload:", CAMERA: ":material/photo_camera:"}
 # How many of the closest landmarks to name when the photo is not one we know.
@@ -155,8 +158,37 @@ def render(client: LandmarksClient) -> None:
     with answer:
         verdict(result, lang)
     with photo_column:
-        st.image(image, caption="Your photo", width="stretch")
+        photo_slot = st.empty()
+        photo_slot.image(image, caption="Your photo", width="stretch")
     results(result, client, lang)
+    if result.landmark is not None:
+        # Last, so the verdict and the matches are on screen first: where the landmark is in the photo.
+        show_box(photo_slot, client, photo, result, lang)
+
+
+def show_box(slot, client: LandmarksClient, photo: tuple[bytes, str, str], result: SearchResult, lang: str) -> None:
+    """The visitor's photo, in SLOT, with the answered landmark's box drawn, when the API finds one that
+    points at part of the photo. A second search (`box=True`, its crops cost more than the answer), once
+    per photo; when it fails, the plain photo stays: the box is an extra, not the answer."""
+    image, filename, mime_type = photo
+    key = (hashlib.sha256(image).hexdigest(), client.base_url)
+    cached = st.session_state.get("last_box")
+    if cached is not None and cached[0] == key:
+        located = cached[1]
+    else:
+        try:
+            located = client.search(image, filename, mime_type, 1, box=True).landmark
+        except ApiError as exc:
+            log.warning("the box search failed: %r", exc)
+            return
+        st.session_state["last_box"] = (key, located)
+    best = result.landmark
+    if located is None or best is None or located.landmark_id != best.landmark_id or not worth_drawing(located.box):
+        return
+    boxed = photo_with_box(image, located.box)
+    if boxed is not None:
+        name = result.name_in(best.landmark_id, best.name, lang)
+        slot.image(boxed, caption=f"Your photo: {name} is in the frame", width="stretch")
 
 
 # One client per page run: its connections close when the run ends.
