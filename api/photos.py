@@ -45,9 +45,31 @@ async def embed_upload(
     """Decode and embed one upload (its `Query`: the vector and any local features), holding its decoded
     pixels no longer than the model needs them. location: where the photo was taken (a prior on where
     the landmark is), when known: see `upload_location`."""
+    return (await embed_upload_keeping(service, data, batcher, location, keep=False))[0]
+
+
+async def embed_upload_keeping(
+    service: SearchService,
+    data: bytes,
+    batcher: MicroBatcher | None = None,
+    location: tuple[float, float] | None = None,
+    *,
+    keep: bool = True,
+) -> tuple[Query, Image.Image | None]:
+    """As `embed_upload`, and (KEEP) a copy of the decoded photo for finding the landmark's box in it,
+    no larger than BOX_PHOTO_SIDE: the full pixels go back to the decode budget once embedded, and the
+    box's crops, half the photo's side and more, are embedded at the model's size anyway."""
     async with decoded_photo(service, data) as photo:
         if batcher is not None:
             query = await batcher.submit(photo)
         else:
             query = (await run_in_threadpool(service.embed, [photo]))[0]
-    return replace(query, location=location) if location is not None else query
+        kept = await run_in_threadpool(reduced_copy, photo, service.box_photo_side) if keep else None
+    return (replace(query, location=location) if location is not None else query), kept
+
+
+def reduced_copy(photo: Image.Image, side: int) -> Image.Image:
+    """PHOTO, its longest side at most SIDE (same aspect ratio, so normalised boxes stay the same)."""
+    copy = photo.copy()
+    copy.thumbnail((side, side), Image.Resampling.BICUBIC)
+    return copy

@@ -16,6 +16,18 @@ class BestLandmark(BaseModel):
     landmark_id: str
     name: str
     confidence: float = Field(ge=0.0, le=1.0)
+    box: list[float] | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="Where the landmark is in the photo (asked for with `box=true`): [x0, y0, x1, y1] as "
+        "fractions of the photo's width and height, of the photo upright (EXIF orientation applied).",
+    )
+    box_source: Literal["crops", "inliers"] | None = Field(
+        default=None,
+        description="How the box was found: `crops` (the best-matching crops of the photo), `inliers` (the "
+        "photo's points that spatial verification matched to the landmark's gallery photo).",
+    )
 
 
 class LandmarkInfo(BaseModel):

@@ -39,6 +39,7 @@ from landmarks.index.store import Review
 from landmarks.models import Extractor, load_extractor, resolve_model
 from landmarks.quality.prior import LandmarkPrior
 from landmarks.search import Query, Searcher, SearchResult
+from landmarks.search.region import Region
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class SearchOutcome:
     landmarks: dict[str, Landmark]
     counts: dict[str, int]
     gallery_size: int
+    region: Region | None = None  # where the named landmark is in the photo, when asked for
 
 
 @dataclass
@@ -242,11 +244,19 @@ class SearchService:
         with self._using() as generation:
             return generation.searcher.embed(images)
 
-    def search_query(self, query: Query, k: int) -> SearchOutcome:
+    @property
+    def box_photo_side(self) -> int:
+        """The longest side a photo is kept at for finding a box in it: twice the model's input, so a
+        crop of half the photo still has the model's resolution (landmarks.search.region)."""
+        return 2 * self.extractor.preprocess.image_size
+
+    def search_query(self, query: Query, k: int, photo: Image.Image | None = None) -> SearchOutcome:
+        """PHOTO (the query's, upright, see `box_photo_side`): find the named landmark's box in it too."""
         with self._using() as generation:
             result = generation.searcher.search([query], k)[0]
+            region = generation.searcher.locate(photo, query, result) if photo is not None else None
             size = len(generation.index)
-        return SearchOutcome(result, self.landmarks, self.counts, size)
+        return SearchOutcome(result, self.landmarks, self.counts, size, region)
 
     # --- gallery changes ------------------------------------------------------------------------
     @contextmanager

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 from landmarks.evaluation.protocol import dev_protocol, materialize_gallery  # noqa: E402
 from landmarks.images import GPS_IFD  # noqa: E402
@@ -77,3 +79,61 @@ def with_gps(path, location: tuple[float, float] | None) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=95, exif=exif)
     return out.getvalue()
+
+
+# The acceptance's setting (issue 21): the pasted photo's width as a share of the distractor's.
+WIDTH_SHARE = (0.35, 0.60)
+
+
+@dataclass(frozen=True)
+class Composite:
+    data: bytes  # the composite, JPEG
+    label: str  # the pasted query's landmark
+    box: tuple[float, float, float, float]  # where it was pasted, normalised (x0, y0, x1, y1)
+    query: Path
+    distractor: Path
+
+
+def upright(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def composite(
+    query: Path, label: str, distractors: list[Path], rng: random.Random, share: tuple[float, float] = WIDTH_SHARE
+) -> Composite:
+    """QUERY scaled to a random share of a random distractor's width, pasted at a random place on it.
+
+    A photo too tall to fit the distractor at the largest share gets a share drawn up to what fits; one
+    too tall even at the smallest share draws another distractor."""
+    photo = upright(query)
+    for _ in range(100):
+        distractor = rng.choice(distractors)
+        background = upright(distractor)
+        fits = background.height * photo.width / (photo.height * background.width)  # the largest share that fits
+        if fits >= share[0]:
+            break
+    else:
+        raise ValueError(f"{query} is too tall to paste at {share[0]:.0%} of any distractor's width")
+    width = round(rng.uniform(share[0], min(share[1], fits)) * background.width)
+    height = min(background.height, round(width * photo.height / photo.width))
+    x, y = rng.randint(0, background.width - width), rng.randint(0, background.height - height)
+    background.paste(photo.resize((width, height), Image.Resampling.BICUBIC), (x, y))
+    out = io.BytesIO()
+    background.save(out, "JPEG", quality=90)
+    box = (
+        x / background.width,
+        y / background.height,
+        (x + width) / background.width,
+        (y + height) / background.height,
+    )
+    return Composite(out.getvalue(), label, box, query, distractor)
+
+
+def composites(count: int, seed: int = 0, root: Path = DEV_DATA) -> list[Composite]:
+    """COUNT composites of the protocol's queries (each used in turn, in a seeded order) on its distractors."""
+    protocol = dev_protocol(root)
+    rng = random.Random(seed)
+    queries = list(protocol.queries)
+    rng.shuffle(queries)
+    return [composite(*queries[i % len(queries)], protocol.distractors, rng) for i in range(count)]

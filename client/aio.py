@@ -55,10 +55,16 @@ class AsyncLandmarksClient:
         return call.answer(response)
 
     async def search(
-        self, image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+        self,
+        image: bytes,
+        filename: str,
+        mime_type: str,
+        k: int,
+        near: tuple[float, float] | None = None,
+        box: bool = False,
     ) -> SearchResult:
         async with self._search_slots:
-            return await self._send(calls.search(image, filename, mime_type, k, near))
+            return await self._send(calls.search(image, filename, mime_type, k, near, box))
 
     async def landmarks(self, query: str = "") -> LandmarkList:
         return await self._send(calls.landmarks(query))

@@ -71,11 +71,18 @@ def _key(api_key: str) -> dict[str, str]:
 
 
 def search(
-    image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+    image: bytes,
+    filename: str,
+    mime_type: str,
+    k: int,
+    near: tuple[float, float] | None = None,
+    box: bool = False,
 ) -> Call[SearchResult]:
     """near: (lat, lon) where the photo was taken, for a photo without EXIF GPS (the API lifts the
-    landmarks near it)."""
-    params: dict[str, float] = {"k": k} | ({"lat": near[0], "lon": near[1]} if near is not None else {})
+    landmarks near it). box: also find where the named landmark is in the photo (slower)."""
+    params: dict[str, Any] = (
+        {"k": k} | ({"lat": near[0], "lon": near[1]} if near is not None else {}) | ({"box": "true"} if box else {})
+    )
     return Call("POST", "/search", _json(parse_search), params=params, files={"image": (filename, image, mime_type)})
 
 

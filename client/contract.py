@@ -42,6 +42,10 @@ class BestGuess:
     landmark_id: str
     name: str
     confidence: float
+    # Where the landmark is in the photo (a search sent with box=True): (x0, y0, x1, y1) as fractions
+    # of the upright photo's width and height; box_source says how it was found ("crops", "inliers").
+    box: tuple[float, float, float, float] | None = None
+    box_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,9 +235,7 @@ def _translations(data: dict[str, Any]) -> dict[str, dict[str, str]]:
 def parse_search(data: dict[str, Any]) -> SearchResult:
     best = data.get("landmark")
     return SearchResult(
-        landmark=None
-        if best is None
-        else BestGuess(str(best["landmark_id"]), str(best["name"]), float(best["confidence"])),
+        landmark=None if best is None else parse_best_guess(best),
         landmarks=[parse_landmark(item) for item in data.get("landmarks") or []],
         matches=[
             Match(
@@ -250,6 +252,17 @@ def parse_search(data: dict[str, Any]) -> SearchResult:
         refusal=data.get("refusal") or None,
         photo_location=_location(data.get("photo_location")),
         photo_location_source=_location_source(data.get("photo_location")),
+    )
+
+
+def parse_best_guess(data: dict[str, Any]) -> BestGuess:
+    box = data.get("box")
+    return BestGuess(
+        str(data["landmark_id"]),
+        str(data["name"]),
+        float(data["confidence"]),
+        box=tuple(float(v) for v in box) if isinstance(box, list) and len(box) == 4 else None,
+        box_source=data.get("box_source") if box else None,
     )
 
 

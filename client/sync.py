@@ -92,9 +92,15 @@ class LandmarksClient:
         return call.answer(response)
 
     def search(
-        self, image: bytes, filename: str, mime_type: str, k: int, near: tuple[float, float] | None = None
+        self,
+        image: bytes,
+        filename: str,
+        mime_type: str,
+        k: int,
+        near: tuple[float, float] | None = None,
+        box: bool = False,
     ) -> SearchResult:
-        return self._send(calls.search(image, filename, mime_type, k, near))
+        return self._send(calls.search(image, filename, mime_type, k, near, box))
 
     def landmarks(self, query: str = "") -> LandmarkList:
         return self._send(calls.landmarks(query))

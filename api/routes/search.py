@@ -12,7 +12,7 @@ from api.batching import QueueFull
 from api.decoding import DecodeBusy
 from api.deps import BatcherDep, ImageUrls, ImageUrlsDep, ServiceDep
 from api.errors import ERRORS, IMAGE_ERROR_STATUS
-from api.photos import embed_upload, upload_location
+from api.photos import embed_upload_keeping, upload_location
 from api.schemas import (
     BatchError,
     BatchItem,
@@ -46,6 +46,12 @@ def given_location(
 
 
 GivenLocationDep = Annotated[tuple[float, float] | None, Depends(given_location)]
+# Finding the box embeds about 30 crops of the photo: several times a search's time (bench/region.py),
+# so only on request.
+BoxQuery = Annotated[
+    bool,
+    Query(description="Also find where the named landmark is in the photo (`landmark.box`); slower."),
+]
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
@@ -56,13 +62,14 @@ async def search(
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP or HEIC.")],
     given: GivenLocationDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return.")] = 5,
+    box: BoxQuery = False,
 ) -> SearchResponse:
     """Find the landmark in a photo, with the k closest gallery photos. Where the photo was taken (its
-    EXIF GPS, else `lat`/`lon`) lifts the landmarks near it."""
+    EXIF GPS, else `lat`/`lon`) lifts the landmarks near it. `box=true`: and where the landmark is in it."""
     data = await image.read()
     location, source = upload_location(data, given)
-    query = await embed_upload(service, data, batcher, location)
-    outcome = await run_in_threadpool(service.search_query, query, k)
+    query, photo = await embed_upload_keeping(service, data, batcher, location, keep=box)
+    outcome = await run_in_threadpool(service.search_query, query, k, photo)
     return to_response(outcome, image_urls, service.empty_notice, source)
 
 
@@ -74,6 +81,7 @@ async def search_batch(
     images: Annotated[list[UploadFile], File(description=f"One to {MAX_BATCH_PHOTOS} photos (more: 413).")],
     given: GivenLocationDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return per photo.")] = 5,
+    box: BoxQuery = False,
 ) -> BatchResponse:
     """Several photos in one request: an answer or an error per photo, in order; one bad photo does
     not fail the others (when none can be searched, the first one's error answers the request). The
@@ -84,15 +92,16 @@ async def search_batch(
         (upload.filename or f"photo {position + 1}", await upload.read()) for position, upload in enumerate(images)
     ]
     locations = [upload_location(data, given) for _, data in uploads]
-    queries = await asyncio.gather(
+    embedded = await asyncio.gather(
         *(
-            embed_upload(service, data, batcher, location)
+            embed_upload_keeping(service, data, batcher, location, keep=box)
             for (_, data), (location, _) in zip(uploads, locations, strict=True)
         ),
         return_exceptions=True,
     )
     items = []
-    for (filename, _), query, (_, source) in zip(uploads, queries, locations, strict=True):
+    for (filename, _), embedded_or_error, (_, source) in zip(uploads, embedded, locations, strict=True):
+        query, photo = embedded_or_error if isinstance(embedded_or_error, tuple) else (embedded_or_error, None)
         if isinstance(query, ImageError):
             items.append(
                 BatchItem(filename=filename, error=BatchError(status=IMAGE_ERROR_STATUS[query.kind], detail=str(query)))
@@ -103,7 +112,7 @@ async def search_batch(
         elif isinstance(query, BaseException):
             raise query
         else:
-            outcome = await run_in_threadpool(service.search_query, query, k)
+            outcome = await run_in_threadpool(service.search_query, query, k, photo)
             result = to_response(outcome, image_urls, service.empty_notice, source)
             items.append(BatchItem(filename=filename, result=result))
     if all(item.error is not None for item in items):
@@ -150,10 +159,13 @@ def to_response(
         )
     best = None
     if result.landmark is not None:
+        region = outcome.region
         best = BestLandmark(
             landmark_id=result.landmark.landmark_id,
             name=name_of(result.landmark.landmark_id),
             confidence=round(result.confidence, 4),
+            box=[round(v, 4) for v in region.box] if region is not None else None,
+            box_source=region.source if region is not None else None,
         )
     matches = [
         Match(

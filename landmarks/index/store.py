@@ -323,23 +323,27 @@ class GalleryStore:
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM images WHERE {MATCHED}").fetchone()[0])
 
-    def vectors(self, dim: int, *, matched_only: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def vectors(
+        self, dim: int, *, matched_only: bool = True, landmark_id: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(ids, vectors, landmark_ids) of the gallery's matched photos (matched_only=False: of every
-        photo, excluded ones included), ordered by image id."""
+        photo, excluded ones included; landmark_id: of that landmark's only), ordered by image id."""
         ids, vectors, labels = [], [], []
-        for image_id, landmark_id, blob in self._iter_vectors(matched_only):
+        for image_id, label, blob in self._iter_vectors(matched_only, landmark_id):
             ids.append(image_id)
-            labels.append(landmark_id)
+            labels.append(label)
             vectors.append(np.frombuffer(blob, dtype=np.float32))
         if not ids:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), []
         return np.asarray(ids, np.int64), np.stack(vectors), labels
 
-    def _iter_vectors(self, matched_only: bool) -> Iterator[tuple[int, str, bytes]]:
-        where = f"WHERE {MATCHED}" if matched_only else ""
+    def _iter_vectors(self, matched_only: bool, landmark_id: str | None = None) -> Iterator[tuple[int, str, bytes]]:
+        conditions = ([MATCHED] if matched_only else []) + (["landmark_id = ?"] if landmark_id is not None else [])
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT image_id, landmark_id, vector FROM images {where} ORDER BY image_id"
+                f"SELECT image_id, landmark_id, vector FROM images {where} ORDER BY image_id",
+                () if landmark_id is None else (landmark_id,),
             ).fetchall()
         yield from rows
 

@@ -76,18 +76,28 @@ def count_inliers(
     threshold: the reprojection error allowed, as a share of the candidate photo's longest side
     (None: the kind's, RANSAC_THRESHOLDS).
     """
+    return len(inlier_points(query, candidate, ratio=ratio, threshold=threshold))
+
+
+def inlier_points(
+    query: LocalFeatures, candidate: LocalFeatures, *, ratio: float = 0.8, threshold: float | None = None
+) -> np.ndarray:
+    """The query's keypoints ((n, 2) x, y in query.size's pixels) that are RANSAC inliers of an affine
+    transform to the candidate (none when no transform fits): where the two photos share geometry.
+    Arguments as `count_inliers`."""
+    none = np.zeros((0, 2), np.float32)
     if threshold is None:
         threshold = RANSAC_THRESHOLDS[query.kind]
     q_idx, c_idx = tentative_matches(query, candidate, ratio)
     if len(q_idx) < MIN_MATCHES:
-        return 0
+        return none
     src, dst = query.xy[q_idx], candidate.xy[c_idx]
     moved = np.abs(src / np.float32(query.size) - dst / np.float32(candidate.size)).max(axis=1) > STATIC_OVERLAY
     src, dst = src[moved].reshape(-1, 1, 2), dst[moved].reshape(-1, 1, 2)
     if len(src) < MIN_MATCHES:
-        return 0
+        return none
     pixels = threshold * max(candidate.size)
     _, mask = cv2.estimateAffine2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=pixels, maxIters=1000, confidence=0.99, refineIters=0
     )
-    return 0 if mask is None else int(mask.sum())
+    return none if mask is None else src.reshape(-1, 2)[mask.ravel().astype(bool)]

@@ -20,10 +20,11 @@ from landmarks.quality.expansion import alpha_query_expansion
 from landmarks.quality.local_features import LocalFeatures, LocalFeatureStore, extract
 from landmarks.quality.multiscale import MultiScaleEmbedder
 from landmarks.quality.prior import LandmarkPrior
-from landmarks.quality.spatial import count_inliers
+from landmarks.quality.spatial import count_inliers, inlier_points
 from landmarks.search.config import SearchConfig
 from landmarks.search.gallery_cache import GalleryCache
 from landmarks.search.ranking import LandmarkScore, confidence_from_score, near_the_photo, rank_landmarks
+from landmarks.search.region import Region, locate_by_crops, locate_by_inliers
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class Searcher:
         """One `Query` per photo: its unit vector (multi-scale when configured), its landmark prior when
         the gate is on, and, with spatial verification on, its local features."""
         images = list(images)
-        vectors = self.multiscale.embed_images(images) if self.multiscale else self.extractor.embed_images(images)
+        vectors = self._vectors(images)
         priors = self.prior.of_images(images).tolist() if self.prior is not None else [None] * len(images)
         return [
             Query(vector, extract(image, self.config.local_params) if self.spatial_active else None, prior)
@@ -168,6 +169,56 @@ class Searcher:
             self._search_one(query.vector, query.local, k, prior=query.prior, location=query.location)
             for query in queries
         ]
+
+    def locate(self, image: Image.Image, query: Query, result: SearchResult) -> Region | None:
+        """Where RESULT's answered landmark is in IMAGE (the photo of QUERY, upright as decoded): a box
+        from the query regions that match it (landmarks.search.region). None when no landmark was named."""
+        if result.landmark is None:
+            return None
+        landmark_id = result.landmark.landmark_id
+        by_inliers = self._locate_by_inliers(query, result)
+        if by_inliers is not None:
+            return by_inliers
+        references = self._landmark_vectors(landmark_id)
+        if len(references) == 0:
+            return None
+        aggregate_top = self.config.aggregate_top
+
+        def score(vectors: np.ndarray) -> np.ndarray:
+            # Each crop scores as the search scores a landmark: the mean of its best photos.
+            sims = np.sort(vectors @ references.T, axis=1)[:, ::-1]
+            return np.array(
+                [rank_landmarks([(landmark_id, float(v)) for v in row], aggregate_top)[0].score for row in sims]
+            )
+
+        whole = float(score(query.vector[None, :])[0])
+        return locate_by_crops(image, whole, self._vectors, score)
+
+    def _locate_by_inliers(self, query: Query, result: SearchResult) -> Region | None:
+        """The box of the query's inliers against the answered landmark's best verified gallery photo,
+        when spatial verification verified one (at least spatial_min_inliers); else None."""
+        if query.local is None or self.local_store is None or not result.inliers:
+            return None
+        labels = {match.image_id: match.landmark_id for match in result.matches}
+        verified = [
+            (count, image_id)
+            for image_id, count in result.inliers.items()
+            if count >= self.config.spatial_min_inliers
+            and self._label_of(image_id, labels) == result.landmark.landmark_id
+        ]
+        if not verified:
+            return None
+        best = max(verified)[1]
+        stored = self.local_store.get_many([best], self.config.local_params.key).get(best)
+        if stored is None:
+            return None
+        return locate_by_inliers(inlier_points(query.local, stored), query.local.size)
+
+    def _label_of(self, image_id: int, known: dict[int, str]) -> str | None:
+        if image_id in known:
+            return known[image_id]
+        record = self.index.image(image_id)
+        return record.landmark_id if record is not None else None
 
     def prior_floor(self) -> float | None:
         """The landmark prior below which a query is refused: the (1 - prior_keep) quantile of the
@@ -238,6 +289,17 @@ class Searcher:
             }
         found = {lm.landmark_id: self._coordinates.get(lm.landmark_id) for lm in landmarks}
         return {landmark_id: place for landmark_id, place in found.items() if place is not None}
+
+    def _vectors(self, images: list[Image.Image]) -> np.ndarray:
+        """Unit vectors of photos as queries are embedded (multi-scale when configured)."""
+        return self.multiscale.embed_images(images) if self.multiscale else self.extractor.embed_images(images)
+
+    def _landmark_vectors(self, landmark_id: str) -> np.ndarray:
+        """The vectors queries are compared with, of one landmark's photos that take part in matching."""
+        if self._needs_memory():
+            gallery = self.gallery.get()
+            return gallery.searched[gallery.labels == landmark_id]
+        return self.index.store.vectors(self.index.vectors.dim, landmark_id=landmark_id)[1]
 
     def _needs_memory(self) -> bool:
         return bool(self.config.multiscale or self.config.dba_k > 1 or self.config.qe_k > 0)

@@ -100,7 +100,7 @@ def test_photos_per_request(openapi, write_api) -> None:
 
 
 def test_request_field_names(openapi) -> None:
-    search = calls.search(b"", "q.jpg", "image/jpeg", k=1)
+    search = calls.search(b"", "q.jpg", "image/jpeg", k=1, near=(27.17, 78.04), box=True)
     assert set(search.params) <= set(query_parameters(openapi, search))
     assert set(search.files) <= set(multipart_fields(openapi, search))
     add = calls.add_photos(API_KEY, "taj_mahal", [Photo("a.jpg", b"")])
