@@ -30,6 +30,18 @@ class BestLandmark(BaseModel):
     )
 
 
+class Detection(BaseModel):
+    landmark_id: str
+    name: str
+    confidence: float = Field(ge=0.0, le=1.0, description="As `landmark.confidence`, for the region `box`.")
+    box: list[float] = Field(
+        min_length=4,
+        max_length=4,
+        description="The region of the photo that shows it best: [x0, y0, x1, y1] as fractions of the upright "
+        "photo's width and height ([0, 0, 1, 1]: the whole photo).",
+    )
+
+
 class LandmarkInfo(BaseModel):
     # Extra columns of the gallery's landmarks.csv travel along as additional fields.
     model_config = ConfigDict(extra="allow")
@@ -87,6 +99,12 @@ class SearchResponse(BaseModel):
         default=None,
         description="Why `landmark` is null: the photo does not look like a landmark at all, or no landmark "
         "of the gallery is close enough. Null when a landmark is named (or the gallery is empty: see `notice`).",
+    )
+    detections: list[Detection] | None = Field(
+        default=None,
+        description="With `detect=all`: every landmark found in the photo, most confident first (regions of "
+        "the photo searched as photos, each refused as a whole photo is; a landmark named by at least two "
+        "of them). Null otherwise.",
     )
 
 

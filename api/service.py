@@ -39,6 +39,7 @@ from landmarks.index.store import Review
 from landmarks.models import Extractor, load_extractor, resolve_model
 from landmarks.quality.prior import LandmarkPrior
 from landmarks.search import Query, Searcher, SearchResult
+from landmarks.search.detection import Detection, detect
 from landmarks.search.region import Region
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class SearchOutcome:
     counts: dict[str, int]
     gallery_size: int
     region: Region | None = None  # where the named landmark is in the photo, when asked for
+    detections: list[Detection] | None = None  # every landmark found in the photo, when asked for
 
 
 @dataclass
@@ -250,13 +252,17 @@ class SearchService:
         crop of half the photo still has the model's resolution (landmarks.search.region)."""
         return 2 * self.extractor.preprocess.image_size
 
-    def search_query(self, query: Query, k: int, photo: Image.Image | None = None) -> SearchOutcome:
-        """PHOTO (the query's, upright, see `box_photo_side`): find the named landmark's box in it too."""
+    def search_query(
+        self, query: Query, k: int, photo: Image.Image | None = None, *, locate: bool = True, find_all: bool = False
+    ) -> SearchOutcome:
+        """PHOTO (the query's, upright, see `box_photo_side`): find the named landmark's box in it too
+        (LOCATE), and every landmark it shows (FIND_ALL)."""
         with self._using() as generation:
             result = generation.searcher.search([query], k)[0]
-            region = generation.searcher.locate(photo, query, result) if photo is not None else None
+            region = generation.searcher.locate(photo, query, result) if photo is not None and locate else None
+            found = detect(generation.searcher, photo, query, result) if photo is not None and find_all else None
             size = len(generation.index)
-        return SearchOutcome(result, self.landmarks, self.counts, size, region)
+        return SearchOutcome(result, self.landmarks, self.counts, size, region, found)
 
     # --- gallery changes ------------------------------------------------------------------------
     @contextmanager

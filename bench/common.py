@@ -137,3 +137,27 @@ def composites(count: int, seed: int = 0, root: Path = DEV_DATA) -> list[Composi
     queries = list(protocol.queries)
     rng.shuffle(queries)
     return [composite(*queries[i % len(queries)], protocol.distractors, rng) for i in range(count)]
+
+
+def side_by_side(left: Path, right: Path, height: int = 480) -> bytes:
+    """Two photos scaled to the same HEIGHT and set side by side, as a JPEG (two landmarks in one photo)."""
+    photos = [upright(path) for path in (left, right)]
+    photos = [photo.resize((round(photo.width * height / photo.height), height)) for photo in photos]
+    joined = Image.new("RGB", (photos[0].width + photos[1].width, height))
+    joined.paste(photos[0], (0, 0))
+    joined.paste(photos[1], (photos[0].width, 0))
+    out = io.BytesIO()
+    joined.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def pairs(count: int, seed: int = 0, root: Path = DEV_DATA) -> list[tuple[Path, str, Path, str]]:
+    """COUNT seeded pairs of protocol queries of two different landmarks: (left, its label, right, its label)."""
+    queries = list(dev_protocol(root).queries)
+    rng = random.Random(seed)
+    chosen = []
+    while len(chosen) < count:
+        (left, a), (right, b) = rng.sample(queries, 2)
+        if a != b:
+            chosen.append((left, a, right, b))
+    return chosen

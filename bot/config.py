@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from client import DEFAULT_API_URL, DEFAULT_TIMEOUT_S, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
+FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -40,6 +42,9 @@ class Settings:
     retry_attempts: int = 3
     retry_max_wait: float = 60.0
     log_level: str = "WARNING"
+    # After the verdict, the user's photo back with the landmark's box (and any other landmark found in
+    # it): a second search whose crops take several times a search's time on the API; off on a busy CPU API.
+    photo_boxes: bool = True
     # Webhook mode when webhook_url is set; the local path is the path of that public URL.
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
@@ -92,6 +97,15 @@ class Settings:
         webhook_secret = text("BOT_WEBHOOK_SECRET", None)
         if webhook_secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook_secret):
             raise SettingsError("BOT_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1 to 256 characters)")
+
+        def flag(name: str, fallback: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return fallback
+            if raw not in FLAGS:
+                raise SettingsError(f"{name}={raw!r} is not one of {', '.join(sorted(FLAGS))}")
+            return FLAGS[raw]
+
         max_image_mb = number("BOT_MAX_IMAGE_MB", default.max_image_bytes / 2**20, float, 0.1, 2000)
         return cls(
             token=token,
@@ -111,6 +125,7 @@ class Settings:
             retry_attempts=number("BOT_RETRY_ATTEMPTS", default.retry_attempts, int, 0, 10),
             retry_max_wait=number("BOT_RETRY_MAX_WAIT", default.retry_max_wait, float, 0, 3600),
             log_level=log_level,
+            photo_boxes=flag("BOT_PHOTO_BOXES", default.photo_boxes),
             webhook_url=text("BOT_WEBHOOK_URL", None),
             webhook_secret=webhook_secret,
             webhook_host=text("BOT_WEBHOOK_HOST", default.webhook_host),

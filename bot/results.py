@@ -34,7 +34,7 @@ from client import (
     Match,
     SearchResult,
 )
-from client.drawing import photo_with_box, worth_drawing
+from client.drawing import boxes_to_draw, photo_with_boxes
 
 log = logging.getLogger(__name__)
 quote = html_decoration.quote
@@ -207,21 +207,43 @@ async def _send_album(
 
 
 async def _send_boxed_photo(
-    bot: Bot, chat_id: int, result: SearchResult, photo: bytes, lang: str, reply: ReplyParameters | None
+    bot: Bot,
+    api: AsyncLandmarksClient,
+    chat_id: int,
+    record: SearchRecord,
+    photo: bytes,
+    lang: str,
+    reply: ReplyParameters | None,
 ) -> None:
-    """The user's photo back with the answered landmark's box drawn, when the API found one that points
-    at part of the photo (a box around all of it says nothing)."""
-    best = result.landmark
-    if best is None or not worth_drawing(best.box):
+    """The user's photo back with the answered landmark's box drawn, and every other landmark found in
+    it, when that points at part of the photo (a box around all of it says nothing). A second search,
+    after the verdict: its crops take several times a search's time, and the verdict should not wait.
+    When it fails, the user already has the answer: logged, nothing sent."""
+    try:
+        result = await api.search(
+            photo, record.filename, record.mime_type, 1, near=record.near, box=True, find_all=True
+        )
+    except ApiError as error:
+        log.warning("box search failed", extra={"chat_id": chat_id, "error": str(error)})
         return
-    boxed = await asyncio.to_thread(photo_with_box, photo, best.box)
+    boxes = boxes_to_draw(result, lang)
+    if not boxes:
+        return
+    boxed = await asyncio.to_thread(photo_with_boxes, photo, boxes)
     if boxed is None:
         return
-    name = result.name_in(best.landmark_id, best.name, lang)  # a plain caption: no markup to escape
+    # A plain caption (no markup to escape): the answer, then the others found with their confidence.
+    lines = [t("in_your_photo", lang, landmark=boxes[0][1])]
+    others = [d for d in result.detections or [] if result.landmark and d.landmark_id != result.landmark.landmark_id]
+    if others:
+        shown = ", ".join(
+            f"{result.name_in(d.landmark_id, d.name, lang)} ({percent(d.confidence, lang)})" for d in others
+        )
+        lines.append(t("also_in_your_photo", lang, landmarks=shown))
     await bot.send_photo(
         chat_id,
         photo=BufferedInputFile(boxed, filename="your-photo.jpg"),
-        caption=t("in_your_photo", lang, landmark=name),
+        caption="\n".join(lines),
         reply_parameters=reply,
     )
 
@@ -262,7 +284,6 @@ async def search_and_answer(
                 mime_type=record.mime_type,
                 k=min((page + 1) * record.page_size, MAX_K),
                 near=record.near,
-                box=page == 0,  # where the landmark is in the photo, shown once, with the first page
             )
             matches = page_matches(result, page, record.page_size)
             photos = await _gallery_photos(api, matches, settings.gallery_image_size)
@@ -287,8 +308,8 @@ async def search_and_answer(
         reply_markup=keyboard(record, result, page, lang),
         reply_parameters=reply,
     )
-    if page == 0:
-        await _send_boxed_photo(bot, chat_id, result, photo, lang, reply)
+    if page == 0 and result.landmark is not None and settings.photo_boxes:
+        await _send_boxed_photo(bot, api, chat_id, record, photo, lang, reply)
     log.info(
         "search answered",
         extra={

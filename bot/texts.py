@@ -84,6 +84,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "over_99": {EN: "over 99%", RU: "более 99%"},
     "under_1": {EN: "under 1%", RU: "менее 1%"},
     "in_your_photo": {EN: "🔲 {landmark} in your photo", RU: "🔲 {landmark} на вашем фото"},
+    "also_in_your_photo": {EN: "Also in it: {landmarks}", RU: "Также на нём: {landmarks}"},
     "taken_from": {
         EN: "📍 Your photo was taken {distance} from it.",
         RU: "📍 Ваше фото снято в {distance} от неё.",

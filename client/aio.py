@@ -62,9 +62,10 @@ class AsyncLandmarksClient:
         k: int,
         near: tuple[float, float] | None = None,
         box: bool = False,
+        find_all: bool = False,
     ) -> SearchResult:
         async with self._search_slots:
-            return await self._send(calls.search(image, filename, mime_type, k, near, box))
+            return await self._send(calls.search(image, filename, mime_type, k, near, box, find_all))
 
     async def landmarks(self, query: str = "") -> LandmarkList:
         return await self._send(calls.landmarks(query))

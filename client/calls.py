@@ -77,11 +77,16 @@ def search(
     k: int,
     near: tuple[float, float] | None = None,
     box: bool = False,
+    find_all: bool = False,
 ) -> Call[SearchResult]:
     """near: (lat, lon) where the photo was taken, for a photo without EXIF GPS (the API lifts the
-    landmarks near it). box: also find where the named landmark is in the photo (slower)."""
+    landmarks near it). box: also find where the named landmark is in the photo (slower). find_all: also
+    every landmark the photo shows, each with its region (`detections`; slower still)."""
     params: dict[str, Any] = (
-        {"k": k} | ({"lat": near[0], "lon": near[1]} if near is not None else {}) | ({"box": "true"} if box else {})
+        {"k": k}
+        | ({"lat": near[0], "lon": near[1]} if near is not None else {})
+        | ({"box": "true"} if box else {})
+        | ({"detect": "all"} if find_all else {})
     )
     return Call("POST", "/search", _json(parse_search), params=params, files={"image": (filename, image, mime_type)})
 

@@ -49,6 +49,16 @@ class BestGuess:
 
 
 @dataclass(frozen=True)
+class Detection:
+    """A landmark found in the photo (a search sent with find_all), with the region that shows it best."""
+
+    landmark_id: str
+    name: str
+    confidence: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of the upright photo
+
+
+@dataclass(frozen=True)
 class Landmark:
     """A landmark with its gallery metadata; any field but the id and name may be missing."""
 
@@ -113,6 +123,8 @@ class SearchResult:
     # (lat, lon) where the photo was taken: its EXIF GPS, else the `near` the search was sent with.
     photo_location: tuple[float, float] | None = None
     photo_location_source: str | None = None  # "exif" or "request"
+    # Every landmark found in the photo, most confident first: with find_all, else None.
+    detections: list[Detection] | None = None
 
     @property
     def not_a_landmark(self) -> bool:
@@ -252,7 +264,20 @@ def parse_search(data: dict[str, Any]) -> SearchResult:
         refusal=data.get("refusal") or None,
         photo_location=_location(data.get("photo_location")),
         photo_location_source=_location_source(data.get("photo_location")),
+        detections=None
+        if data.get("detections") is None
+        else [
+            Detection(
+                str(d["landmark_id"]), str(d.get("name") or d["landmark_id"]), float(d["confidence"]), _box(d["box"])
+            )
+            for d in data["detections"]
+        ],
     )
+
+
+def _box(value: Any) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in value)
+    return x0, y0, x1, y1
 
 
 def parse_best_guess(data: dict[str, Any]) -> BestGuess:

@@ -99,8 +99,9 @@ class LandmarksClient:
         k: int,
         near: tuple[float, float] | None = None,
         box: bool = False,
+        find_all: bool = False,
     ) -> SearchResult:
-        return self._send(calls.search(image, filename, mime_type, k, near, box))
+        return self._send(calls.search(image, filename, mime_type, k, near, box, find_all))
 
     def landmarks(self, query: str = "") -> LandmarkList:
         return self._send(calls.landmarks(query))

@@ -57,6 +57,12 @@ def api_client() -> LandmarksClient:
     )
 
 
+def photo_boxes_wanted() -> bool:
+    """`WEB_PHOTO_BOXES` (read at call time, as the API's address is): whether to look for the landmark's
+    box and any other landmark in the visitor's photo after the answer (on by default)."""
+    return os.environ.get("WEB_PHOTO_BOXES", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def api_error_message(exc: ApiError, api_url: str) -> str:
     """A sentence for a person, in the page's own words: the API's address and its raw `detail`
     go to the log (for the operator), not on screen."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -18,6 +18,7 @@ from api.schemas import (
     BatchItem,
     BatchResponse,
     BestLandmark,
+    Detection,
     LandmarkHit,
     Match,
     PhotoLocation,
@@ -54,6 +55,13 @@ BoxQuery = Annotated[
 ]
 
 
+# Every region of the photo searched as a photo (landmarks.search.detection): some two dozen crops.
+DetectQuery = Annotated[
+    Literal["best", "all"],
+    Query(description="`all`: also every landmark the photo shows, each with its region (`detections`); slower."),
+]
+
+
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
 async def search(
     service: ServiceDep,
@@ -63,13 +71,16 @@ async def search(
     given: GivenLocationDep,
     k: Annotated[int, Query(ge=1, le=100, description="How many gallery photos to return.")] = 5,
     box: BoxQuery = False,
+    detect: DetectQuery = "best",
 ) -> SearchResponse:
     """Find the landmark in a photo, with the k closest gallery photos. Where the photo was taken (its
-    EXIF GPS, else `lat`/`lon`) lifts the landmarks near it. `box=true`: and where the landmark is in it."""
+    EXIF GPS, else `lat`/`lon`) lifts the landmarks near it. `box=true`: and where the landmark is in it.
+    `detect=all`: and every landmark the photo shows (`detections`)."""
     data = await image.read()
     location, source = upload_location(data, given)
-    query, photo = await embed_upload_keeping(service, data, batcher, location, keep=box)
-    outcome = await run_in_threadpool(service.search_query, query, k, photo)
+    find_all = detect == "all"
+    query, photo = await embed_upload_keeping(service, data, batcher, location, keep=box or find_all)
+    outcome = await run_in_threadpool(service.search_query, query, k, photo, locate=box, find_all=find_all)
     return to_response(outcome, image_urls, service.empty_notice, source)
 
 
@@ -167,6 +178,17 @@ def to_response(
             box=[round(v, 4) for v in region.box] if region is not None else None,
             box_source=region.source if region is not None else None,
         )
+    detections = None
+    if outcome.detections is not None:
+        detections = [
+            Detection(
+                landmark_id=found.landmark_id,
+                name=name_of(found.landmark_id),
+                confidence=round(found.confidence, 4),
+                box=[round(v, 4) for v in found.box],
+            )
+            for found in outcome.detections
+        ]
     matches = [
         Match(
             image_id=match.image_id,
@@ -187,4 +209,5 @@ def to_response(
         if result.location is None
         else PhotoLocation(lat=result.location[0], lon=result.location[1], source=location_source),
         refusal=result.refusal,
+        detections=detections,
     )

@@ -37,6 +37,9 @@ def make_settings(telegram: FakeTelegram, api_url: str, db_path: Path, **overrid
         api_timeout=20,
         polling_timeout=1,
         retry_max_wait=5,
+        # The boxed photo is its own test (test_the_users_photo_comes_back_with_the_landmark_boxed): the
+        # others answer without its second, slower search.
+        photo_boxes=False,
     )
     return replace(base, **overrides)
 

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import random
 import re
 import signal
 import sys
@@ -13,13 +14,14 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
 from bot.callback_data import MoreResults
 from bot.texts import EN, RU, t
 from deploy.fake_telegram import TOKEN, Call, FakeTelegram, TgUser
-from tests.support import REPO_ROOT, ApiServer, free_port, landmark_names, require_dev_data
+from tests.support import REPO_ROOT, ApiServer, dev_protocol, free_port, landmark_names, require_dev_data
 
 ALICE = TgUser(1001, "Alice")
 BORIS = TgUser(1002, "Борис", language_code="ru")
@@ -42,9 +44,14 @@ async def answer_since(telegram: FakeTelegram, user: TgUser, mark: int) -> tuple
     albums = [
         c
         for c in telegram.calls[mark:]
-        if c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.chat_id == user.id
+        if c.ok and c.method in ("sendMediaGroup", "sendPhoto") and c.chat_id == user.id and not boxed(c)
     ]
     return (albums[-1] if albums else None), summary
+
+
+def boxed(call: Call) -> bool:
+    """Whether the call sends the user's own photo back with the landmark's box (after the verdict)."""
+    return call.method == "sendPhoto" and call.captions[0].startswith("🔲")
 
 
 def replied_to(call: Call) -> int | None:
@@ -115,6 +122,35 @@ async def test_photo_yields_album_with_the_landmark_first(telegram, start_bot, a
             assert all(line.startswith("• ") and names[landmark_id] not in line for line in lines[3:])
             assert all(re.search(r" — (under 1|\d{1,2})%$", line) for line in lines[3:]), lines
     assert right >= 3, f"only {right} of {len(landmark_queries)} queries named the right landmark first"
+
+
+async def test_the_users_photo_comes_back_with_the_landmark_boxed(telegram, start_bot, api_server, clear_query):
+    """A dev query pasted at half the width of a photo of no landmark: after the verdict, the user's photo
+    with a box drawn around the pasted landmark, as a reply to it."""
+    from bench.common import composite
+    from landmarks.search.region import iou
+
+    path, landmark_id = clear_query
+    made = composite(path, landmark_id, dev_protocol().distractors[:5], random.Random(3), share=(0.5, 0.5))
+    await start_bot(api_server.url, photo_boxes=True)
+    mark = telegram.mark()
+    update_id = telegram.send_photo(CAROL, made.data)
+    call = await telegram.wait_call("sendPhoto", chat_id=CAROL.id, since=mark)
+    name = landmark_names()[landmark_id]
+    assert call.captions[0].startswith(f"🔲 {name} in your photo"), call.captions
+    assert replied_to(call) == telegram.pushed[update_id]["message_id"]
+    assert call.at > (await telegram.wait_call("sendMessage", chat_id=CAROL.id, since=mark)).at  # after the verdict
+    # The box drawn is where the landmark was pasted: the extent of what the bot drew over the photo
+    # (pixels far from the composite's, at the size sent).
+    with Image.open(io.BytesIO(call.photos[0])) as sent, Image.open(io.BytesIO(made.data)) as original:
+        pixels = np.asarray(sent.convert("RGB")).astype(int)
+        before = np.asarray(original.convert("RGB").resize(sent.size)).astype(int)
+    drawn = np.argwhere(np.abs(pixels - before).sum(axis=2) > 200)
+    assert len(drawn) > 100
+    (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+    height, width = pixels.shape[:2]
+    found = (left / width, top / height, right / width, bottom / height)
+    assert iou(found, made.box) >= 0.4, (found, made.box)
 
 
 @pytest.mark.parametrize(

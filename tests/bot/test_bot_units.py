@@ -90,6 +90,7 @@ def test_settings_from_env_defaults_and_values():
             "BOT_WEBHOOK_URL": "https://bot.example.org/tg/hook",
             "BOT_WEBHOOK_SECRET": "abc_DEF-123",
             "BOT_WEBHOOK_PORT": "9000",
+            "BOT_PHOTO_BOXES": "off",
         }
     )
     assert settings.api_url == "http://api:8000" and settings.telegram_api_base == "http://tg:8081"
@@ -98,6 +99,7 @@ def test_settings_from_env_defaults_and_values():
     assert settings.api_timeout == 4.5 and settings.log_level == "INFO"
     assert settings.webhook_path == "/tg/hook" and settings.webhook_port == 9000
     assert "abc_DEF-123" not in repr(settings)
+    assert not settings.photo_boxes and Settings.from_env({"TELEGRAM_BOT_TOKEN": TOKEN}).photo_boxes
 
 
 @pytest.mark.parametrize(
@@ -109,6 +111,7 @@ def test_settings_from_env_defaults_and_values():
         ({"LANDMARKS_API_URL": "api:8000"}, "LANDMARKS_API_URL"),
         ({"BOT_LOG_LEVEL": "LOUD"}, "BOT_LOG_LEVEL"),
         ({"BOT_WEBHOOK_SECRET": "has space"}, "BOT_WEBHOOK_SECRET"),
+        ({"BOT_PHOTO_BOXES": "maybe"}, "BOT_PHOTO_BOXES"),
     ],
 )
 def test_settings_errors_name_the_variable(env, names):

@@ -10,6 +10,13 @@ from tests.support import ApiServer
 from tests.web.helpers import API_KEY, UPLOAD_LIMIT
 
 
+@pytest.fixture(autouse=True)
+def without_photo_boxes(monkeypatch):
+    """The pages driven in-process (AppTest) answer without the second, slower search for the photo's
+    boxes; the browser tests' Streamlit process has them on (test_web_browser.py's web_url)."""
+    monkeypatch.setenv("WEB_PHOTO_BOXES", "0")
+
+
 @pytest.fixture(scope="session")
 def write_api(dev_index, tmp_path_factory):
     """An API over a copy of the session's dev index (these tests change the gallery), with a key

@@ -76,7 +76,7 @@ def web_url(write_api) -> Iterator[str]:
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "LANDMARKS_API_URL": write_api.url},
+        env={**os.environ, "LANDMARKS_API_URL": write_api.url, "WEB_PHOTO_BOXES": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -262,6 +262,34 @@ def test_landmarks_that_stand_together_are_labelled_on_the_map(chromium_path, we
             chart.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)  # deck.gl draws its text layer after the chart is attached
             chart.screenshot(path=ARTIFACTS / "web-map-nearby.png")
+        finally:
+            browser.close()
+
+
+def test_two_landmarks_in_one_photo_are_boxed_on_the_visitors_photo(chromium_path, web_url, tmp_path):
+    """Taj Mahal and India Gate side by side: after the verdict, the visitor's photo comes back with a box
+    on each, named, and the caption names the other landmark found (POST /search?box=true&detect=all)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from bench.common import side_by_side
+
+    names = landmark_names()
+    photo = tmp_path / "two-landmarks.jpg"
+    photo.write_bytes(side_by_side(dev_query("taj_mahal")[0], dev_query("india_gate")[0]))
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.goto(web_url)
+            upload_photo(page, photo)
+            heading = page.locator(".st-key-verdict").get_by_role("heading")
+            pair = {names["taj_mahal"], names["india_gate"]}
+            expect(heading).to_have_text(re.compile("|".join(map(re.escape, pair))), timeout=ANSWER_TIMEOUT_MS)
+            [other] = pair - {heading.inner_text()}
+            caption = rf"Your photo: {re.escape(heading.inner_text())} is in the frame; also in it: "
+            caption += rf"{re.escape(other)} \((under 1|\d{{1,2}})%\)"
+            expect(page.get_by_text(re.compile(caption))).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+            screenshot_whole_page(page, ARTIFACTS / "web-boxes.png")
         finally:
             browser.close()
 

@@ -8,7 +8,7 @@ import logging
 import streamlit as st
 
 from client import ApiError, LandmarksClient, SearchResult
-from client.drawing import photo_with_box, worth_drawing
+from client.drawing import boxes_to_draw, photo_with_boxes
 from web.components import (
     api_client,
     confidence_percent,
@@ -16,6 +16,7 @@ from web.components import (
     landmark_table,
     language,
     match_grid,
+    photo_boxes_wanted,
     place_line,
     show_api_error,
     thumbnail_style,
@@ -161,34 +162,43 @@ def render(client: LandmarksClient) -> None:
         photo_slot = st.empty()
         photo_slot.image(image, caption="Your photo", width="stretch")
     results(result, client, lang)
-    if result.landmark is not None:
+    if result.landmark is not None and photo_boxes_wanted():
         # Last, so the verdict and the matches are on screen first: where the landmark is in the photo.
         show_box(photo_slot, client, photo, result, lang)
 
 
 def show_box(slot, client: LandmarksClient, photo: tuple[bytes, str, str], result: SearchResult, lang: str) -> None:
-    """The visitor's photo, in SLOT, with the answered landmark's box drawn, when the API finds one that
-    points at part of the photo. A second search (`box=True`, its crops cost more than the answer), once
-    per photo; when it fails, the plain photo stays: the box is an extra, not the answer."""
+    """The visitor's photo, in SLOT, with the answered landmark's box drawn and every other landmark found
+    in it, when that points at part of the photo. A second search (box and find_all: its crops take several
+    times a search's time), once per photo, after the verdict and the matches are on screen; when it
+    fails, the plain photo stays: the boxes are an extra, not the answer."""
     image, filename, mime_type = photo
     key = (hashlib.sha256(image).hexdigest(), client.base_url)
-    cached = st.session_state.get("last_box")
+    cached = st.session_state.get("last_boxes")
     if cached is not None and cached[0] == key:
         located = cached[1]
     else:
         try:
-            located = client.search(image, filename, mime_type, 1, box=True).landmark
+            with st.spinner("Looking for the landmark in your photo…"):
+                located = client.search(image, filename, mime_type, 1, box=True, find_all=True)
         except ApiError as exc:
             log.warning("the box search failed: %r", exc)
             return
-        st.session_state["last_box"] = (key, located)
+        st.session_state["last_boxes"] = (key, located)
     best = result.landmark
-    if located is None or best is None or located.landmark_id != best.landmark_id or not worth_drawing(located.box):
+    if located.landmark is None or best is None or located.landmark.landmark_id != best.landmark_id:
         return
-    boxed = photo_with_box(image, located.box)
-    if boxed is not None:
-        name = result.name_in(best.landmark_id, best.name, lang)
-        slot.image(boxed, caption=f"Your photo: {name} is in the frame", width="stretch")
+    boxes = boxes_to_draw(located, lang)
+    boxed = photo_with_boxes(image, boxes) if boxes else None
+    if boxed is None:
+        return
+    others = [d for d in located.detections or [] if d.landmark_id != best.landmark_id]
+    caption = f"Your photo: {boxes[0][1]} is in the frame"
+    if others:
+        caption += "; also in it: " + ", ".join(
+            f"{located.name_in(d.landmark_id, d.name, lang)} ({confidence_percent(d.confidence)})" for d in others
+        )
+    slot.image(boxed, caption=caption, width="stretch")
 
 
 # One client per page run: its connections close when the run ends.
