@@ -1,6 +1,6 @@
 """The box of the answered landmark, measured on composites through the real API.
 
-    uv run python bench/region.py [--composites 120] [--seed 0]
+    uv run python bench/region.py [--composites 120] [--seed 0] [--spatial]
 
 Each composite pastes a held-out dev query photo (the dev protocol's queries), scaled to 35-60% of
 the width of a dev distractor photo, at a random place on it (seeded; a query too tall for the drawn
@@ -30,10 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--composites", type=int, default=120, help="how many (at least 100 for the acceptance)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--spatial",
+        action="store_true",
+        help="the service with spatial verification (LANDMARKS_SPATIAL=1): inlier boxes",
+    )
     args = parser.parse_args(argv)
     protocol = dev_protocol(DEV_DATA)
     made = composites(args.composites, args.seed)
-    with ApiServer(dev_index()) as server, httpx.Client(base_url=server.url, timeout=300) as client:
+    env = {"LANDMARKS_SPATIAL": "1"} if args.spatial else {}
+    with ApiServer(dev_index(), env=env) as server, httpx.Client(base_url=server.url, timeout=300) as client:
 
         def post(data: bytes, box: bool) -> tuple[dict, float]:
             start = time.perf_counter()
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 sources[best["box_source"]] = sources.get(best["box_source"], 0) + 1
                 hits += iou(best["box"], item.box) >= IOU_HIT
     n = len(made)
-    print(f"{n} composites (seed {args.seed}), {len(protocol.queries)} plain queries; boxes by {sources}")
+    setting = "spatial verification on" if args.spatial else "the default service"
+    print(f"{n} composites (seed {args.seed}), {len(protocol.queries)} plain queries, {setting}; boxes by {sources}")
     print("| measure | value |")
     print("|---|---:|")
     print(f"| R@1, plain query photos | {plain_right / len(protocol.queries):.3f} |")

@@ -195,24 +195,22 @@ class Searcher:
         return locate_by_crops(image, whole, self._vectors, score)
 
     def _locate_by_inliers(self, query: Query, result: SearchResult) -> Region | None:
-        """The box of the query's inliers against the answered landmark's best verified gallery photo,
-        when spatial verification verified one (at least spatial_min_inliers); else None."""
+        """The box of the query's inliers against the answered landmark's verified gallery photos (those
+        with at least spatial_min_inliers), all together: each shares a part of the view; else None."""
         if query.local is None or self.local_store is None or not result.inliers:
             return None
         labels = {match.image_id: match.landmark_id for match in result.matches}
         verified = [
-            (count, image_id)
+            image_id
             for image_id, count in result.inliers.items()
             if count >= self.config.spatial_min_inliers
             and self._label_of(image_id, labels) == result.landmark.landmark_id
         ]
         if not verified:
             return None
-        best = max(verified)[1]
-        stored = self.local_store.get_many([best], self.config.local_params.key).get(best)
-        if stored is None:
-            return None
-        return locate_by_inliers(inlier_points(query.local, stored), query.local.size)
+        stored = self.local_store.get_many(verified, self.config.local_params.key)
+        points = [inlier_points(query.local, features) for features in stored.values()]
+        return locate_by_inliers(np.concatenate(points) if points else np.zeros((0, 2)), query.local.size)
 
     def _label_of(self, image_id: int, known: dict[int, str]) -> str | None:
         if image_id in known:

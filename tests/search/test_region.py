@@ -108,3 +108,36 @@ def test_inliers_give_their_bounding_box_normalised():
     region = locate_by_inliers(points, (400, 500))
     assert region.source == "inliers" and region.box == pytest.approx((0.25, 0.1, 0.75, 0.5))
     assert locate_by_inliers(np.zeros((0, 2)), (400, 500)) is None
+
+
+def test_with_spatial_verification_the_box_holds_the_inliers_on_the_pasted_photo(dev_index, extractor):
+    from landmarks.images import decode_image
+    from landmarks.index import GalleryIndex
+    from landmarks.search import SearchConfig, Searcher
+    from tests.support import composite, dev_protocol
+
+    protocol = dev_protocol()
+    # A query with many inliers against its landmark's gallery photos (52 measured), pasted on a distractor.
+    item = composite(*protocol.queries[11], protocol.distractors, random.Random(11), share=(0.5, 0.6))
+    index = GalleryIndex.open(
+        dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+    )
+    searcher = Searcher(extractor, index, SearchConfig(spatial=True, calibrated=False))
+    try:
+        image = decode_image(item.data)
+        query = searcher.embed([image])[0]
+        result = searcher.search([query], 3)[0]
+        assert result.landmark is not None and result.landmark.landmark_id == item.label
+        region = searcher.locate(image, query, result)
+    finally:
+        searcher.close()
+        index.close()
+    assert region.source == "inliers"
+    x0, y0, x1, y1 = region.box
+    inside = max(0.0, min(x1, item.box[2]) - max(x0, item.box[0])) * max(
+        0.0, min(y1, item.box[3]) - max(y0, item.box[1])
+    )
+    # The inliers lie on the pasted photo, never on the distractor around it (measured: all of the box);
+    # they cover the part of the view the gallery photos share, a third of the pasted region here.
+    assert inside >= 0.95 * (x1 - x0) * (y1 - y0)
+    assert iou(region.box, item.box) >= 0.2
