@@ -13,6 +13,7 @@ from api.batching import MicroBatcher
 from api.service import SearchService
 from landmarks.images import photo_location
 from landmarks.search import Query
+from landmarks.search.region import photo_for_crops
 
 
 def upload_location(data: bytes, given: tuple[float, float] | None) -> tuple[tuple[float, float] | None, str | None]:
@@ -56,20 +57,13 @@ async def embed_upload_keeping(
     *,
     keep: bool = True,
 ) -> tuple[Query, Image.Image | None]:
-    """As `embed_upload`, and (KEEP) a copy of the decoded photo for finding the landmark's box in it,
-    no larger than BOX_PHOTO_SIDE: the full pixels go back to the decode budget once embedded, and the
-    box's crops, half the photo's side and more, are embedded at the model's size anyway."""
+    """As `embed_upload`, and (KEEP) a copy of the decoded photo for finding the landmark's box in it, no
+    larger than twice the model's input (photo_for_crops): the full pixels go back to the decode budget
+    once embedded, and the box's crops, half the photo's side and more, are embedded at the model's size."""
     async with decoded_photo(service, data) as photo:
         if batcher is not None:
             query = await batcher.submit(photo)
         else:
             query = (await run_in_threadpool(service.embed, [photo]))[0]
-        kept = await run_in_threadpool(reduced_copy, photo, service.box_photo_side) if keep else None
+        kept = await run_in_threadpool(photo_for_crops, photo, service.model_side) if keep else None
     return (replace(query, location=location) if location is not None else query), kept
-
-
-def reduced_copy(photo: Image.Image, side: int) -> Image.Image:
-    """PHOTO, its longest side at most SIDE (same aspect ratio, so normalised boxes stay the same)."""
-    copy = photo.copy()
-    copy.thumbnail((side, side), Image.Resampling.BICUBIC)
-    return copy

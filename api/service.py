@@ -247,15 +247,14 @@ class SearchService:
             return generation.searcher.embed(images)
 
     @property
-    def box_photo_side(self) -> int:
-        """The longest side a photo is kept at for finding a box in it: twice the model's input, so a
-        crop of half the photo still has the model's resolution (landmarks.search.region)."""
-        return 2 * self.extractor.preprocess.image_size
+    def model_side(self) -> int:
+        """The model's input side, which the photo kept for finding boxes is sized by (photo_for_crops)."""
+        return self.extractor.preprocess.image_size
 
     def search_query(
         self, query: Query, k: int, photo: Image.Image | None = None, *, locate: bool = True, find_all: bool = False
     ) -> SearchOutcome:
-        """PHOTO (the query's, upright, see `box_photo_side`): find the named landmark's box in it too
+        """PHOTO (the query's, upright, see `photo_for_crops`): find the named landmark's box in it too
         (LOCATE), and every landmark it shows (FIND_ALL)."""
         with self._using() as generation:
             result = generation.searcher.search([query], k)[0]

@@ -49,6 +49,14 @@ class Region:
     score: float | None = None  # the best crop's score against the landmark (crops only)
 
 
+def photo_for_crops(photo: Image.Image, model_side: int) -> Image.Image:
+    """A copy of PHOTO with its longest side at most twice MODEL_SIDE (the model's input): a crop of half
+    the photo still has the model's resolution, and the aspect ratio, so normalised boxes, stay the same."""
+    copy = photo.copy()
+    copy.thumbnail((2 * model_side, 2 * model_side), Image.Resampling.BICUBIC)
+    return copy
+
+
 def grid_boxes(sizes: Sequence[float] = GRID_SIZES) -> list[Box]:
     """Crops of each size, stepped by half their side, covering the photo."""
     boxes = []

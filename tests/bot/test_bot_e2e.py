@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import os
-import random
 import re
 import signal
 import sys
@@ -21,7 +20,7 @@ from PIL import Image
 from bot.callback_data import MoreResults
 from bot.texts import EN, RU, t
 from deploy.fake_telegram import TOKEN, Call, FakeTelegram, TgUser
-from tests.support import REPO_ROOT, ApiServer, dev_protocol, free_port, landmark_names, require_dev_data
+from tests.support import REPO_ROOT, ApiServer, free_port, landmark_names, require_dev_data
 
 ALICE = TgUser(1001, "Alice")
 BORIS = TgUser(1002, "Борис", language_code="ru")
@@ -124,14 +123,14 @@ async def test_photo_yields_album_with_the_landmark_first(telegram, start_bot, a
     assert right >= 3, f"only {right} of {len(landmark_queries)} queries named the right landmark first"
 
 
-async def test_the_users_photo_comes_back_with_the_landmark_boxed(telegram, start_bot, api_server, clear_query):
-    """A dev query pasted at half the width of a photo of no landmark: after the verdict, the user's photo
-    with a box drawn around the pasted landmark, as a reply to it."""
-    from bench.common import composite
+async def test_the_users_photo_comes_back_with_the_landmark_boxed(telegram, start_bot, api_server):
+    """A dev query pasted on a photo of no landmark (one the service names: tests/api/test_region_e2e.py):
+    after the verdict, the user's photo with a box drawn around the pasted landmark, as a reply to it."""
     from landmarks.search.region import iou
+    from tests.api.test_region_e2e import composites
 
-    path, landmark_id = clear_query
-    made = composite(path, landmark_id, dev_protocol().distractors[:5], random.Random(3), share=(0.5, 0.5))
+    made = composites()[0]
+    landmark_id = made.label
     await start_bot(api_server.url, photo_boxes=True)
     mark = telegram.mark()
     update_id = telegram.send_photo(CAROL, made.data)

@@ -123,3 +123,29 @@ def test_tags_match_the_api_photo_by_photo(library, lite_index, tmp_path):
             if named:
                 assert row["confidence"] == pytest.approx(named["confidence"], abs=2e-3)
                 assert row["name"] == named["name"] and row["lat"] is not None
+
+
+def test_box_column_says_where_the_landmark_is(dev_index, tmp_path):
+    """`--box`: the named landmark's region, as POST /search?box=true finds it, in the row (JSON: 4 numbers);
+    over the index and with the composite that tests/api/test_region_e2e.py has the service name."""
+    from landmarks.search.region import iou
+    from tests.api.test_region_e2e import composites
+
+    made = composites()[0]
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "pasted.jpg").write_bytes(made.data)
+    out = tmp_path / "tags.jsonl"
+    result = run_cli("tag", str(folder), "--out", str(out), "--index", str(dev_index), "--box", "--no-progress")
+    assert result.returncode == 0, result.stderr + result.stdout
+    [row] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert row["landmark_id"] == made.label, row
+    assert len(row["box"]) == 4 and iou(row["box"], made.box) >= 0.5, (row, made.box)
+
+
+def test_a_csv_of_other_columns_is_not_appended_to(library, lite_index, tmp_path):
+    out = tmp_path / "old.csv"
+    out.write_text("path,landmark_id\nsome/photo.jpg,taj_mahal\n", encoding="utf-8")
+    result = run_cli("tag", str(library), "--out", str(out), "--index", str(lite_index), "--no-progress")
+    assert result.returncode != 0 and "other columns" in result.stderr + result.stdout
+    assert out.read_text(encoding="utf-8") == "path,landmark_id\nsome/photo.jpg,taj_mahal\n"
