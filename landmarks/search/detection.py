@@ -4,14 +4,19 @@
    side or one above the other, a panorama of two buildings) and the region module's grid of squares
    (a landmark in a corner), about two dozen, embedded in one batch with the whole photo's answer
    already known.
-2. Each region is searched as a photo is, so it is refused as a whole photo is: the landmark prior's
-   gate (a region of sky, a crowd) and the operating threshold on confidence.
+2. Each region is searched as a photo is, so it is refused as a whole photo is (the landmark prior's
+   gate: a region of sky, a crowd), and it names a landmark only when its confidence, a calibrated
+   probability, says more likely right than wrong (`REGION_MIN_CONFIDENCE`, or the operating threshold
+   if higher). The whole photo is one search and keeps the operating threshold, which answers 98% of
+   the right answers; two dozen regions are two dozen draws, and a bar that permissive lets a stray crop
+   name a look-alike.
 3. A landmark is reported when at least `MIN_SUPPORT` searches (regions, or the whole photo) name it:
    a landmark that is really in the photo fills several overlapping regions (one in half the photo
-   lies in a half strip, a wider strip and two or three squares), while a look-alike named by a stray
-   crop or two is chance, and each region proposal is one more draw of it. bench/detection.py measured
-   on side-by-side dev composites, with the operator's calibration: 2 searches let a third, wrong
-   landmark into 13% of them, 3 into 8%, while both landmarks were still found in 80%.
+   lies in a half strip, a wider strip and two or three squares), while one stray crop is chance.
+   Measured in process on 160 side-by-side dev composites with the operator's calibration (two seeds;
+   bench/detection.py measures the API): without the confidence bar, a third, wrong landmark came into
+   13-15% of them; with it, 7-8%, both landmarks still found in 82-83% (3 searches instead of the bar:
+   8-11% and 80%).
 4. Each landmark once, with its most confident region as its box (the whole photo's answer counts, with
    the whole photo as its box). A landmark whose box lies mostly within the boxes of more confident
    ones is dropped: it is a crop of what they already explain, one of them seen again or a crop that
@@ -32,7 +37,8 @@ from landmarks.search.region import WHOLE, Box, crop, grid_boxes
 # Strip widths (and band heights), as fractions of the photo's: half for two photos side by side, and
 # wider for two of unequal size; stepped by half their side like the grid.
 STRIP_SIZES = (0.5, 0.65)
-MIN_SUPPORT = 3
+MIN_SUPPORT = 2
+REGION_MIN_CONFIDENCE = 0.5
 MAX_DETECTIONS = 5
 # A box with more than this share of its area inside more confident detections' boxes is explained by them.
 CONTAINED = 0.7
@@ -76,11 +82,14 @@ def covered(box: Box, others: Sequence[Box], cells: int = COVERAGE_CELLS) -> flo
     return float(inside.mean())
 
 
-def merge_detections(named: Sequence[tuple[Box, str, float]]) -> list[Detection]:
+def merge_detections(named: Sequence[tuple[Box, str, float]], floor: float = REGION_MIN_CONFIDENCE) -> list[Detection]:
     """Detections from (box, landmark named, confidence) of every search that named one (module docstring,
-    steps 3 and 4), most confident first."""
+    steps 2 to 4: a region below FLOOR names nothing; the whole photo's answer stands as the search gave
+    it), most confident first."""
     best: dict[str, Detection] = {}
     for box, landmark_id, confidence in named:
+        if box != WHOLE and confidence < floor:
+            continue
         held = best.get(landmark_id)
         support = 1 + (held.support if held else 0)
         if held is None or confidence > held.confidence:
@@ -113,4 +122,4 @@ def detect(searcher, image: Image.Image, query, result) -> list[Detection]:
     ]
     if result.landmark is not None:
         named.append((WHOLE, result.landmark.landmark_id, result.confidence))
-    return merge_detections(named)
+    return merge_detections(named, max(REGION_MIN_CONFIDENCE, searcher.threshold))

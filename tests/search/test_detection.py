@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from landmarks.search.detection import MAX_DETECTIONS, MIN_SUPPORT, covered, merge_detections, proposal_boxes
+from landmarks.search.detection import (
+    MAX_DETECTIONS,
+    MIN_SUPPORT,
+    REGION_MIN_CONFIDENCE,
+    covered,
+    merge_detections,
+    proposal_boxes,
+)
 from landmarks.search.region import WHOLE
 
 LEFT, RIGHT = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
@@ -40,6 +47,16 @@ def test_a_landmark_named_by_fewer_than_min_support_searches_is_chance():
     named = [(WHOLE, "taj_mahal", 0.9), (LEFT, "taj_mahal", 0.8), (LEFT_SQUARE, "taj_mahal", 0.8)]
     named += [((0.5, 0.5, 1.0, 1.0), "humayuns_tomb", 0.7)] * (MIN_SUPPORT - 1)
     assert [d.landmark_id for d in merge_detections(named)] == ["taj_mahal"]
+
+
+def test_a_region_less_sure_than_the_bar_names_nothing_but_the_whole_photo_stands():
+    # Two regions agree on a look-alike, each less likely right than wrong: chance among two dozen draws.
+    named = [(WHOLE, "taj_mahal", 0.4), (LEFT, "taj_mahal", 0.45), (LEFT_SQUARE, "taj_mahal", 0.7)]
+    named += [(RIGHT, "humayuns_tomb", 0.45), (RIGHT_SQUARE, "humayuns_tomb", 0.42)]
+    assert REGION_MIN_CONFIDENCE == 0.5
+    found = merge_detections(named)
+    assert [(d.landmark_id, d.support) for d in found] == [("taj_mahal", 2)]  # the whole photo and one region
+    assert [d.landmark_id for d in merge_detections(named, floor=0.4)] == ["taj_mahal", "humayuns_tomb"]
 
 
 def test_a_crop_across_two_detections_is_explained_by_them():
