@@ -6,6 +6,7 @@ import io
 import random
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +162,12 @@ def pairs(count: int, seed: int = 0, root: Path = DEV_DATA) -> list[tuple[Path, 
         if a != b:
             chosen.append((left, a, right, b))
     return chosen
+
+
+def timed_search(client, data: bytes, **params) -> tuple[dict, float]:
+    """POST /search of one photo with PARAMS (k=1 unless given) through an httpx CLIENT: (answer, ms)."""
+    start = time.perf_counter()
+    response = client.post("/search", params={"k": 1, **params}, files={"image": ("photo.jpg", data, "image/jpeg")})
+    elapsed = (time.perf_counter() - start) * 1000
+    response.raise_for_status()
+    return response.json(), elapsed

@@ -17,10 +17,9 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 
 import httpx
-from common import DEV_DATA, dev_index, pairs, side_by_side
+from common import DEV_DATA, dev_index, pairs, side_by_side, timed_search
 from server import ApiServer
 
 from landmarks.evaluation.protocol import dev_protocol
@@ -38,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     with ApiServer(index) as server, httpx.Client(base_url=server.url, timeout=300) as client:
 
         def post(data: bytes, detect: str) -> tuple[dict, float]:
-            start = time.perf_counter()
-            response = client.post(
-                "/search", params={"k": 1, "detect": detect}, files={"image": ("photo.jpg", data, "image/jpeg")}
-            )
-            elapsed = (time.perf_counter() - start) * 1000
-            response.raise_for_status()
-            return response.json(), elapsed
+            return timed_search(client, data, detect=detect)
 
         post(protocol.queries[0][0].read_bytes(), "all")  # warm-up
         both = third = count = 0

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import httpx
-from common import DEV_DATA, composites, dev_index  # noqa: F401  (sets sys.path)
+from common import DEV_DATA, composites, dev_index, timed_search  # noqa: F401  (sets sys.path)
 from server import ApiServer
 
 from landmarks.evaluation.protocol import dev_protocol
@@ -42,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     with ApiServer(dev_index(), env=env) as server, httpx.Client(base_url=server.url, timeout=300) as client:
 
         def post(data: bytes, box: bool) -> tuple[dict, float]:
-            start = time.perf_counter()
-            response = client.post(
-                "/search", params={"k": 1, "box": box}, files={"image": ("photo.jpg", data, "image/jpeg")}
-            )
-            elapsed = (time.perf_counter() - start) * 1000
-            response.raise_for_status()
-            return response.json(), elapsed
+            return timed_search(client, data, box=box)
 
         post(made[0].data, True)  # warm-up
         plain_right = 0

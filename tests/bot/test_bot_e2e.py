@@ -139,6 +139,8 @@ async def test_the_users_photo_comes_back_with_the_landmark_boxed(telegram, star
     assert call.captions[0].startswith(f"🔲 {name} in your photo"), call.captions
     assert replied_to(call) == telegram.pushed[update_id]["message_id"]
     assert call.at > (await telegram.wait_call("sendMessage", chat_id=CAROL.id, since=mark)).at  # after the verdict
+    (REPO_ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (REPO_ROOT / "test-artifacts" / "bot-boxed-photo.jpg").write_bytes(call.photos[0])  # for a person to look at
     # The box drawn is where the landmark was pasted: the extent of what the bot drew over the photo
     # (pixels far from the composite's, at the size sent).
     with Image.open(io.BytesIO(call.photos[0])) as sent, Image.open(io.BytesIO(made.data)) as original:
