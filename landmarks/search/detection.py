@@ -13,10 +13,10 @@
 3. A landmark is reported when at least `MIN_SUPPORT` searches (regions, or the whole photo) name it:
    a landmark that is really in the photo fills several overlapping regions (one in half the photo
    lies in a half strip, a wider strip and two or three squares), while one stray crop is chance.
-   Measured in process on 160 side-by-side dev composites with the operator's calibration (two seeds;
-   bench/detection.py measures the API): without the confidence bar, a third, wrong landmark came into
-   13-15% of them; with it, 7-8%, both landmarks still found in 82-83% (3 searches instead of the bar:
-   8-11% and 80%).
+   Measured in process on 160 side-by-side dev composites with the operator's calibration (two seeds):
+   without the confidence bar, a third, wrong landmark came into 13-15% of them; with it, 7-8%, both
+   landmarks still found in 82-83% (3 searches instead of the bar: 8-11% and 80%). Through the API
+   (bench/detection.py, 100 other composites): both found in 81%, a third in 10%.
 4. Each landmark once, with its most confident region as its box (the whole photo's answer counts, with
    the whole photo as its box). A landmark whose box lies mostly within the boxes of more confident
    ones is dropped: it is a crop of what they already explain, one of them seen again or a crop that
