@@ -42,9 +42,10 @@ def test_one_landmark_keeps_its_answer_and_leads_the_detections(api_server):
 
 def test_a_photo_of_no_landmark_has_no_detections(api_server):
     # Its regions are refused as photos are (the prior's gate, the threshold), and one stray crop is chance.
-    for distractor in dev_protocol().distractors[:3]:
-        answer = search(api_server.url, distractor.read_bytes(), detect="all").json()
-        assert answer["landmark"] is None and answer["detections"] == [], (distractor.name, answer["detections"])
+    # bench/detection.py: none of the 47 dev distractors has a detection; one here, for the time.
+    distractor = dev_protocol().distractors[0]
+    answer = search(api_server.url, distractor.read_bytes(), detect="all").json()
+    assert answer["landmark"] is None and answer["detections"] == [], answer["detections"]
 
 
 def test_an_unknown_detect_value_is_a_clear_422(api_server):

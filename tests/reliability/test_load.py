@@ -21,10 +21,10 @@ import pytest
 from tests.reliability.conftest import START_TIMEOUT
 from tests.support import REPO_ROOT, ApiServer, dev_protocol
 
-REQUESTS = int(os.environ.get("LANDMARKS_LOAD_REQUESTS", "240"))
+REQUESTS = int(os.environ.get("LANDMARKS_LOAD_REQUESTS", "160"))
 CONCURRENCY = int(os.environ.get("LANDMARKS_LOAD_CONCURRENCY", "32"))
 WINDOW = max(1, min(500, REQUESTS // 4))
-WARMUP = 96  # not measured: the first batches size the allocator's pools and the model's caches
+WARMUP = 64  # not measured: the first batches size the allocator's pools and the model's caches
 MAX_RSS_GROWTH = 0.10
 
 

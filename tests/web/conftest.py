@@ -13,7 +13,7 @@ from tests.web.helpers import API_KEY, UPLOAD_LIMIT
 @pytest.fixture(autouse=True)
 def without_photo_boxes(monkeypatch):
     """The pages driven in-process (AppTest) answer without the second, slower search for the photo's
-    boxes; the browser tests' Streamlit process has them on (test_web_browser.py's web_url)."""
+    boxes; so does the browser tests' shared page, and one browser test starts a page with them."""
     monkeypatch.setenv("WEB_PHOTO_BOXES", "0")
 
 

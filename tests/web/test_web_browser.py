@@ -6,6 +6,7 @@ never used). Screenshots land in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -52,13 +53,13 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def web_url(write_api) -> Iterator[str]:
-    """`streamlit run web/app.py` as a real process, talking to the real API (the write-enabled
-    one, for the Add landmark visit; the admin tests leave the dev queries' answers alone)."""
+@contextlib.contextmanager
+def streamlit_page(api_url: str, photo_boxes: bool, log_name: str) -> Iterator[str]:
+    """`streamlit run web/app.py` as a real process, talking to the real API at API_URL; PHOTO_BOXES:
+    whether it looks for boxes in the visitor's photo after the answer (WEB_PHOTO_BOXES)."""
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = (ARTIFACTS / "web-streamlit.log").open("w")
+    log = (ARTIFACTS / log_name).open("w")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -76,13 +77,13 @@ def web_url(write_api) -> Iterator[str]:
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "LANDMARKS_API_URL": write_api.url, "WEB_PHOTO_BOXES": "1"},
+        env={**os.environ, "LANDMARKS_API_URL": api_url, "WEB_PHOTO_BOXES": "1" if photo_boxes else "0"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert process.poll() is None, "streamlit exited; see test-artifacts/web-streamlit.log"
+            assert process.poll() is None, f"streamlit exited; see test-artifacts/{log_name}"
             try:
                 if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
                     break
@@ -95,6 +96,14 @@ def web_url(write_api) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def web_url(write_api) -> Iterator[str]:
+    """The page over the write-enabled API (for the Add landmark visit; the admin tests leave the dev
+    queries' answers alone), without the photo's boxes: only their own test pays for that search."""
+    with streamlit_page(write_api.url, photo_boxes=False, log_name="web-streamlit.log") as url:
+        yield url
 
 
 def screenshot_whole_page(page, path) -> None:
@@ -266,7 +275,7 @@ def test_landmarks_that_stand_together_are_labelled_on_the_map(chromium_path, we
             browser.close()
 
 
-def test_two_landmarks_in_one_photo_are_boxed_on_the_visitors_photo(chromium_path, web_url, tmp_path):
+def test_two_landmarks_in_one_photo_are_boxed_on_the_visitors_photo(chromium_path, write_api, tmp_path):
     """Taj Mahal and India Gate side by side: after the verdict, the visitor's photo comes back with a box
     on each, named, and the caption names the other landmark found (POST /search?box=true&detect=all)."""
     from playwright.sync_api import expect, sync_playwright
@@ -276,7 +285,10 @@ def test_two_landmarks_in_one_photo_are_boxed_on_the_visitors_photo(chromium_pat
     names = landmark_names()
     photo = tmp_path / "two-landmarks.jpg"
     photo.write_bytes(side_by_side(dev_query("taj_mahal")[0], dev_query("india_gate")[0]))
-    with sync_playwright() as playwright:
+    with (
+        streamlit_page(write_api.url, photo_boxes=True, log_name="web-streamlit-boxes.log") as web_url,
+        sync_playwright() as playwright,
+    ):
         browser = launch(playwright)
         try:
             page = browser.new_page(viewport=DESKTOP)
