@@ -234,7 +234,7 @@ async def _send_boxed_photo(
         return
     # A plain caption (no markup to escape): the answer, then the others found with their confidence.
     lines = [t("in_your_photo", lang, landmark=boxes[0][1])]
-    others = [d for d in result.detections or [] if result.landmark and d.landmark_id != result.landmark.landmark_id]
+    others = result.also_found
     if others:
         shown = ", ".join(
             f"{result.name_in(d.landmark_id, d.name, lang)} ({percent(d.confidence, lang)})" for d in others

@@ -130,6 +130,12 @@ class SearchResult:
     def not_a_landmark(self) -> bool:
         return self.refusal == "not_a_landmark"
 
+    @property
+    def also_found(self) -> list[Detection]:
+        """The landmarks found in the photo (find_all) besides the answer, most confident first."""
+        answer = self.landmark.landmark_id if self.landmark is not None else None
+        return [d for d in self.detections or [] if d.landmark_id != answer]
+
     def landmark_info(self, landmark_id: str) -> Landmark | None:
         """The candidate landmark with this id, with its place and coordinates."""
         return next((item for item in self.landmarks if item.landmark_id == landmark_id), None)
@@ -286,7 +292,7 @@ def parse_best_guess(data: dict[str, Any]) -> BestGuess:
         str(data["landmark_id"]),
         str(data["name"]),
         float(data["confidence"]),
-        box=tuple(float(v) for v in box) if isinstance(box, list) and len(box) == 4 else None,
+        box=_box(box) if isinstance(box, list) and len(box) == 4 else None,
         box_source=data.get("box_source") if box else None,
     )
 

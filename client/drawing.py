@@ -32,7 +32,7 @@ def boxes_to_draw(result: SearchResult, language: str = "") -> list[tuple[Box, s
     best = result.landmark
     if best is None:
         return []
-    others = [d for d in result.detections or [] if d.landmark_id != best.landmark_id]
+    others = result.also_found
     own = best.box
     if own is None:  # no box asked for: the answer's region from the detections, if any
         own = next((d.box for d in result.detections or [] if d.landmark_id == best.landmark_id), None)

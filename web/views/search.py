@@ -192,7 +192,7 @@ def show_box(slot, client: LandmarksClient, photo: tuple[bytes, str, str], resul
     boxed = photo_with_boxes(image, boxes) if boxes else None
     if boxed is None:
         return
-    others = [d for d in located.detections or [] if d.landmark_id != best.landmark_id]
+    others = located.also_found
     caption = f"Your photo: {boxes[0][1]} is in the frame"
     if others:
         caption += "; also in it: " + ", ".join(
