@@ -113,8 +113,11 @@ class Settings:
     exported_dir: Path | None = None
     # ONNX Runtime threads of an exported model (OMP_NUM_THREADS, as PyTorch); None: one per core.
     onnx_threads: int | None = None
-    # Local features at index build time, for spatial verification (LANDMARKS_LOCAL_FEATURES=0: none).
-    local_features: bool = True
+    # Local features at index build time, for spatial verification (LANDMARKS_LOCAL_FEATURES=1/0: always,
+    # never); None: when spatial verification is on (LANDMARKS_SPATIAL). They cost a second decode and
+    # SIFT per photo (about a third of a build's time, bench/indexing.py) and 25 KB a photo on disk, for a
+    # stage that is off by default; `index build` with spatial verification on adds what is missing.
+    local_features: bool | None = None
     # The search stages' LANDMARKS_<FIELD> variables, as given: `search_config` parses them.
     search_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -213,4 +216,6 @@ class Settings:
 
     def local_feature_params(self):
         """What the index build extracts for spatial verification: the search's local features, or None."""
-        return self.search_config().local_params if self.local_features else None
+        config = self.search_config()
+        wanted = config.spatial if self.local_features is None else self.local_features
+        return config.local_params if wanted else None

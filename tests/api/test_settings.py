@@ -80,3 +80,12 @@ def test_the_threshold_is_the_calibrations_unless_the_operator_sets_one():
     assert Settings.from_env({}).search_config().threshold is None
     assert Settings.from_env({"LANDMARKS_THRESHOLD": "0.63"}).search_config().threshold == 0.63
     assert Settings(threshold=0.8).search_config().threshold == 0.8
+
+
+def test_local_features_are_extracted_when_spatial_verification_is_on():
+    """They cost a build a second decode and SIFT per photo: only for the stage that uses them, unless asked."""
+    local = SearchConfig().local_params
+    assert Settings.from_env({}).local_feature_params() is None
+    assert Settings.from_env({"LANDMARKS_SPATIAL": "1"}).local_feature_params() == local
+    assert Settings.from_env({"LANDMARKS_LOCAL_FEATURES": "1"}).local_feature_params() == local
+    assert Settings.from_env({"LANDMARKS_SPATIAL": "1", "LANDMARKS_LOCAL_FEATURES": "0"}).local_feature_params() is None

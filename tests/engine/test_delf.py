@@ -121,7 +121,7 @@ def test_index_build_extracts_delf_features_and_the_searcher_verifies_with_them(
     from landmarks.models import load_extractor
     from landmarks.search import Searcher
 
-    settings = Settings.from_env({"LANDMARKS_SPATIAL_KIND": "delf"})
+    settings = Settings.from_env({"LANDMARKS_SPATIAL": "1", "LANDMARKS_SPATIAL_KIND": "delf"})
     root = require_dev_data() / "images"
     gallery = materialize_gallery(
         [(root / name, name.split("/")[0]) for name in (TRUE_MATCH, LOOKALIKE, "india_gate/001.jpg")],

@@ -110,7 +110,7 @@ def test_inliers_give_their_bounding_box_normalised():
     assert locate_by_inliers(np.zeros((0, 2)), (400, 500)) is None
 
 
-def test_with_spatial_verification_the_box_holds_the_inliers_on_the_pasted_photo(dev_index, extractor):
+def test_with_spatial_verification_the_box_holds_the_inliers_on_the_pasted_photo(spatial_index, extractor):
     from landmarks.images import decode_image
     from landmarks.index import GalleryIndex
     from landmarks.search import SearchConfig, Searcher
@@ -120,7 +120,7 @@ def test_with_spatial_verification_the_box_holds_the_inliers_on_the_pasted_photo
     # A query with many inliers against its landmark's gallery photos (52 measured), pasted on a distractor.
     item = composite(*protocol.queries[11], protocol.distractors, random.Random(11), share=(0.5, 0.6))
     index = GalleryIndex.open(
-        dev_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
+        spatial_index, fingerprint=extractor.fingerprint, model=extractor.source, dim=extractor.dim, create=False
     )
     searcher = Searcher(extractor, index, SearchConfig(spatial=True, calibrated=False))
     try:

@@ -10,7 +10,6 @@ import numpy as np
 
 from landmarks.images import decode_image
 from landmarks.index import GalleryIndex
-from landmarks.quality.local_features import LOCAL_FEATURES_FILE
 from landmarks.search import Query, SearchConfig, Searcher
 from tests.quality.test_spatial import LOOKALIKE, QUERY, TRUE_MATCH, photo
 
@@ -21,8 +20,10 @@ def open_index(directory, extractor) -> GalleryIndex:
     )
 
 
-def test_embed_returns_queries_with_their_local_features_and_search_answers_them_as_search_images(dev_index, extractor):
-    index = open_index(dev_index, extractor)
+def test_embed_returns_queries_with_their_local_features_and_search_answers_them_as_search_images(
+    spatial_index, extractor
+):
+    index = open_index(spatial_index, extractor)
     searcher = Searcher(extractor, index, SearchConfig(spatial=True, calibrated=False))
     try:
         assert searcher.spatial_active
@@ -58,10 +59,9 @@ def image_id(index: GalleryIndex, relative: str) -> int:
     return index.store.images()[relative].image_id
 
 
-def test_searcher_reranks_the_true_match_above_the_lookalike(dev_index, extractor):
-    """Through the index build's local features (INDEX_DIR/local_features.sqlite)."""
-    assert (dev_index / LOCAL_FEATURES_FILE).exists()
-    index = open_index(dev_index, extractor)
+def test_searcher_reranks_the_true_match_above_the_lookalike(spatial_index, extractor):
+    """Through the gallery's local features (INDEX_DIR/local_features.sqlite)."""
+    index = open_index(spatial_index, extractor)
     try:
         right, wrong = image_id(index, TRUE_MATCH), image_id(index, LOOKALIKE)
         plain = SearchConfig(spatial=False, aggregate_top=1, group_matches=False, calibrated=False)
