@@ -136,33 +136,20 @@ def build_options(
     for runtime in runtimes:
         started = time.perf_counter()
         module = copy.deepcopy(network)
-        if device.type == "cuda":
+        if runtime in ("channels-last", "compile"):  # bench-only variants: the device's own precision
+            precision, dtype = ("fp16", torch.half) if device.type == "cuda" else ("fp32", torch.float32)
+            compiled = runtime == "compile"
+            label = f"{'torch.compile' if compiled else 'eager'} {precision} channels-last"
+            option = torch_option(
+                label, "bench only", module, device, dtype=dtype, channels_last=True, compile_=compiled
+            )
+        elif device.type == "cuda":
             if runtime == "eager-fp32":
                 extractor = Extractor(module, config, source=name, device=device, half=False)
                 option = Option("eager fp32", "half=False", extractor.embed_arrays)
             elif runtime == "eager":
                 extractor = Extractor(module, config, source=name, device=device)
                 option = Option("eager fp16", "default on CUDA", extractor.embed_arrays)
-            elif runtime == "channels-last":
-                option = torch_option(
-                    "fp16 channels-last",
-                    "bench only",
-                    module,
-                    device,
-                    dtype=torch.half,
-                    channels_last=True,
-                    compile_=False,
-                )
-            elif runtime == "compile":
-                option = torch_option(
-                    "torch.compile fp16 channels-last",
-                    "bench only",
-                    module,
-                    device,
-                    dtype=torch.half,
-                    channels_last=True,
-                    compile_=True,
-                )
             else:
                 raise SystemExit(f"unknown CUDA runtime {runtime!r}; choose from {', '.join(CUDA_RUNTIMES)}")
         elif runtime == "eager":
@@ -170,26 +157,6 @@ def build_options(
                 "eager fp32",
                 'runtime="eager" (default)',
                 Extractor(module, config, source=name, device=device).embed_arrays,
-            )
-        elif runtime == "channels-last":
-            option = torch_option(
-                "eager fp32 channels-last",
-                "bench only",
-                module,
-                device,
-                dtype=torch.float32,
-                channels_last=True,
-                compile_=False,
-            )
-        elif runtime == "compile":
-            option = torch_option(
-                "torch.compile fp32 channels-last",
-                "bench only",
-                module,
-                device,
-                dtype=torch.float32,
-                channels_last=True,
-                compile_=True,
             )
         elif runtime == "bf16":
             option = Option(

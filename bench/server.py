@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_ok(url: str, timeout: float, *, interval: float = 0.3, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Whether GET URL answers 200 within TIMEOUT seconds, asked every INTERVAL while ALIVE() holds."""
+    deadline = time.monotonic() + timeout
+    while alive():
+        try:
+            if httpx.get(url, timeout=min(5.0, max(interval, 2.0))).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return False
 
 
 class ApiServer:
@@ -39,6 +55,7 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 300) -> ApiServer:
+        """Ready within TIMEOUT seconds: loading torch and the model is slow on a busy 2-core machine."""
         import tempfile
 
         log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
@@ -60,16 +77,10 @@ class ApiServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        if wait_for_ok(f"{self.url}/ready", timeout, alive=lambda: self.process.poll() is None):
+            return self
+        if self.process.poll() is not None:
+            raise RuntimeError(f"API exited with {self.process.returncode}:\n{self.log()}")
         self.stop()
         raise TimeoutError(f"API not ready after {timeout}s:\n{self.log()}")
 

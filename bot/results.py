@@ -32,6 +32,8 @@ from client import (
     AsyncLandmarksClient,
     Landmark,
     Match,
+    Photo,
+    SearchRequest,
     SearchResult,
 )
 from client.drawing import boxes_to_draw, photo_with_boxes
@@ -221,7 +223,7 @@ async def _send_boxed_photo(
     When it fails, the user already has the answer: logged, nothing sent."""
     try:
         result = await api.search(
-            photo, record.filename, record.mime_type, 1, near=record.near, box=True, find_all=True
+            SearchRequest(Photo(record.filename, photo, record.mime_type), 1, near=record.near, box=True, find_all=True)
         )
     except ApiError as error:
         log.warning("box search failed", extra={"chat_id": chat_id, "error": str(error)})
@@ -278,12 +280,9 @@ async def search_and_answer(
             return
         try:
             photo = image.read()
+            k = min((page + 1) * record.page_size, MAX_K)
             result = await api.search(
-                photo,
-                filename=record.filename,
-                mime_type=record.mime_type,
-                k=min((page + 1) * record.page_size, MAX_K),
-                near=record.near,
+                SearchRequest(Photo(record.filename, photo, record.mime_type), k, near=record.near)
             )
             matches = page_matches(result, page, record.page_size)
             photos = await _gallery_photos(api, matches, settings.gallery_image_size)

@@ -30,6 +30,7 @@ from client.contract import (
     Match,
     Photo,
     RejectedPhoto,
+    SearchRequest,
     SearchResult,
 )
 from client.errors import (
@@ -75,6 +76,7 @@ __all__ = [
     "Match",
     "Photo",
     "RejectedPhoto",
+    "SearchRequest",
     "SearchResult",
     "photo_batches",
 ]

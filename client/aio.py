@@ -15,7 +15,17 @@ from typing import TypeVar
 import httpx
 
 from client import calls
-from client.contract import DEFAULT_TIMEOUT_S, AddedPhotos, Deleted, Health, Landmark, LandmarkList, Photo, SearchResult
+from client.contract import (
+    DEFAULT_TIMEOUT_S,
+    AddedPhotos,
+    Deleted,
+    Health,
+    Landmark,
+    LandmarkList,
+    Photo,
+    SearchRequest,
+    SearchResult,
+)
 from client.errors import transport_error
 
 T = TypeVar("T")
@@ -54,18 +64,9 @@ class AsyncLandmarksClient:
             raise transport_error(exc, self.base_url, self.timeout_s) from exc
         return call.answer(response)
 
-    async def search(
-        self,
-        image: bytes,
-        filename: str,
-        mime_type: str,
-        k: int,
-        near: tuple[float, float] | None = None,
-        box: bool = False,
-        find_all: bool = False,
-    ) -> SearchResult:
+    async def search(self, request: SearchRequest) -> SearchResult:
         async with self._search_slots:
-            return await self._send(calls.search(image, filename, mime_type, k, near, box, find_all))
+            return await self._send(calls.search(request))
 
     async def landmarks(self, query: str = "") -> LandmarkList:
         return await self._send(calls.landmarks(query))
@@ -80,19 +81,8 @@ class AsyncLandmarksClient:
         """A gallery photo's JPEG bytes (Telegram cannot fetch a URL on a private network)."""
         return await self._send(calls.image(url, size))
 
-    async def create_landmark(
-        self,
-        api_key: str,
-        landmark_id: str,
-        name: str,
-        *,
-        city: str | None = None,
-        country: str | None = None,
-        lat: float | None = None,
-        lon: float | None = None,
-    ) -> Landmark:
-        call = calls.create_landmark(api_key, landmark_id, name, city=city, country=country, lat=lat, lon=lon)
-        return await self._send(call)
+    async def create_landmark(self, api_key: str, landmark: Landmark) -> Landmark:
+        return await self._send(calls.create_landmark(api_key, landmark))
 
     async def add_photos(self, api_key: str, landmark_id: str, photos: Sequence[Photo]) -> AddedPhotos:
         return await self._send(calls.add_photos(api_key, landmark_id, photos))

@@ -18,6 +18,7 @@ from client.contract import (
     Landmark,
     LandmarkList,
     Photo,
+    SearchRequest,
     SearchResult,
     parse_added_photos,
     parse_deleted,
@@ -70,25 +71,17 @@ def _key(api_key: str) -> dict[str, str]:
     return {API_KEY_HEADER: api_key}
 
 
-def search(
-    image: bytes,
-    filename: str,
-    mime_type: str,
-    k: int,
-    near: tuple[float, float] | None = None,
-    box: bool = False,
-    find_all: bool = False,
-) -> Call[SearchResult]:
-    """near: (lat, lon) where the photo was taken, for a photo without EXIF GPS (the API lifts the
-    landmarks near it). box: also find where the named landmark is in the photo (slower). find_all: also
-    every landmark the photo shows, each with its region (`detections`; slower still)."""
+def search(request: SearchRequest) -> Call[SearchResult]:
+    near = request.near
     params: dict[str, Any] = (
-        {"k": k}
+        {"k": request.k}
         | ({"lat": near[0], "lon": near[1]} if near is not None else {})
-        | ({"box": "true"} if box else {})
-        | ({"detect": "all"} if find_all else {})
+        | ({"box": "true"} if request.box else {})
+        | ({"detect": "all"} if request.find_all else {})
     )
-    return Call("POST", "/search", _json(parse_search), params=params, files={"image": (filename, image, mime_type)})
+    photo = request.photo
+    files = {"image": (photo.filename, photo.data, photo.mime_type)}
+    return Call("POST", "/search", _json(parse_search), params=params, files=files)
 
 
 def landmarks(query: str = "") -> Call[LandmarkList]:
@@ -108,18 +101,11 @@ def image(url: str, size: int) -> Call[bytes]:
     return Call("GET", str(httpx.URL(url).copy_merge_params({"size": size})), _content)
 
 
-def create_landmark(
-    api_key: str,
-    landmark_id: str,
-    name: str,
-    *,
-    city: str | None = None,
-    country: str | None = None,
-    lat: float | None = None,
-    lon: float | None = None,
-) -> Call[Landmark]:
-    optional = {"city": city, "country": country, "lat": lat, "lon": lon}
-    body = {"landmark_id": landmark_id, "name": name, **{k: v for k, v in optional.items() if v is not None}}
+def create_landmark(api_key: str, landmark: Landmark) -> Call[Landmark]:
+    """LANDMARK's id, name and the place fields it has (search and gallery fields are not sent)."""
+    place = {"city": landmark.city, "country": landmark.country, "lat": landmark.lat, "lon": landmark.lon}
+    body = {"landmark_id": landmark.landmark_id, "name": landmark.name}
+    body.update((key, value) for key, value in place.items() if value is not None)
     return Call("POST", "/landmarks", _json(parse_landmark), json=body, headers=_key(api_key))
 
 

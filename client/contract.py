@@ -170,6 +170,20 @@ class Photo:
 
 
 @dataclass(frozen=True)
+class SearchRequest:
+    """One photo to search and what to find in it. near: (lat, lon) where the photo was taken, for a
+    photo without EXIF GPS (the API lifts the landmarks near it). box: also find where the named
+    landmark is in the photo (slower). find_all: also every landmark the photo shows, each with its
+    region (`detections`; slower still)."""
+
+    photo: Photo
+    k: int
+    near: tuple[float, float] | None = None
+    box: bool = False
+    find_all: bool = False
+
+
+@dataclass(frozen=True)
 class GalleryImage:
     image_id: int
     image_url: str

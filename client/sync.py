@@ -3,7 +3,7 @@
 Use it as a context manager so its connections close when the caller is done:
 
     with LandmarksClient(url) as api:
-        result = api.search(photo, "photo.jpg", "image/jpeg", k=5)
+        result = api.search(SearchRequest(Photo("photo.jpg", data, "image/jpeg"), k=5))
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from client.contract import (
     LandmarkList,
     Photo,
     RejectedPhoto,
+    SearchRequest,
     SearchResult,
 )
 from client.errors import ApiClientError, transport_error
@@ -91,17 +92,8 @@ class LandmarksClient:
             raise transport_error(exc, self.base_url, self.timeout_s) from exc
         return call.answer(response)
 
-    def search(
-        self,
-        image: bytes,
-        filename: str,
-        mime_type: str,
-        k: int,
-        near: tuple[float, float] | None = None,
-        box: bool = False,
-        find_all: bool = False,
-    ) -> SearchResult:
-        return self._send(calls.search(image, filename, mime_type, k, near, box, find_all))
+    def search(self, request: SearchRequest) -> SearchResult:
+        return self._send(calls.search(request))
 
     def landmarks(self, query: str = "") -> LandmarkList:
         return self._send(calls.landmarks(query))
@@ -118,20 +110,9 @@ class LandmarksClient:
         Telegram may not be able to reach the API (it often lives on a private Docker network)."""
         return self._send(calls.image(url, size))
 
-    def create_landmark(
-        self,
-        api_key: str,
-        landmark_id: str,
-        name: str,
-        *,
-        city: str | None = None,
-        country: str | None = None,
-        lat: float | None = None,
-        lon: float | None = None,
-    ) -> Landmark:
+    def create_landmark(self, api_key: str, landmark: Landmark) -> Landmark:
         """A new landmark without photos yet; 409 (as ApiClientError) when the id is taken."""
-        call = calls.create_landmark(api_key, landmark_id, name, city=city, country=country, lat=lat, lon=lon)
-        return self._send(call)
+        return self._send(calls.create_landmark(api_key, landmark))
 
     def add_photos(self, api_key: str, landmark_id: str, photos: Sequence[Photo]) -> AddedPhotos:
         """One request: at most MAX_PHOTOS_PER_REQUEST photos within the API's upload limit.

@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.server import wait_for_ok
 from deploy import browser
 from deploy.fake_telegram import TOKEN, FakeTelegram, TgUser
 
@@ -473,16 +474,8 @@ def main() -> int:
             "the full api image",
             timeout=120,
         )
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{FULL_PORT}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise CheckFailed(f"the full api image: not ready on port {FULL_PORT} within {HEALTH_TIMEOUT} s")
-            time.sleep(3)
+        if not wait_for_ok(f"http://127.0.0.1:{FULL_PORT}/ready", HEALTH_TIMEOUT, interval=3):
+            raise CheckFailed(f"the full api image: not ready on port {FULL_PORT} within {HEALTH_TIMEOUT} s")
         full = check_search(f"http://127.0.0.1:{FULL_PORT}", "api (full image)")
         for photo in slim:
             if slim[photo][0] != full[photo][0] or [m for m, _ in slim[photo][1]] != [m for m, _ in full[photo][1]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import composite, scaled_to, with_gps  # noqa: F401  (phone-size photos, EXIF positions, composites)
-from bench.server import ApiServer, free_port  # noqa: F401  (the tests' server and ports come from bench/)
+from bench.server import ApiServer, free_port, wait_for_ok  # noqa: F401  (the tests' server and ports come from bench/)
 from landmarks.evaluation.protocol import Protocol
 from landmarks.evaluation.protocol import dev_protocol as _dev_protocol
 

@@ -17,7 +17,9 @@ from client import (
     ApiTimeout,
     ApiUnavailable,
     AsyncLandmarksClient,
+    Landmark,
     Photo,
+    SearchRequest,
 )
 from client.errors import UNREADABLE_ANSWER
 from tests.client.conftest import API_KEY, RETRY_AFTER_S
@@ -40,7 +42,7 @@ def gallery_photos(landmark_id: str) -> list[Path]:
 def test_search_names_the_landmark_of_a_held_out_photo(api_server, connect) -> None:
     api = connect(api_server.url)
     path = held_out_query()
-    result = api.search(path.read_bytes(), path.name, "image/jpeg", k=4)
+    result = api.search(SearchRequest(Photo(path.name, path.read_bytes(), "image/jpeg"), k=4))
     assert result.landmark is not None and result.landmark.landmark_id == QUERY_LANDMARK
     assert result.landmark.name == landmark_names()[QUERY_LANDMARK]
     assert 0.0 < result.landmark.confidence <= 1.0
@@ -71,11 +73,11 @@ def test_listing_detail_and_health_read_the_gallery(api_server, connect) -> None
 def test_refused_requests_carry_the_servers_detail(api_server, connect) -> None:
     api = connect(api_server.url)
     with pytest.raises(ApiRejected) as not_an_image:
-        api.search(b"just some text, not a photo", "notes.txt", "text/plain", k=3)
+        api.search(SearchRequest(Photo("notes.txt", b"just some text, not a photo", "text/plain"), k=3))
     assert not_an_image.value.status in (400, 415) and not_an_image.value.detail
     path = held_out_query()
     with pytest.raises(ApiRejected) as bad_k:
-        api.search(path.read_bytes(), path.name, "image/jpeg", k=0)
+        api.search(SearchRequest(Photo(path.name, path.read_bytes(), "image/jpeg"), k=0))
     # FastAPI's list-shaped 422 detail, read as its first message.
     assert bad_k.value.status == 422 and "greater than or equal to 1" in bad_k.value.detail
     with pytest.raises(ApiClientError) as unknown:
@@ -122,7 +124,7 @@ def test_answers_that_are_not_the_documented_json_still_read(scripted, connect) 
 def test_gallery_changes_round_trip(write_api, connect) -> None:
     api = connect(write_api.url)
     landmark_id = f"client_test_{api.kind}"
-    created = api.create_landmark(API_KEY, landmark_id, "Client Test", city="Agra", lat=27.17, lon=78.04)
+    created = api.create_landmark(API_KEY, Landmark(landmark_id, "Client Test", city="Agra", lat=27.17, lon=78.04))
     assert (created.landmark_id, created.name, created.place) == (landmark_id, "Client Test", "Agra")
     assert (created.lat, created.lon) == (27.17, 78.04)
     photos = [Photo(path.name, path.read_bytes(), "image/jpeg") for path in gallery_photos(QUERY_LANDMARK)[:2]]
@@ -141,7 +143,7 @@ def test_gallery_changes_round_trip(write_api, connect) -> None:
     ("change", "status", "words"),
     [
         (lambda api: api.delete_landmark("wrong-key", QUERY_LANDMARK), 403, "not valid"),
-        (lambda api: api.create_landmark(API_KEY, QUERY_LANDMARK, "Again"), 409, "already exists"),
+        (lambda api: api.create_landmark(API_KEY, Landmark(QUERY_LANDMARK, "Again")), 409, "already exists"),
         (lambda api: api.add_photos(API_KEY, "no_such_place", [Photo("a.jpg", b"x")]), 404, "no_such_place"),
     ],
 )
@@ -154,6 +156,8 @@ def test_refused_gallery_changes_carry_the_servers_detail(write_api, connect, ch
 @pytest.mark.parametrize(("limit", "most_at_once"), [(2, 2), (None, 5)])
 async def test_async_client_bounds_the_searches_in_flight(scripted, limit, most_at_once) -> None:
     async with AsyncLandmarksClient(scripted.url, max_concurrent_searches=limit) as api:
-        results = await asyncio.gather(*(api.search(b"photo", "q.jpg", "image/jpeg", k=1) for _ in range(5)))
+        results = await asyncio.gather(
+            *(api.search(SearchRequest(Photo("q.jpg", b"photo", "image/jpeg"), k=1)) for _ in range(5))
+        )
     assert all(result.gallery_size == 0 for result in results)
     assert scripted.most_searches_at_once == most_at_once

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from client import ApiRejected, LandmarksClient, calls, contract
-from client.contract import Photo
+from client.contract import Landmark, Photo, SearchRequest
 from tests.client.conftest import API_KEY
 from tests.support import dev_protocol
 
@@ -61,7 +61,7 @@ def field_names(dto: type) -> set[str]:
 
 
 def test_k_bounds(openapi) -> None:
-    k = query_parameters(openapi, calls.search(b"", "q.jpg", "image/jpeg", k=1))["k"]
+    k = query_parameters(openapi, calls.search(SearchRequest(Photo("q.jpg", b"", "image/jpeg"), k=1)))["k"]
     assert (k["minimum"], k["maximum"]) == (contract.MIN_K, contract.MAX_K)
 
 
@@ -81,8 +81,11 @@ def test_landmark_fields(openapi) -> None:
     assert not re.fullmatch(pattern, "a" * (contract.LANDMARK_ID_MAX_LENGTH + 1))
     for name in ("name", "city", "country"):
         assert non_null(fields[name])["maxLength"] == contract.LANDMARK_TEXT_MAX_LENGTH, name
-    call = calls.create_landmark(API_KEY, "x", "X", city="c", country="d", lat=1.0, lon=2.0)
-    assert set(call.json) <= set(fields)
+    call = calls.create_landmark(
+        API_KEY, Landmark("x", "X", city="c", country="d", lat=1.0, lon=2.0, image_count=3, score=0.5)
+    )
+    # The place fields travel; search and gallery fields (image_count, score) do not.
+    assert set(call.json) == {"landmark_id", "name", "city", "country", "lat", "lon"} and set(call.json) <= set(fields)
 
 
 def test_photos_per_request(openapi, write_api) -> None:
@@ -100,7 +103,7 @@ def test_photos_per_request(openapi, write_api) -> None:
 
 
 def test_request_field_names(openapi) -> None:
-    search = calls.search(b"", "q.jpg", "image/jpeg", k=1, near=(27.17, 78.04), box=True)
+    search = calls.search(SearchRequest(Photo("q.jpg", b"", "image/jpeg"), k=1, near=(27.17, 78.04), box=True))
     assert set(search.params) <= set(query_parameters(openapi, search))
     assert set(search.files) <= set(multipart_fields(openapi, search))
     add = calls.add_photos(API_KEY, "taj_mahal", [Photo("a.jpg", b"")])

@@ -11,7 +11,6 @@ import pytest
 
 from tests.support import ApiServer
 
-START_TIMEOUT = 300  # the shared 2-core machine can be slow to load torch and the model
 ALLOWED_ORIGIN = "https://landmarks.example.org"
 
 
@@ -45,12 +44,8 @@ def throwaway_index(dev_index, tmp_path_factory) -> Path:
 def reliable_server(throwaway_index, secrets_in_env):
     """The API with an API key, a CORS origin and debug logging, over the throwaway index."""
     env = {**secrets_in_env, "LANDMARKS_LOG_LEVEL": "debug", "LANDMARKS_CORS_ORIGINS": ALLOWED_ORIGIN}
-    server = ApiServer(throwaway_index, env=env)
-    server.start(timeout=START_TIMEOUT)
-    try:
+    with ApiServer(throwaway_index, env=env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def copy_index(source: Path, target: Path) -> Path:

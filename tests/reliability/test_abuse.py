@@ -15,8 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.reliability.conftest import START_TIMEOUT, copy_index
-from tests.support import ApiServer, dev_protocol
+from tests.reliability.conftest import copy_index
+from tests.support import ApiServer, dev_protocol, wait_for_ok
 
 KEY = "reliability-abuse-key"
 HEADER_TIMEOUT = 3
@@ -33,12 +33,8 @@ def abuse_server(lite_index, tmp_path_factory):
         "LANDMARKS_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "LANDMARKS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     }
-    server = ApiServer(index, env=env)
-    server.start(timeout=START_TIMEOUT)
-    try:
+    with ApiServer(index, env=env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
@@ -145,14 +141,7 @@ def test_thousands_of_slow_connections_leave_health_answering(abuse_server):
     print(f"/health during the flood: {len(timings)} probes, slowest {max(t for _, t in timings):.2f} s")
     slow = [timing for timing in timings if timing[0] != 200 or timing[1] > 2.0]
     assert not slow, f"/health during the flood: {slow} of {len(timings)}"
-    started = time.monotonic()
-    while True:
-        try:
-            if httpx.get(f"{abuse_server.url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() - started < 10, "/health not answering 10 s after the flood"
+    assert wait_for_ok(f"{abuse_server.url}/health", 10), "/health not answering 10 s after the flood"
     assert abuse_server.process.poll() is None
     assert abuse_server.log_path.stat().st_size - log_before < 64 * 1024, "the flood filled the log"
 

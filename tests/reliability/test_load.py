@@ -18,7 +18,6 @@ import sys
 
 import pytest
 
-from tests.reliability.conftest import START_TIMEOUT
 from tests.support import REPO_ROOT, ApiServer, dev_protocol
 
 REQUESTS = int(os.environ.get("LANDMARKS_LOAD_REQUESTS", "160"))
@@ -38,12 +37,8 @@ def load_module():
 
 @pytest.fixture(scope="module")
 def load_server(dev_index):
-    server = ApiServer(dev_index)
-    server.start(timeout=START_TIMEOUT)
-    try:
+    with ApiServer(dev_index) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_searches_under_load_all_succeed_and_memory_stays_flat(load_server):

@@ -15,7 +15,6 @@ import pytest
 
 from api.ratelimit import TokenBuckets, parse_rate
 from landmarks.images import decode_image
-from tests.reliability.conftest import START_TIMEOUT
 from tests.support import ApiServer, dev_protocol
 
 RATE = "20/minute"  # bursts of 20, then one request every 3 s
@@ -72,12 +71,8 @@ def test_the_number_of_tracked_clients_is_bounded():
 @pytest.fixture(scope="module")
 def guarded_server(dev_index):
     """Read-only use of the dev index: rate limited, no CORS origin, default log level."""
-    server = ApiServer(dev_index, env={"LANDMARKS_RATE_LIMIT": RATE, "LANDMARKS_CORS_ORIGINS": ""})
-    server.start(timeout=START_TIMEOUT)
-    try:
+    with ApiServer(dev_index, env={"LANDMARKS_RATE_LIMIT": RATE, "LANDMARKS_CORS_ORIGINS": ""}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def client_from(address: str) -> httpx.Client:

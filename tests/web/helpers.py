@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client import LandmarksClient
+from client import LandmarksClient, Photo, SearchRequest
 from tests.support import dev_protocol, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def refused_distractor(api_url: str) -> Path:
     the line is its own business)."""
     with LandmarksClient(api_url) as client:
         for path in dev_protocol().distractors[:20]:
-            if client.search(path.read_bytes(), path.name, "image/jpeg", k=1).not_a_landmark:
+            if client.search(SearchRequest(Photo(path.name, path.read_bytes(), "image/jpeg"), k=1)).not_a_landmark:
                 return path
     raise AssertionError("the API called every one of 20 distractors a landmark")
 

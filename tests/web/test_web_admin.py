@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from client import ApiClientError, LandmarksClient, Photo, photo_batches
+from client import ApiClientError, Landmark, LandmarksClient, Photo, SearchRequest, photo_batches
 from tests.support import dev_protocol, landmark_names
 from tests.web.helpers import API_KEY, APP, UPLOAD_LIMIT, closed_port_url, dev_query
 from web.components import admin_error_message
@@ -87,7 +87,7 @@ def test_added_landmark_is_found_by_search_and_in_the_gallery(monkeypatch, write
     photos = gallery_photos(READDED)
     query, _ = dev_query(READDED)
     assert client.delete_landmark(API_KEY, READDED).removed_images == len(photos)
-    before = client.search(query.read_bytes(), query.name, "image/jpeg", k=8)
+    before = client.search(SearchRequest(Photo(query.name, query.read_bytes(), "image/jpeg"), k=8))
     assert READDED not in {match.landmark_id for match in before.matches}
 
     app = open_add_page(monkeypatch, write_api.url)
@@ -221,10 +221,10 @@ def test_client_write_errors_map_to_clear_messages(write_api):
     client = LandmarksClient(write_api.url)
     photo = Photo("x.jpg", gallery_photos("taj_mahal")[0].read_bytes(), "image/jpeg")
     cases = [
-        (lambda: client.create_landmark("", "big_ben", "Big Ben"), 401, "needs the operator's API key"),
+        (lambda: client.create_landmark("", Landmark("big_ben", "Big Ben")), 401, "needs the operator's API key"),
         (lambda: client.delete_landmark(WRONG_KEY, "taj_mahal"), 403, "API key is wrong"),
         (lambda: client.add_photos(API_KEY, "no_such_place", [photo]), 404, "not in the gallery"),
-        (lambda: client.create_landmark(API_KEY, "taj_mahal", "Taj Mahal"), 409, "refused"),
+        (lambda: client.create_landmark(API_KEY, Landmark("taj_mahal", "Taj Mahal")), 409, "refused"),
     ]
     for call, status, sentence in cases:
         with pytest.raises(ApiClientError) as caught:

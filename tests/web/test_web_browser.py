@@ -31,7 +31,7 @@ from deploy.browser import (
     wait_for_verdict,
 )
 from tests.support import IN_CI, REPO_ROOT, dev_protocol, free_port, landmark_names
-from tests.web.helpers import API_KEY, APP, ARTIFACTS, dev_query, refused_distractor
+from tests.web.helpers import API_KEY, APP, ARTIFACTS, UPLOAD_LANDMARK, dev_query, refused_distractor
 
 PHONE = {"width": 390, "height": 844}
 # Added through the page by the desktop visit: a photo of no landmark (far past the distractors
@@ -138,6 +138,24 @@ def check_landmark_page(page, name: str) -> None:
     assert overflow <= 1
 
 
+@contextlib.contextmanager
+def answered_page(web_url: str, viewport: dict, landmark_id: str = UPLOAD_LANDMARK) -> Iterator:
+    """A browser page on which a dev query photo of LANDMARK_ID has been searched and its answer checked."""
+    from playwright.sync_api import sync_playwright
+
+    path, landmark_id = dev_query(landmark_id)
+    name = landmark_names()[landmark_id]
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport=viewport)
+            upload_and_read_verdict(page, web_url, path, name)
+            check_landmark_page(page, name)
+            yield page
+        finally:
+            browser.close()
+
+
 def test_search_refusal_and_add_landmark_in_a_browser(chromium_path, web_url, write_api):
     """One desktop visit the way a person makes it: a landmark, then a photo of no landmark, then
     the operator adds a landmark, typing the key and pressing Tab before submitting."""
@@ -229,50 +247,30 @@ def test_search_refusal_and_add_landmark_in_a_browser(chromium_path, web_url, wr
 
 
 def test_upload_on_a_phone_shows_the_landmark_and_matches(chromium_path, web_url, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    path, landmark_id = dev_query()
-    name = landmark_names()[landmark_id]
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            page = browser.new_page(viewport=PHONE)
-            upload_and_read_verdict(page, web_url, path, name)
-            check_landmark_page(page, name)
-            screenshot_whole_page(page, ARTIFACTS / "web-search-phone.png")
+    with answered_page(web_url, PHONE) as page:
+        screenshot_whole_page(page, ARTIFACTS / "web-search-phone.png")
 
-            # A file that is no photo gets a sentence saying why, not a red icon with the reason in a tooltip.
-            notes = tmp_path / "notes.txt"
-            notes.write_text("a shopping list, not a photo")
-            upload_photo(page, notes)
-            expect(page.get_by_test_id("stAlertContentError")).to_contain_text(
-                "This file is not an image. Please send a JPEG, PNG or WebP photo.", timeout=ANSWER_TIMEOUT_MS
-            )
-            expect(page.locator(".st-key-verdict")).to_have_count(0)
-            screenshot_whole_page(page, ARTIFACTS / "web-not-an-image.png")
-        finally:
-            browser.close()
+        # A file that is no photo gets a sentence saying why, not a red icon with the reason in a tooltip.
+        notes = tmp_path / "notes.txt"
+        notes.write_text("a shopping list, not a photo")
+        upload_photo(page, notes)
+        expect(page.get_by_test_id("stAlertContentError")).to_contain_text(
+            "This file is not an image. Please send a JPEG, PNG or WebP photo.", timeout=ANSWER_TIMEOUT_MS
+        )
+        expect(page.locator(".st-key-verdict")).to_have_count(0)
+        screenshot_whole_page(page, ARTIFACTS / "web-not-an-image.png")
 
 
 def test_landmarks_that_stand_together_are_labelled_on_the_map(chromium_path, web_url):
     """Qutb Minar, the Iron Pillar and Alai Darwaza stand within 20 m: their labels go to free sides of
     their dots (web.components.place_labels; geometry in test_components.py). Screenshot for a person."""
-    from playwright.sync_api import sync_playwright
-
-    path, landmark_id = dev_query("qutub_minar")
-    name = landmark_names()[landmark_id]
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            page = browser.new_page(viewport=DESKTOP)
-            upload_and_read_verdict(page, web_url, path, name)
-            check_landmark_page(page, name)
-            chart = page.get_by_test_id("stDeckGlJsonChart")
-            chart.scroll_into_view_if_needed()
-            page.wait_for_timeout(1000)  # deck.gl draws its text layer after the chart is attached
-            chart.screenshot(path=ARTIFACTS / "web-map-nearby.png")
-        finally:
-            browser.close()
+    with answered_page(web_url, DESKTOP, "qutub_minar") as page:
+        chart = page.get_by_test_id("stDeckGlJsonChart")
+        chart.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)  # deck.gl draws its text layer after the chart is attached
+        chart.screenshot(path=ARTIFACTS / "web-map-nearby.png")
 
 
 def test_two_landmarks_in_one_photo_are_boxed_on_the_visitors_photo(chromium_path, write_api, tmp_path):

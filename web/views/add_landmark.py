@@ -18,6 +18,7 @@ from client import (
     LANDMARK_TEXT_MAX_LENGTH,
     ApiClientError,
     ApiError,
+    Landmark,
     LandmarksClient,
     Photo,
     RejectedPhoto,
@@ -56,12 +57,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Details:
-    landmark_id: str
-    name: str
-    city: str | None
-    country: str | None
-    lat: float | None
-    lon: float | None
+    landmark: Landmark  # as typed: checked by `problems` before it is sent
     photos: list[Photo]
 
 
@@ -110,21 +106,19 @@ def details_form() -> Details:
     city = city_column.text_input("City", key=f"add-city-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH)
     country = country_column.text_input("Country", key=f"add-country-{round_}", max_chars=LANDMARK_TEXT_MAX_LENGTH)
     lat_column, lon_column = st.columns(2)
-    lat = lat_column.number_input(
-        "Latitude (optional)",
-        min_value=-90.0,
-        max_value=90.0,
-        value=None,
-        format="%.5f",
-        key=f"add-lat-{round_}",
-    )
-    lon = lon_column.number_input(
-        "Longitude (optional)",
-        min_value=-180.0,
-        max_value=180.0,
-        value=None,
-        format="%.5f",
-        key=f"add-lon-{round_}",
+    lat, lon = (
+        column.number_input(
+            f"{label} (optional)",
+            min_value=-limit,
+            max_value=limit,
+            value=None,
+            format="%.5f",
+            key=f"add-{key}-{round_}",
+        )
+        for column, label, limit, key in (
+            (lat_column, "Latitude", 90.0, "lat"),
+            (lon_column, "Longitude", 180.0, "lon"),
+        )
     )
     # Any file type, as on the search page: the API says why it cannot read one, and the report lists it.
     uploads = st.file_uploader(
@@ -134,12 +128,14 @@ def details_form() -> Details:
         help="JPEG, PNG, WebP or HEIC. Several photos from different angles make it easier to recognise.",
     )
     return Details(
-        landmark_id=typed_id or suggestion,
-        name=name.strip(),
-        city=city.strip() or None,
-        country=country.strip() or None,
-        lat=lat,
-        lon=lon,
+        Landmark(
+            landmark_id=typed_id or suggestion,
+            name=name.strip(),
+            city=city.strip() or None,
+            country=country.strip() or None,
+            lat=lat,
+            lon=lon,
+        ),
         photos=[
             Photo(upload.name, upload.getvalue(), upload.type or "application/octet-stream") for upload in uploads or []
         ],
@@ -154,16 +150,16 @@ def problems(key: str, details: Details) -> list[str]:
     elif not (key.isascii() and key.isprintable()):
         # An HTTP header cannot carry it, so it cannot be the server's key.
         found.append("The API key can only contain printable ASCII characters.")
-    if not details.name:
+    if not details.landmark.name:
         found.append("Enter the landmark's name.")
-    if not details.landmark_id:
+    if not details.landmark.landmark_id:
         found.append("Enter a landmark id.")
-    elif not LANDMARK_ID.fullmatch(details.landmark_id):
+    elif not LANDMARK_ID.fullmatch(details.landmark.landmark_id):
         found.append(
-            f"“{details.landmark_id}” cannot be a landmark id: use letters, digits, '_', '-' and "
+            f"“{details.landmark.landmark_id}” cannot be a landmark id: use letters, digits, '_', '-' and "
             f"'.', start with a letter or digit, at most {LANDMARK_ID_MAX_LENGTH} characters."
         )
-    if (details.lat is None) != (details.lon is None):
+    if (details.landmark.lat is None) != (details.landmark.lon is None):
         found.append("Give both the latitude and the longitude, or neither.")
     if not details.photos:
         found.append("Choose at least one photo: a landmark without photos cannot be recognised.")
@@ -195,19 +191,11 @@ def submit(client: LandmarksClient, key: str, details: Details) -> None:
         return
     try:
         with st.spinner("Creating the landmark…"):
-            created = client.create_landmark(
-                key,
-                details.landmark_id,
-                details.name,
-                city=details.city,
-                country=details.country,
-                lat=details.lat,
-                lon=details.lon,
-            )
+            created = client.create_landmark(key, details.landmark)
     except ApiError as exc:
         if isinstance(exc, ApiClientError) and exc.status == 409:
             # Adding photos to someone else's landmark by a typo would be hard to undo: ask first.
-            st.session_state[OFFER] = details.landmark_id
+            st.session_state[OFFER] = details.landmark.landmark_id
             return
         st.error(admin_error_message(exc, client.base_url), icon=":material/error:")
         return
@@ -221,7 +209,7 @@ def existing_offer(client: LandmarksClient, key: str, details: Details) -> None:
         # Cleared since the offer was made: there is nothing to add, or no key to add it with.
         return
     try:
-        existing = client.landmark(details.landmark_id)
+        existing = client.landmark(details.landmark.landmark_id)
     except ApiError as exc:
         st.error(admin_error_message(exc, client.base_url), icon=":material/error:")
         return
@@ -305,7 +293,7 @@ def render(client: LandmarksClient) -> None:
         st.session_state.pop(REPORT, None)
         st.session_state.pop(OFFER, None)
         submit(client, key, details)
-    if st.session_state.get(OFFER) == details.landmark_id:
+    if st.session_state.get(OFFER) == details.landmark.landmark_id:
         existing_offer(client, key, details)
     report = st.session_state.get(REPORT)
     if report is not None:

@@ -7,7 +7,7 @@ import logging
 
 import streamlit as st
 
-from client import ApiError, LandmarksClient, SearchResult
+from client import ApiError, LandmarksClient, Photo, SearchRequest, SearchResult
 from client.drawing import boxes_to_draw, photo_with_boxes
 from web.components import (
     api_client,
@@ -65,7 +65,7 @@ def run_search(client: LandmarksClient, image: bytes, filename: str, mime_type: 
         return cached[1]
     try:
         with st.spinner("Looking for the landmark…"):
-            result = client.search(image, filename, mime_type, k)
+            result = client.search(SearchRequest(Photo(filename, image, mime_type), k))
     except ApiError as exc:
         show_api_error(exc, client.base_url)
         return None
@@ -180,7 +180,7 @@ def show_box(slot, client: LandmarksClient, photo: tuple[bytes, str, str], resul
     else:
         try:
             with st.spinner("Looking for the landmark in your photo…"):
-                located = client.search(image, filename, mime_type, 1, box=True, find_all=True)
+                located = client.search(SearchRequest(Photo(filename, image, mime_type), 1, box=True, find_all=True))
         except ApiError as exc:
             log.warning("the box search failed: %r", exc)
             return
