@@ -1,18 +1,21 @@
-"""`index build` throughput: the default pipeline against the legacy one, side by side in one run.
+"""`index build` throughput: today's paths against the legacy one, side by side in one run.
 
-    uv run python bench/indexing.py [--large-side 3000] [--pipelines legacy default draft1] [--model NAME]
+    uv run python bench/indexing.py [--large-side 3000] [--pipelines legacy default spatial draft1] [--model NAME]
 
-Builds a fresh index of the dev protocol's gallery (530 photos of up to 640 px) with each pipeline
-(landmarks.index.loading: `legacy` decodes every photo at full size; `default` decodes JPEGs at
-reduced size, at least twice the pixels a side that each network and the local features need;
-`draft1` at just those pixels), then does the same on the gallery upscaled to LARGE_SIDE px (written once under
-data/bench/, JPEG quality 90), where decoding counts as it does for phone photos. The model is loaded
-once and each build starts from an empty folder, so the figures are a build's per-photo work:
-embedding, landmark prior, local features and FAISS. It prints photos/s, each pipeline's ratio to
-legacy (the figure to quote: one run, one machine), the lowest cosine between a photo's vector and
-legacy's, and R@1 of the protocol's queries (decoded in full) against each build. Last, what an upload
-costs the service before the model: decoding a 12 MP JPEG and resizing it for the model and the prior,
-at full size and at the service's reduced size.
+Builds a fresh index of the dev protocol's gallery (530 photos of up to 640 px) with each variant:
+`legacy` is `index build` as it was (every photo decoded at full size, and SIFT local features
+extracted for every photo; still selectable: `--pipeline legacy` with LANDMARKS_LOCAL_FEATURES=1);
+`default` decodes JPEGs at reduced size, at least twice the pixels a side that each network needs
+(landmarks.index.loading), and extracts no local features, as `index build` does unless spatial
+verification is on; `spatial` is the default with local features (LANDMARKS_SPATIAL=1); `draft1`
+decodes at just the pixels needed. Then it does the same on the gallery upscaled to LARGE_SIDE px
+(written once under data/bench/, JPEG quality 90), where decoding counts as it does for phone photos.
+The model is loaded once and each build starts from an empty folder, so the figures are a build's
+per-photo work: decoding, embedding, landmark prior, local features when asked, and FAISS. It prints
+photos/s, each variant's ratio to the first (the figure to quote: one run, one machine), the lowest
+cosine between a photo's vector and the first's, and R@1 of the protocol's queries (decoded in full)
+against each build. Last, what an upload costs the service before the model: decoding a 12 MP JPEG
+and resizing it for the model and the prior, at full size and at the service's reduced size.
 """
 
 from __future__ import annotations
@@ -33,11 +36,20 @@ from landmarks.evaluation.protocol import dev_protocol, materialize_gallery
 from landmarks.gallery import scan_gallery
 from landmarks.images import decode_image
 from landmarks.index import GalleryIndex, build_index
+from landmarks.index.build import DEFAULT_LOCAL_FEATURES
 from landmarks.index.loading import DEFAULT_PIPELINE, PIPELINES, photo_draft
 from landmarks.models import DEFAULT_MODEL, load_extractor
 from landmarks.quality.prior import load_prior
 
-VARIANTS = {**PIPELINES, "draft1": replace(DEFAULT_PIPELINE, draft=1.0)}
+# name -> (pipeline, local features). `legacy` is `index build` as issue 22 found it: every photo decoded
+# at full size and SIFT extracted for every photo (`--pipeline legacy` with LANDMARKS_LOCAL_FEATURES=1);
+# `default` is today's without spatial verification (the default), `spatial` today's with it on.
+VARIANTS = {
+    "legacy": (PIPELINES["legacy"], DEFAULT_LOCAL_FEATURES),
+    "default": (DEFAULT_PIPELINE, None),
+    "spatial": (DEFAULT_PIPELINE, DEFAULT_LOCAL_FEATURES),
+    "draft1": (replace(DEFAULT_PIPELINE, draft=1.0), None),
+}
 
 
 def upscaled(gallery: list[tuple[Path, str]], side: int) -> Path:
@@ -52,12 +64,22 @@ def upscaled(gallery: list[tuple[Path, str]], side: int) -> Path:
     return out
 
 
-def timed_build(gallery_dir: Path, extractor, prior, pipeline) -> tuple[float, dict[str, tuple[str, np.ndarray]]]:
+def timed_build(
+    gallery_dir: Path, extractor, prior, pipeline, local_features
+) -> tuple[float, dict[str, tuple[str, np.ndarray]]]:
     """Seconds to build, and each photo's (landmark, vector) by its source key."""
     gallery = scan_gallery(gallery_dir)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        build_index(gallery, extractor, Path(tmp) / "index", pipeline=pipeline, progress=False, prior=prior)
+        build_index(
+            gallery,
+            extractor,
+            Path(tmp) / "index",
+            pipeline=pipeline,
+            progress=False,
+            prior=prior,
+            local_features=local_features,
+        )
         seconds = time.perf_counter() - start
         index = GalleryIndex.open_recorded(Path(tmp) / "index")
         try:
@@ -81,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large-side", type=int, default=3000, help="0: only the photos as they are")
     parser.add_argument("--model", default=None, help="default: the default model")
-    parser.add_argument("--pipelines", nargs="+", default=["legacy", "default", "draft1"], choices=sorted(VARIANTS))
+    parser.add_argument("--pipelines", nargs="+", default=["legacy", "default", "spatial"], choices=sorted(VARIANTS))
     parser.add_argument("--workers", type=int, default=None, help="decoding processes of the non-legacy pipelines")
     args = parser.parse_args(argv)
 
@@ -104,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, folder in sets:
         first: tuple[float, dict] | None = None
         for name in args.pipelines:
-            pipeline = VARIANTS[name]
+            pipeline, local_features = VARIANTS[name]
             if name != "legacy" and args.workers is not None:
                 pipeline = replace(pipeline, workers=args.workers)
-            seconds, built = timed_build(folder, extractor, prior, pipeline)
+            seconds, built = timed_build(folder, extractor, prior, pipeline, local_features)
             ratio = cosine = ""
             if first is None:
                 first = (seconds, built)

@@ -178,19 +178,20 @@ def over_the_limit(draw):
 def test_declared_dimensions_over_the_pixel_limit_are_refused_before_any_decoding(reliable_server, memory, case):
     fmt, width, height = case
     data = DECLARING[fmt][0](width, height)
-    started = time.monotonic()
-    with memory.peak() as peak:
-        response = search(reliable_server.url, data, f"bomb.{fmt}")
-    assert response.status_code in (400, 413), (
-        fmt,
-        width,
-        height,
-        response.text,
-    )  # 400: the codec refused the header itself
-    if response.status_code == 413:
-        assert "pixels" in response.json()["detail"]
-    assert peak["mb"] < 40, f"{fmt} {width}x{height}: the server's RSS rose {peak['mb']:.0f} MB on a refused image"
-    assert time.monotonic() - started < 10
+    peaks = []
+    # Sent twice: decoding would cost every time (40 MB and more at the smallest declared size), while
+    # the server's own one-off allocations (another test's leftovers, a worker thread's first arena)
+    # once lifted a single measurement to 41 MB. The smaller of the two is the request's.
+    for _ in range(2):
+        started = time.monotonic()
+        with memory.peak() as peak:
+            response = search(reliable_server.url, data, f"bomb.{fmt}")
+        assert response.status_code in (400, 413), (fmt, width, height, response.text)  # 400: the codec refused it
+        if response.status_code == 413:
+            assert "pixels" in response.json()["detail"]
+        assert time.monotonic() - started < 10
+        peaks.append(peak["mb"])
+    assert min(peaks) < 40, f"{fmt} {width}x{height}: the server's RSS rose {peaks} MB on a refused image"
 
 
 @st.composite
