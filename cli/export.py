@@ -1,7 +1,7 @@
 """`landmarks export CHECKPOINT --out extractor.torchscript`: a trained model as one TorchScript file.
 
 `landmarks export-onnx MODEL OUT_DIR`: a registered model as ONNX for the slim API image
-(landmarks/models/exported.py); the api Dockerfile's `onnx-export` stage runs it.
+(landmarks/models/exported.py); the Dockerfile's `onnx-export` stage runs it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Prepare what a machine lacks to run the README's Docker commands, each step skipped where it is
 # already there: the engine (Debian's docker.io, dockerd started as root), the Compose v2 and buildx CLI
 # plugins (Debian trixie's packages: bookworm has neither), and, only where the base images can be
-# neither found locally nor pulled, local stand-ins tagged with the names the Dockerfiles use.
+# neither found locally nor pulled, local stand-ins tagged with the names the Dockerfile uses.
 # A machine with a normal Docker and registry access ends up using the real images.
 #
 # Root is needed for the installs and for dockerd. Every wait is bounded.
@@ -12,7 +12,7 @@ log() { printf '[prepare] %s\n' "$*" >&2; }
 die() { printf '[prepare] FAILED: %s\n' "$*" >&2; exit 1; }
 
 PYTHON_IMAGE=${PYTHON_IMAGE:-python:3.11-slim-bookworm}
-UV_VERSION=${UV_VERSION:-$(sed -n 's/^ARG UV_VERSION=//p' "$(dirname "$0")/../api/Dockerfile")}
+UV_VERSION=${UV_VERSION:-$(sed -n 's/^ARG UV_VERSION=//p' "$(dirname "$0")/../Dockerfile")}
 UV_IMAGE="ghcr.io/astral-sh/uv:${UV_VERSION}"
 STATE=${LANDMARKS_DEPLOY_STATE:-/var/cache/landmarks-deploy}
 PLUGINS=/usr/libexec/docker/cli-plugins

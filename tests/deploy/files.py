@@ -1,4 +1,4 @@
-"""Readers for the deployment files, for static checks: compose YAML, Dockerfiles, .dockerignore, uv.lock.
+"""Readers for the deployment files, for static checks: compose YAML, the Dockerfile, .dockerignore, uv.lock.
 
 Nothing here needs Docker: the machines that run the tests have no Docker engine.
 """
@@ -25,7 +25,8 @@ SERVICE_COMPOSE = {
     "web": REPO_ROOT / "web" / "docker-compose.yml",
     "bot": REPO_ROOT / "bot" / "docker-compose.yml",
 }
-DOCKERFILES = {name: REPO_ROOT / name / "Dockerfile" for name in ("api", "web", "bot")}
+# The one Dockerfile: every image is a target of it.
+DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 
 # --- compose ---------------------------------------------------------------------------------------
@@ -143,6 +144,23 @@ def build_paths(compose_file: Path, service: dict) -> tuple[Path, Path]:
     return context, dockerfile
 
 
+def build_target(service: dict, env: dict[str, str] | None = None) -> tuple[str | None, dict[str, str]]:
+    """(target, build args) of a service's build, variables interpolated; no target is the last stage."""
+    build = service["build"]
+    if not isinstance(build, dict):
+        return None, {}
+    target = build.get("target")
+    args = {key: interpolate(str(value), env) for key, value in (build.get("args") or {}).items()}
+    return (interpolate(target, env) if target else None), args
+
+
+def merge_build(service: dict, override: dict) -> dict:
+    """A service with an override's build on top, as compose merges it: keys replaced, args merged."""
+    build, more = dict(service["build"]), override.get("build") or {}
+    args = {**(build.get("args") or {}), **(more.get("args") or {})}
+    return {**service, **override, "build": {**build, **more, "args": args}}
+
+
 def healthcheck_argv(service: dict) -> list[str]:
     test = service["healthcheck"]["test"]
     assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), test
@@ -186,22 +204,83 @@ def dockerfile(path: Path) -> tuple[Instruction, ...]:
     return tuple(out)
 
 
-def instructions(path: Path, keyword: str) -> list[Instruction]:
-    return [i for i in dockerfile(path) if i.keyword == keyword]
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its `AS` name, or its position where it has none
+    base: str  # what FROM names, variables unexpanded: an image, or an earlier stage
+    instructions: tuple[Instruction, ...]  # FROM first
 
 
-def build_args(path: Path) -> dict[str, str | None]:
-    """ARG defaults, wherever they are declared (before or after FROM)."""
-    out: dict[str, str | None] = {}
-    for instruction in instructions(path, "ARG"):
-        name, sep, default = instruction.rest.partition("=")
-        out[name.strip()] = default.strip().strip('"') if sep else None
+@cache
+def stages(path: Path = DOCKERFILE) -> dict[str, Stage]:
+    """The build stages, in order, by name."""
+    grouped: list[list[Instruction]] = []
+    for instruction in dockerfile(path):
+        if instruction.keyword == "FROM":
+            grouped.append([instruction])
+        elif grouped:  # not the ARGs before the first FROM
+            grouped[-1].append(instruction)
+    out: dict[str, Stage] = {}
+    for position, instructions in enumerate(grouped):
+        words = instructions[0].rest.split()
+        name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(position)
+        out[name] = Stage(name, words[0], tuple(instructions))
     return out
 
 
-def env_vars(path: Path) -> dict[str, str]:
+def global_args(path: Path = DOCKERFILE) -> dict[str, str | None]:
+    """The ARGs declared before the first FROM (the ones FROM lines can use), with their defaults."""
+    out: dict[str, str | None] = {}
+    for instruction in dockerfile(path):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, sep, default = instruction.rest.partition("=")
+            out[name.strip()] = default.strip().strip('"') if sep else None
+    return out
+
+
+def expand(text: str, args: dict[str, str | None]) -> str:
+    """`${NAME}` and `$NAME` replaced by their values (as the Dockerfile's FROM lines use them)."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2)) or "", text)
+
+
+def image_stages(target: str | None = None, args: dict[str, str] | None = None, path: Path = DOCKERFILE) -> list[Stage]:
+    """The stages an image is made of, its base image's first: `target` (no target: the last stage), the
+    stage it is FROM, and so on, FROM lines resolved with the build args given over the ARG defaults."""
+    values = {**global_args(path), **(args or {})}
+    all_ = stages(path)
+    name = target or next(reversed(all_))
+    assert name in all_, f"{path}: no stage {name}"
+    chain: list[Stage] = []
+    while name in all_:
+        chain.insert(0, all_[name])
+        name = expand(all_[name].base, values)
+    return chain
+
+
+def image(target: str | None = None, args: dict[str, str] | None = None, path: Path = DOCKERFILE) -> list[Instruction]:
+    """Every instruction that makes the image of `target` built with `args`, in build order."""
+    return [i for stage in image_stages(target, args, path) for i in stage.instructions]
+
+
+def of(instructions: list[Instruction], keyword: str) -> list[Instruction]:
+    return [i for i in instructions if i.keyword == keyword]
+
+
+def build_args(path: Path = DOCKERFILE) -> dict[str, str | None]:
+    """ARG defaults, wherever they are declared (before or after FROM); a later default wins."""
+    out: dict[str, str | None] = {}
+    for instruction in of(list(dockerfile(path)), "ARG"):
+        name, sep, default = instruction.rest.partition("=")
+        if sep or name.strip() not in out:
+            out[name.strip()] = default.strip().strip('"') if sep else None
+    return out
+
+
+def env_vars(instructions: list[Instruction]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for instruction in instructions(path, "ENV"):
+    for instruction in of(instructions, "ENV"):
         for token in shlex.split(instruction.rest):
             key, _, value = token.partition("=")
             out[key] = value
@@ -215,25 +294,39 @@ def exec_form(rest: str) -> list[str]:
     return json.loads(rest)
 
 
-def healthcheck(path: Path) -> tuple[dict[str, str], list[str]]:
-    """(options, argv) of the HEALTHCHECK of the Dockerfile's shipped (last) stage."""
-    (check,) = [i for i in final_stage(path) if i.keyword == "HEALTHCHECK"]
+def healthcheck(instructions: list[Instruction]) -> tuple[dict[str, str], list[str]]:
+    """(options, argv) of an image's HEALTHCHECK (the last one set)."""
+    check = of(instructions, "HEALTHCHECK")[-1]
     options, _, command = check.rest.partition(" CMD ")
     opts = dict(token[2:].split("=", 1) for token in options.split())
     return opts, exec_form(command.strip())
 
 
-def final_stage(path: Path) -> list[Instruction]:
-    """The instructions of the last build stage (the image that ships)."""
-    all_ = dockerfile(path)
-    last_from = max(index for index, i in enumerate(all_) if i.keyword == "FROM")
-    return list(all_[last_from:])
+def copy_from(instruction: Instruction) -> str | None:
+    """The stage (or image) a COPY takes its files from, or None for the build context."""
+    match = re.match(r"--from=(\S+)", instruction.rest)
+    return match.group(1) if match else None
 
 
-def uv_sync_commands(path: Path) -> list[list[str]]:
+def copied_sources(target: str | None = None, args: dict[str, str] | None = None, path: Path = DOCKERFILE) -> set[str]:
+    """The build-context paths an image copies: its own COPYs, and those of the context-only stages
+    (FROM scratch) it copies from."""
+    out: set[str] = set()
+    for copy in of(image(target, args, path), "COPY"):
+        source = copy_from(copy)
+        if source is None:
+            out.update(copy.rest.split()[:-1])
+            continue
+        chain = image_stages(source, args, path) if source in stages(path) else []
+        if chain and chain[0].base == "scratch":
+            out |= copied_sources(source, args, path)
+    return out
+
+
+def uv_sync_commands(instructions: list[Instruction]) -> list[list[str]]:
     """Every `uv sync ...` invocation in the RUN instructions, as argv lists."""
     out = []
-    for run in instructions(path, "RUN"):
+    for run in of(instructions, "RUN"):
         # Drop BuildKit --mount/--network flags, then split the shell command on && and ;.
         command = re.sub(r"^(--\w+=\S+\s+)+", "", run.rest)
         for part in re.split(r"&&|;|\|\|", command):

@@ -1,4 +1,4 @@
-"""The compose files: they parse, point at real Dockerfiles, and agree with one another and with the images.
+"""The compose files: they parse, build targets of the Dockerfile, and agree with one another and with the images.
 
 Static checks only: no Docker engine runs where the tests run.
 """
@@ -11,22 +11,27 @@ from cli import build_parser
 from cli.up import DEFAULT_API_PORT, DEFAULT_WEB_PORT
 from tests.deploy.files import (
     CPU_OVERRIDE,
-    DOCKERFILES,
+    DOCKERFILE,
     ROOT_COMPOSE,
     SERVICE_COMPOSE,
     Reset,
     build_args,
     build_paths,
+    build_target,
     env_files,
     env_vars,
     environment,
     gpu_devices,
     healthcheck,
     healthcheck_argv,
+    image,
     interpolate,
     load_compose,
+    merge_build,
     mounts,
+    of,
     ports,
+    stages,
 )
 from tests.support import REPO_ROOT
 
@@ -34,6 +39,8 @@ SERVICES = ("api", "web", "bot")
 API_IMAGE_SERVICES = ("api", "index")  # the index job runs the api image
 ALL_COMPOSE_FILES = [ROOT_COMPOSE, CPU_OVERRIDE, *SERVICE_COMPOSE.values()]
 SERVICE_PORT = {"api": DEFAULT_API_PORT, "web": DEFAULT_WEB_PORT}
+# service -> the Dockerfile target the root compose file builds for it
+TARGETS = {"api": "full", "index": "full", "web": "web", "bot": "bot"}
 
 
 def root() -> dict:
@@ -51,7 +58,7 @@ def cli(argv: list[str]):
 
 
 @pytest.mark.parametrize("path", ALL_COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
-def test_compose_file_parses_and_builds_from_existing_dockerfiles(path):
+def test_compose_file_parses_and_builds_targets_of_the_dockerfile(path):
     document = load_compose(path)
     assert isinstance(document, dict) and document.get("services"), f"{path}: no services"
     for name, service in document["services"].items():
@@ -63,8 +70,9 @@ def test_compose_file_parses_and_builds_from_existing_dockerfiles(path):
         assert context == REPO_ROOT, (
             f"{path}: {name} builds from {context}, not the repository root (uv.lock lives there)"
         )
-        assert dockerfile.is_file(), f"{path}: {name} names a missing Dockerfile {dockerfile}"
-        assert dockerfile in DOCKERFILES.values(), f"{path}: {name} builds from {dockerfile}"
+        assert dockerfile == DOCKERFILE, f"{path}: {name} builds from {dockerfile}, not {DOCKERFILE}"
+        target, _ = build_target(service)
+        assert target in stages(), f"{path}: {name} builds a target the Dockerfile lacks: {target}"
     for volume in document.get("volumes") or {}:
         used = any(
             m.kind == "volume" and m.source == volume for s in document["services"].values() for m in mounts(path, s)
@@ -75,9 +83,12 @@ def test_compose_file_parses_and_builds_from_existing_dockerfiles(path):
 def test_root_compose_runs_every_service_and_the_index_job():
     services = root()
     assert set(services) == {"api", "index", "web", "bot"}
-    for name in SERVICES:
-        assert build_paths(ROOT_COMPOSE, services[name])[1] == DOCKERFILES[name]
-    assert build_paths(ROOT_COMPOSE, services["index"])[1] == DOCKERFILES["api"]
+    for name, service in services.items():
+        assert build_paths(ROOT_COMPOSE, service)[1] == DOCKERFILE, name
+        assert build_target(service)[0] == TARGETS[name], name
+    # web and bot are targets of the shared light stage: the group it installs is theirs.
+    for name in ("web", "bot"):
+        assert build_target(services[name])[1] == {"LIGHT_GROUP": name}, name
     # The job does not start with `docker compose up`; `docker compose run --rm index` runs it.
     assert "profiles" in services["index"] and not services["index"].get("ports")
 
@@ -86,6 +97,7 @@ def test_every_service_has_its_own_compose_file_matching_the_root_one():
     for name, path in SERVICE_COMPOSE.items():
         mine, theirs = alone(name)[name], root()[name]
         assert build_paths(path, mine) == build_paths(ROOT_COMPOSE, theirs), name
+        assert build_target(mine) == build_target(theirs), f"{name}: target or build args differ"
         for key in ("image", "user", "command", "healthcheck", "deploy", "restart"):
             assert mine.get(key) == theirs.get(key), f"{name}: {key} differs between {path.name} and the root file"
         assert (mine.get("build") or {}).get("args") == (theirs.get("build") or {}).get("args"), name
@@ -119,7 +131,7 @@ def test_ports_agree_with_images_commands_and_landmarks_up():
     assert mapping.published == mapping.target == SERVICE_PORT["web"]
     assert (
         environment(web)["STREAMLIT_SERVER_PORT"]
-        == env_vars(DOCKERFILES["web"])["STREAMLIT_SERVER_PORT"]
+        == env_vars(_image("web"))["STREAMLIT_SERVER_PORT"]
         == str(mapping.target)
     )
     assert environment(web)["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
@@ -136,13 +148,13 @@ def test_healthchecks_probe_the_right_port_and_match_the_images():
     for name in SERVICES:
         for path, service in ((ROOT_COMPOSE, root()[name]), (SERVICE_COMPOSE[name], alone(name)[name])):
             argv = healthcheck_argv(service)
-            assert argv == healthcheck(DOCKERFILES[name])[1], (
-                f"{path}: {name}'s healthcheck differs from its Dockerfile's"
-            )
+            assert argv == healthcheck(_image(name))[1], f"{path}: {name}'s healthcheck differs from its image's"
             if name in probes:
                 assert probes[name] in " ".join(argv), f"{path}: {name} healthcheck does not probe {probes[name]}"
             else:  # the bot checks the API it is configured with
                 assert "LANDMARKS_API_URL" in " ".join(argv) and "/health" in " ".join(argv)
+    # The CPU override swaps in the slim image, which probes the same way.
+    assert healthcheck_argv(root()["api"]) == healthcheck(_cpu_image("api"))[1], "the slim api's healthcheck differs"
     # The API loads a model first: it gets longer to become healthy than it takes to load.
     assert _seconds(root()["api"]["healthcheck"]["start_period"]) >= 60
 
@@ -154,7 +166,7 @@ def test_web_and_bot_wait_for_a_healthy_api_and_reach_it_by_name():
     for name in ("web", "bot"):
         assert services[name]["depends_on"]["api"]["condition"] == "service_healthy", name
         assert environment(services[name])["LANDMARKS_API_URL"] == api_url, name
-        assert env_vars(DOCKERFILES[name])["LANDMARKS_API_URL"] == api_url, f"{name} image default"
+        assert env_vars(_image(name))["LANDMARKS_API_URL"] == api_url, f"{name} image default"
         # Run alone, they reach an API on the host unless told otherwise.
         own = alone(name)[name]
         assert (
@@ -192,7 +204,8 @@ def test_env_files_are_the_documented_ones():
 def test_data_volume_holds_gallery_index_and_checkpoints():
     services = root()
     index_dir = environment(services["api"])["LANDMARKS_INDEX_DIR"]
-    assert index_dir == env_vars(DOCKERFILES["api"])["LANDMARKS_INDEX_DIR"]
+    for image_of in (_image, _cpu_image):
+        assert index_dir == env_vars(image_of("api"))["LANDMARKS_INDEX_DIR"], image_of.__name__
     for name in API_IMAGE_SERVICES:
         (data,) = [m for m in mounts(ROOT_COMPOSE, services[name]) if m.kind == "bind"]
         assert data.source == str(REPO_ROOT / "data") and data.target == "/app/data", name
@@ -212,7 +225,7 @@ def test_data_volume_holds_gallery_index_and_checkpoints():
     (state,) = mounts(ROOT_COMPOSE, services["bot"])
     db_path = environment(services["bot"])["BOT_DB_PATH"]
     assert state.kind == "volume" and db_path.rsplit("/", 1)[0] == state.target
-    assert env_vars(DOCKERFILES["bot"])["BOT_DB_PATH"] == db_path
+    assert env_vars(_image("bot"))["BOT_DB_PATH"] == db_path
     assert not mounts(ROOT_COMPOSE, services["web"]), "the web page needs no data"
 
 
@@ -224,7 +237,7 @@ def test_gpu_reservation_by_default_and_a_cpu_override():
         (device,) = gpu_devices(services[name])
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"], name
         assert services[name]["build"]["args"]["UV_GROUP"] == "api-gpu"
-        assert services[name]["build"]["args"]["BASE_IMAGE"] == build_args(DOCKERFILES["api"])["BASE_IMAGE"], (
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == build_args()["BASE_IMAGE"], (
             "compose and the Dockerfile name different CUDA bases"
         )
         cpu = override[name]
@@ -232,9 +245,11 @@ def test_gpu_reservation_by_default_and_a_cpu_override():
         assert cpu["build"]["args"]["UV_GROUP"] == "api"
         assert cpu["build"]["args"]["BASE_IMAGE"].startswith("python:3.11-slim")
         assert cpu["image"] != services[name]["image"], "CPU and GPU images need different tags"
-    assert set(override["api"]["build"]["args"]) <= set(build_args(DOCKERFILES["api"])), (
-        "override sets an ARG the Dockerfile lacks"
-    )
+    assert set(override["api"]["build"]["args"]) <= set(build_args()), "override sets an ARG the Dockerfile lacks"
+    # The CPU API is the slim target, the Dockerfile's default; LANDMARKS_API_TARGET=full swaps in the torch one.
+    assert build_target(override["api"])[0] == "slim" == next(reversed(stages()))
+    assert build_target(override["api"], {"LANDMARKS_API_TARGET": "full"})[0] == "full"
+    assert "target" not in override["index"]["build"], "the index job stays the full image"
     assert environment(override["api"]).get("LANDMARKS_DEVICE") == "cpu"
     for name in ("web", "bot"):
         assert not gpu_devices(services[name])
@@ -245,25 +260,29 @@ def test_compose_user_is_the_images_non_root_user():
         user = interpolate(root()[name]["user"])
         assert user == "1000:1000", name
     for name in SERVICES:
-        (last_user,) = [i for i in _final(name) if i.keyword == "USER"][-1:]
-        assert last_user.rest == "1000:1000", name
+        assert of(_image(name), "USER")[-1].rest == "1000:1000", name
+    assert of(_cpu_image("api"), "USER")[-1].rest == "1000:1000", "the slim api"
 
 
-def _final(name: str):
-    from tests.deploy.files import final_stage
+def _image(name: str):
+    """The instructions of the image the root compose file builds for a service."""
+    return image(*build_target(root()[name]))
 
-    return final_stage(DOCKERFILES[name])
+
+def _cpu_image(name: str):
+    """The same with the CPU override on top (api: the slim target)."""
+    cpu = load_compose(CPU_OVERRIDE)["services"][name]
+    return image(*build_target(merge_build(root()[name], cpu)))
 
 
 def _instructions(name: str, keyword: str):
-    return [i for i in _final(name) if i.keyword == keyword]
+    return of(_image(name), keyword)
 
 
 def _exec(name: str, keyword: str) -> list[str]:
     from tests.deploy.files import exec_form
 
-    (instruction,) = _instructions(name, keyword)
-    return exec_form(instruction.rest)
+    return exec_form(_instructions(name, keyword)[-1].rest)
 
 
 def _seconds(duration: str) -> float:
