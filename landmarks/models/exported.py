@@ -14,7 +14,6 @@ job) opens here unchanged and both images give the same answers. Models that nee
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from landmarks.images import Preprocessor, embed_in_batches
+from landmarks.models.ort_session import cpu_session
 
 # Equal to landmarks.models.registry.DEFAULT_MODEL (which imports torch; tests/deploy keeps them equal).
 DEFAULT_MODEL = "efficientnet_lite_ensemble"
@@ -58,8 +58,6 @@ class ExportedExtractor:
     """The torch-free twin of landmarks.models.Extractor (runtime "onnx"): same fingerprint, same vectors."""
 
     def __init__(self, directory: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         meta = json.loads((directory / META_FILE).read_text())
         self.source = meta["source"]
         self.fingerprint = meta["fingerprint"]
@@ -67,11 +65,8 @@ class ExportedExtractor:
         self.device = CpuDevice()
         self.half = False
         self.runtime = "onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # PyTorch's default in the full image: OMP_NUM_THREADS (the caller passes it), else one thread per core.
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        self.session = ort.InferenceSession(str(directory / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
+        # Threads: PyTorch's default in the full image, OMP_NUM_THREADS (the caller passes it), else one per core.
+        self.session = cpu_session(directory / GRAPH_FILE, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.preprocess = Preprocessor(
             self.config.image_size, self.config.mean, self.config.std, self.config.interpolation

@@ -160,11 +160,12 @@ def create_model(
 
     pretrained: load ImageNet weights (offline package for the default, the hub for others).
     weights_file: a local backbone weights file (timm format); wins over `pretrained`.
-    overrides: ModelConfig fields (image_size, embedding_dim, gem_p, ...).
+    overrides: ModelConfig fields (image_size, embedding_dim, gem_p, ...); None leaves the model's own.
     """
     config, offline_weights = model_entry(name)
-    if overrides:
-        config = replace(config, **overrides)
+    given = {field: value for field, value in overrides.items() if value is not None}
+    if given:
+        config = replace(config, **given)
     if config.architecture in BACKBONE_FACTORIES:
         make_backbone = BACKBONE_FACTORIES[config.architecture]
         return build_network(config, make_backbone(config, pretrained=pretrained, weights_file=weights_file))

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from landmarks.models.ort_session import cpu_session
+
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "eager", "onnx", "bf16")
@@ -105,14 +107,9 @@ class OnnxEmbedder:
     """
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # As many threads as PyTorch would use (OMP_NUM_THREADS, or the cores), so both compare fairly.
-        options.intra_op_num_threads = threads or torch.get_num_threads()
         self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads or torch.get_num_threads())
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod

@@ -15,7 +15,6 @@ The ONNX graph runs without torch (the slim image ships it, exported by `landmar
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,13 +99,10 @@ class LandmarkPrior:
     ImageNet classifier ((B, 3, 224, 224) → (B, 1000) logits). Thread-safe, as ONNX Runtime's run is."""
 
     def __init__(self, graph: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from landmarks.models.ort_session import cpu_session
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         self.graph = graph
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(graph, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.preprocess = Preprocessor(PRIOR_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, "bicubic")
 

@@ -50,16 +50,14 @@ class Position:
 
 def build_model(config: TrainConfig) -> nn.Module:
     section = config.model
-    overrides = {
-        key: value
-        for key, value in {
-            "image_size": section.image_size,
-            "embedding_dim": section.embedding_dim,
-            "gem_p": section.gem_p,
-        }.items()
-        if value is not None
-    }
-    return create_model(section.backbone, pretrained=section.pretrained, weights_file=section.weights_file, **overrides)
+    return create_model(
+        section.backbone,
+        pretrained=section.pretrained,
+        weights_file=section.weights_file,
+        image_size=section.image_size,
+        embedding_dim=section.embedding_dim,
+        gem_p=section.gem_p,
+    )
 
 
 def freeze_before(model: nn.Module, prefix: str) -> int:

@@ -41,6 +41,10 @@ def test_projection_head_sets_the_embedding_width():
     model = create_model("efficientnet_lite0", pretrained=False, embedding_dim=128).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 96, 96)).shape == (1, 128)
+    # An override of None (a training config's unset field) keeps the model's own value.
+    kept = create_model("efficientnet_lite0", pretrained=False, image_size=None, embedding_dim=128, gem_p=None).config
+    own = create_model("efficientnet_lite0", pretrained=False).config
+    assert (kept.image_size, kept.gem_p, kept.embedding_dim) == (own.image_size, own.gem_p, 128)
 
 
 @pytest.mark.parametrize("variant", [0, 1, 2])

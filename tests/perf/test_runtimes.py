@@ -58,6 +58,18 @@ def test_onnx_embeds_like_eager_and_ranks_the_same(eager, onnx, photos):
     np.testing.assert_array_equal((got[0] @ got[1].T).argmax(axis=1), (expected[0] @ expected[1].T).argmax(axis=1))
 
 
+def test_the_sessions_a_search_runs_in_turn_let_their_idle_threads_sleep(onnx):
+    """The embedding and the landmark prior alternate on every search: with ONNX Runtime's default
+    spinning, each one's idle threads took the cores the other needed (x1.7 a photo on two cores,
+    bench/sessions.py)."""
+    from landmarks.quality.prior import load_prior
+
+    sessions = {"embedding": onnx._onnx.session, "prior": load_prior().session}
+    for name, session in sessions.items():
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0", name
+
+
 def test_the_export_is_cached(onnx, cache):
     started = time.perf_counter()
     again = load_extractor(device="cpu", image_size=SIZE, runtime="onnx", cache_dir=cache)
