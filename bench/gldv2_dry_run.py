@@ -1,6 +1,6 @@
 """A Google Landmarks v2 dry run at the seed's scale, from a fake mirror served over loopback HTTP.
 
-    uv run python bench/gldv2_dry_run.py                       # 300,000 rows, a 20,000-photo index (about 40 min)
+    uv run python bench/gldv2_dry_run.py                       # 300,000 rows, a 20,000-photo index (about 25 min)
     uv run python bench/gldv2_dry_run.py --rows 30000 --landmarks 1000 --slice 2000   # a quick look
 
 1. A mirror in GLDv2's layout (landmarks.data.gldv2): train.csv of --rows photos of --landmarks landmarks
