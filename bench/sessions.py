@@ -14,21 +14,13 @@ from __future__ import annotations
 import argparse
 import time
 
-import onnxruntime as ort
 from common import DEV_DATA  # (sets sys.path)
 
 from landmarks.evaluation.protocol import dev_protocol
 from landmarks.images import decode_image
 from landmarks.models import load_extractor
+from landmarks.models.ort_session import cpu_session
 from landmarks.quality.prior import load_prior
-
-
-def spinning_session(session: ort.InferenceSession, path: str) -> ort.InferenceSession:
-    """The same graph with ONNX Runtime's default thread behaviour (spinning)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = session.get_session_options().intra_op_num_threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def ms_per_photo(extractor, prior, photos, rounds: int = 2) -> float:
@@ -58,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         extractor, prior = load_extractor(name, runtime="onnx"), load_prior()
         sleeping = ms_per_photo(extractor, prior, photos)
         embedder = extractor._onnx
-        embedder.session = spinning_session(embedder.session, str(embedder.path))
-        prior.session = spinning_session(prior.session, str(prior.graph))
+        threads = embedder.session.get_session_options().intra_op_num_threads
+        embedder.session = cpu_session(embedder.path, threads, spin=True)
+        prior.session = cpu_session(prior.graph, prior.session.get_session_options().intra_op_num_threads, spin=True)
         spinning = ms_per_photo(extractor, prior, photos)
         print(f"| {name} | {sleeping:.1f} | {spinning:.1f} | x{spinning / sleeping:.2f} |", flush=True)
     return 0

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 
-def cpu_session(path: Path, threads: int | None = None):
+def cpu_session(path: Path, threads: int | None = None, *, spin: bool = False):
     """An InferenceSession of the graph at PATH on the CPU, fully optimised, with THREADS intra-op
     threads (default: one per core), whose idle threads sleep rather than spin.
 
@@ -21,5 +21,6 @@ def cpu_session(path: Path, threads: int | None = None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # spin=True: ONNX Runtime's own default, for bench/sessions.py to compare against.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
