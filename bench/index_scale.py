@@ -41,7 +41,7 @@ from common import DEV_DATA, WORK  # also puts the repository on sys.path
 from landmarks.evaluation.protocol import dev_protocol
 from landmarks.index.milvus import MilvusVectorIndex
 from landmarks.index.rerank import RerankIndex
-from landmarks.index.vectors import FaissIndex, vector_index
+from landmarks.index.vectors import FaissIndex, VectorRows, vector_index
 from landmarks.models import DEFAULT_MODEL
 
 PHOTOS_PER_LANDMARK = 50
@@ -172,15 +172,16 @@ def build(kind: str, gallery: np.ndarray, options: dict) -> tuple[Index, float, 
     else:
         index = vector_index(gallery.shape[1], kind, use_gpu=False, **options)
     # The memory map goes in whole: FAISS reads it as it adds, so the vectors never sit in memory twice.
-    index.rebuild(np.arange(len(gallery)), gallery)
+    index.rebuild(VectorRows.of(np.arange(len(gallery)), gallery))
     return index, time.perf_counter() - started, anonymous_memory() - before
 
 
-def tune(index: Index, knob: str, value: int) -> None:
+def tune(index: Index, setting: dict[str, int]) -> None:
     if isinstance(index, MilvusVectorIndex):
-        setattr(index, {"nprobe": "nprobe", "ef_search": "ef_search"}[knob], value)
-    else:
-        index.tune(**{knob: value})
+        for knob, value in setting.items():
+            setattr(index, knob, value)
+    elif setting:
+        index.tune(**setting)
 
 
 def close(index: Index) -> None:
@@ -210,25 +211,33 @@ def measure(index: Index, queries: np.ndarray, truth: np.ndarray, single: int, k
     }
 
 
-# Each kind, its build options, and the search settings swept once it is built.
-KINDS: list[tuple[str, str, dict, str, list[int]]] = [
-    ("flat", "flat", {}, "", [0]),
-    ("sq8", "SQ8 (exact over 8-bit codes)", {}, "", [0]),
-    ("ivf", "IVF-Flat", {}, "nprobe", [16, 64, 128, 256, 512]),
-    ("ivf-sq8", "IVF-SQ8", {}, "nprobe", [16, 64, 128, 256, 512]),
-    ("ivf-pq", "IVF-PQ (dim/16 B)", {}, "nprobe", [16, 64, 256]),
-    ("ivf-pq-rerank", "IVF-PQ 4-bit fast scan (dim/8 B) + exact re-rank of 32·k", {}, "nprobe", [64, 128, 256, 512]),
+def sweep(knob: str, values: list[int], **fixed: int) -> list[dict[str, int]]:
+    return [{knob: value, **fixed} for value in values]
+
+
+# Each kind, its build options, and the search settings swept once it is built ({}: none to set).
+KINDS: list[tuple[str, str, dict, list[dict[str, int]]]] = [
+    ("flat", "flat", {}, [{}]),
+    ("sq8", "SQ8 (exact over 8-bit codes)", {}, [{}]),
+    ("ivf", "IVF-Flat", {}, sweep("nprobe", [16, 64, 128, 256, 512])),
+    ("ivf-sq8", "IVF-SQ8", {}, sweep("nprobe", [16, 64, 128, 256, 512])),
+    ("ivf-pq", "IVF-PQ (dim/16 B)", {}, sweep("nprobe", [16, 64, 256])),
+    (
+        "ivf-pq-rerank",
+        "IVF-PQ 4-bit fast scan (dim/8 B) + exact re-rank of 32·k",
+        {},
+        sweep("nprobe", [64, 128, 256, 512]),
+    ),
     (
         "pca-ivf-pq-sq8",
-        "PCA 256, IVF-PQ 4-bit fast scan (64 B) + re-rank of 32·k on 8-bit codes",
+        "PCA 256, IVF-PQ 4-bit fast scan (64 B) + re-rank of max(32·k, 2,560) on 8-bit codes",
         {},
-        "nprobe",
-        [64, 128, 256, 512],
+        sweep("nprobe", [256, 512], min_candidates=320) + sweep("nprobe", [128, 256, 512], min_candidates=2560),
     ),
-    ("hnsw", "HNSW32 (flat)", {}, "ef_search", [32, 64, 128, 256]),
-    ("milvus-flat", "Milvus Lite FLAT", {}, "", [0]),
-    ("milvus-ivf-sq8", "Milvus Lite IVF_SQ8", {}, "nprobe", [64, 128, 256, 512]),
-    ("milvus-hnsw", "Milvus Lite HNSW", {}, "ef_search", [64, 128, 256]),
+    ("hnsw", "HNSW32 (flat)", {}, sweep("ef_search", [32, 64, 128, 256])),
+    ("milvus-flat", "Milvus Lite FLAT", {}, [{}]),
+    ("milvus-ivf-sq8", "Milvus Lite IVF_SQ8", {}, sweep("nprobe", [64, 128, 256, 512])),
+    ("milvus-hnsw", "Milvus Lite HNSW", {}, sweep("ef_search", [64, 128, 256])),
 ]
 
 
@@ -274,7 +283,7 @@ def main() -> None:
     for size in args.sizes:
         gallery, queries = dataset(generator, size, args.queries)
         truth = exact_top_k(gallery, queries, 10)
-        for kind, label, options, knob, values in KINDS:
+        for kind, label, options, settings in KINDS:
             if kind not in args.kinds:
                 continue
             if kind.endswith("hnsw") and size > args.hnsw_max:
@@ -287,11 +296,10 @@ def main() -> None:
             # Exact search at 1M is ~0.5 s a query or more: time fewer single queries there.
             exact = kind in ("flat", "sq8", "milvus-flat")
             single = min(args.single, 20) if exact and size > 100_000 else args.single
-            for value in values:
-                if knob:
-                    tune(index, knob, value)
+            for setting in settings:
+                tune(index, setting)
                 result = measure(index, queries, truth, single)
-                setting = f"{knob}={value}" if knob else "exact"
+                setting = " ".join(f"{knob}={value}" for knob, value in setting.items()) or "exact"
                 print(
                     f"| {size:,} | {label} | {setting} | {seconds:.1f} | {memory / 2**20:,.0f} | {memory / size:,.0f} | {result['p50']:.2f} | "
                     f"{result['p95']:.2f} | {result['cpu']:.2f} | {result['qps']:,.0f} | {result['recall']:.3f} |",

@@ -220,10 +220,11 @@ class GalleryIndex:
 
     def rebuild_vectors(self) -> None:
         """Fill the vectors from the store, training the index's codes (or cells) on them."""
-        ids, vectors, labels = self.store.vectors(self.vectors.dim)
-        self.vectors.rebuild(ids, vectors)
+        labels = self.store.matched_labels()
+        ids = np.fromiter(sorted(labels), np.int64, len(labels))
+        self.vectors.rebuild(self.store.vector_rows(self.vectors.dim, ids))
         with self._lock:
-            self._labels = dict(zip(ids.tolist(), labels, strict=True))
+            self._labels = labels
         if self.backend == "faiss":
             self.store.set_meta({"trained_size": str(len(ids))})
         self._save_vectors()
@@ -327,11 +328,11 @@ class GalleryIndex:
             removed = self.store.clear_reviews(sources)
             if not removed:
                 return 0
-            ids, vectors, labels = self.store.vectors(self.vectors.dim)
-            back = [row for row, image_id in enumerate(ids.tolist()) if image_id not in self._labels]
-            if back:
-                self.vectors.add(ids[back], vectors[back])
-                self._labels.update({int(ids[row]): labels[row] for row in back})
+            labels = self.store.matched_labels()
+            back = np.fromiter(sorted(set(labels) - set(self._labels)), np.int64)
+            for ids, vectors in self.store.vector_rows(self.vectors.dim, back).read():
+                self.vectors.add(ids, vectors)
+                self._labels.update({image_id: labels[image_id] for image_id in ids.tolist()})
         return removed
 
     def remove(self, image_ids: Iterable[int]) -> None:

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from landmarks.index.vectors import VectorRows
+
 ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 MAX_TOP_K = 16384  # Milvus's cap on the neighbours of one search
@@ -42,7 +44,7 @@ class VectorStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def rebuild(self, rows: VectorRows) -> None:
         """Replace the whole content."""
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
@@ -139,13 +141,14 @@ class MilvusVectorIndex:
         self._client.create_index(self.collection, index_params, sync=False)
         self._client.load_collection(self.collection)
 
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def rebuild(self, rows: VectorRows) -> None:
         """Drop and refill the collection: searches fail until it is back, so rebuild offline."""
         with self._lock:
             if self._client.has_collection(self.collection):
                 self._client.drop_collection(self.collection)
-            self._create(len(ids))
-            self._insert(ids, vectors)
+            self._create(len(rows))
+            for ids, vectors in rows.read():
+                self._insert(ids, vectors)
             self._client.flush(self.collection)  # seals the segments, so the server indexes them now
             self._count = self._server_count()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from landmarks.gallery import Landmark
+from landmarks.index.vectors import CHUNK_ROWS, VectorRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -336,6 +337,28 @@ class GalleryStore:
         if not ids:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32), []
         return np.asarray(ids, np.int64), np.stack(vectors), labels
+
+    def vector_rows(self, dim: int, ids: np.ndarray) -> VectorRows:
+        """The vectors of these image ids (ascending), read a chunk at a time each time they are read:
+        a rebuild of a million-photo gallery never holds all its vectors (15 GB of the default model's)."""
+        ids = np.asarray(ids, dtype=np.int64)
+
+        def read() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(ids), CHUNK_ROWS):
+                wanted = ids[start : start + CHUNK_ROWS]
+                with self._lock:
+                    rows = self._db.execute(
+                        "SELECT image_id, vector FROM images WHERE image_id BETWEEN ? AND ? ORDER BY image_id",
+                        (int(wanted[0]), int(wanted[-1])),
+                    ).fetchall()
+                found = np.fromiter((image_id for image_id, _ in rows), np.int64, len(rows))
+                keep = np.isin(found, wanted, assume_unique=True)  # ids between them that are not asked for
+                vectors = np.empty((int(keep.sum()), dim), np.float32)
+                for row, at in enumerate(np.flatnonzero(keep)):
+                    vectors[row] = np.frombuffer(rows[at][1], dtype=np.float32)
+                yield found[keep], vectors
+
+        return VectorRows(ids, dim, read)
 
     def _iter_vectors(self, matched_only: bool, landmark_id: str | None = None) -> Iterator[tuple[int, str, bytes]]:
         conditions = ([MATCHED] if matched_only else []) + (["landmark_id = ?"] if landmark_id is not None else [])

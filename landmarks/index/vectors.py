@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +30,53 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SMALL_BATCH = 4  # fewer queries than this search on the calling thread alone
+CHUNK_ROWS = 32_768  # vectors read, coded and added at a time: 0.5 GB of the default model's 3,840-d float32
+# Vectors codes and cells are trained on, at most (drawn at random): a million of the default model's
+# are 15 GB, and FAISS's k-means wants 39 points a cell (4·√1M = 4,000 cells: 156,000).
+TRAIN_SAMPLE = 200_000
+
+
+@dataclass(frozen=True)
+class VectorRows:
+    """Vectors keyed by image id, read chunk by chunk: a million of the default model's vectors are
+    15 GB, so an index is built and refilled from them without ever holding them all (from an array,
+    a memory map, or the gallery's SQLite store).
+
+    ids: the ids expected, in the order read; read: a new iterator of (ids, float32 vectors) chunks
+    each time it is called (an id that went missing since `ids` was taken is simply not read)."""
+
+    ids: np.ndarray
+    dim: int
+    read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+    @classmethod
+    def of(cls, ids: np.ndarray, vectors: np.ndarray) -> VectorRows:
+        """Rows of an array (or a memory map: only a chunk is in memory at a time)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        dim = vectors.shape[1] if vectors.ndim == 2 else 0
+
+        def read() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(ids), CHUNK_ROWS):
+                chunk = np.ascontiguousarray(vectors[start : start + CHUNK_ROWS], dtype=np.float32)
+                yield ids[start : start + CHUNK_ROWS], chunk
+
+        return cls(ids, dim, read)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def sample(self, size: int | None, seed: int = 0) -> np.ndarray:
+        """At most SIZE of the vectors, drawn at random (all of them when there are fewer)."""
+        chosen = None
+        if size is not None and len(self.ids) > size:
+            chosen = np.sort(np.random.default_rng(seed).choice(self.ids, size, replace=False))
+        parts = [
+            vectors if chosen is None else vectors[np.isin(ids, chosen, assume_unique=True)]
+            for ids, vectors in self.read()
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
 
 @dataclass(frozen=True)
@@ -70,6 +117,13 @@ def _by_residual(base: faiss.Index, owner: FaissIndex) -> None:
     _ivf(base).by_residual = True
 
 
+def _no_polysemous(base: faiss.Index, owner: FaissIndex) -> None:
+    # FAISS's IVF-PQ reorders its codebooks by default so that Hamming distances between codes mean
+    # something, for a polysemous search we never run: it took 12.6 s of a 0.2 s training on 1,500
+    # 64-d vectors (tests/perf/test_index_options.py), and ranks nothing differently.
+    faiss.downcast_index(_ivf(base)).do_polysemous_training = False
+
+
 def _uncentred_pca(base: faiss.Index, sample: np.ndarray) -> None:
     # FAISS's own PCA subtracts the mean, and centred vectors rank by another score (q·x less m·x);
     # it also decomposes a d x d matrix, over a minute at 3,840 dims. The principal axes of the
@@ -93,9 +147,9 @@ def _rerank(index: FaissIndex, **options) -> RerankIndex:
 
 
 def _rerank_coded(index: FaissIndex, **options) -> RerankIndex:
-    from landmarks.index.rerank import RerankIndex
+    from landmarks.index.rerank import CODED_MIN_CANDIDATES, RerankIndex
 
-    return RerankIndex(index, coded=True, **options)
+    return RerankIndex(index, coded=True, min_candidates=CODED_MIN_CANDIDATES, **options)
 
 
 # What the fast-scan kinds share: cheap probes, so an eighth of the cells; residual codes; CPU only.
@@ -112,7 +166,7 @@ KINDS: dict[str, IndexKind] = {
     # A quarter of the memory; unit vectors lose little at 8 bits a dimension.
     "ivf-sq8": IndexKind("IVF{nlist},SQ8"),
     # IVF-PQ at this width would need float16 lookup tables on a GPU, untested.
-    "ivf-pq": IndexKind("IVF{nlist},PQ{pq_bytes}", gpu=False),
+    "ivf-pq": IndexKind("IVF{nlist},PQ{pq_bytes}", gpu=False, configure=_no_polysemous),
     # 4-bit codes, one per 4 dimensions: coarse alone, but the fast-scan kernel reads them from SIMD
     # registers, so thousands of candidates cost less than the exact scoring of a few hundred; its
     # probes are cheap, so an eighth of the cells (bench/index_scale.py). FAISS has no GPU fast scan.
@@ -182,14 +236,14 @@ class FaissIndex:
         pq_bytes: int | None = None,
     ) -> None:
         """nprobe: IVF cells searched (default: the kind's); nlist: IVF cells (default 4·√n); train_size:
-        train IVF on at most this many vectors, drawn at random (k-means on every vector of a
-        million-photo gallery takes hours on a few cores); pq_bytes: bytes per vector of "ivf-pq" (a
+        train codes and cells on at most this many vectors, drawn at random (default TRAIN_SAMPLE:
+        k-means on every vector of a million-photo gallery takes hours on a few cores); pq_bytes: bytes per vector of "ivf-pq" (a
         divisor of dim; default about dim/16)."""
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
         self.dim, self.kind, self.spec = dim, kind, KINDS[kind]
         self.nprobe, self.ef_search = nprobe, ef_search
-        self.nlist, self.train_size = nlist, train_size
+        self.nlist, self.train_size = nlist, train_size or TRAIN_SAMPLE
         self.pq_bytes = pq_bytes or next(m for m in range(max(1, dim // 16), 0, -1) if dim % m == 0)
         if "{pq_bytes}" in self.spec.factory and dim % self.pq_bytes:
             raise ValueError(f"pq_bytes={self.pq_bytes} must divide the dimension {dim}")
@@ -224,26 +278,28 @@ class FaissIndex:
         """Whether the index is exact flat (its kind, or a gallery too small to train on)."""
         return isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
 
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def rebuild(self, rows: VectorRows) -> None:
         """Replace the whole content (training IVF cells on the new vectors)."""
-        self.swap(self.build(ids, vectors))
+        self.swap(self.build(rows))
 
-    def build(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
-        """A new FAISS index of these vectors (IVF cells trained on them), not yet live: see swap."""
-        index = self._empty(len(ids))
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if len(ids):
-            base = faiss.downcast_index(index.index)
-            if not base.is_trained:
-                sample = vectors
-                if self.train_size is not None and len(vectors) > self.train_size:
-                    rows = np.sort(np.random.default_rng(0).choice(len(vectors), self.train_size, replace=False))
-                    sample = vectors[rows]
-                if self.spec.pretrain is not None:
-                    self.spec.pretrain(base, sample)
-                base.train(sample)
-            index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-        return self._to_device(index)
+    def build(self, rows: VectorRows) -> faiss.Index:
+        """A new FAISS index of these vectors (codes and cells trained on them), not yet live: see swap."""
+        index = self.trained(rows)
+        for ids, vectors in rows.read():
+            index.add_with_ids(vectors, ids)
+        return self.placed(index)
+
+    def trained(self, rows: VectorRows) -> faiss.Index:
+        """A new empty index for these vectors, its codes and cells trained on a sample of them (on CPU:
+        see placed)."""
+        index = self._empty(len(rows))
+        base = faiss.downcast_index(index.index)
+        if len(rows) and not base.is_trained:
+            sample = rows.sample(self.train_size)
+            if self.spec.pretrain is not None:
+                self.spec.pretrain(base, sample)
+            base.train(sample)
+        return index
 
     def swap(self, index: faiss.Index) -> None:
         with self._lock:
@@ -254,13 +310,14 @@ class FaissIndex:
         with self._lock:
             return self._index
 
-    def refill(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def refill(self, rows: VectorRows) -> None:
         """Replace the whole content, keeping the trained cells and codebooks (no training)."""
         with self._lock:
             lists = faiss.clone_index(self._index.index)
             lists.reset()
             index = faiss.IndexIDMap2(lists)
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            for ids, vectors in rows.read():
+                index.add_with_ids(vectors, ids)
             self._index = index
 
     def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
@@ -274,7 +331,8 @@ class FaissIndex:
             if hasattr(base, "hnsw"):
                 base.hnsw.efSearch = self.ef_search
 
-    def _to_device(self, index: faiss.Index) -> faiss.Index:
+    def placed(self, index: faiss.Index) -> faiss.Index:
+        """INDEX on the GPU when this index uses one (a copy), else itself."""
         if not self.use_gpu or not self.spec.gpu:
             return index
         resources = faiss.StandardGpuResources()
@@ -304,7 +362,7 @@ class FaissIndex:
 
     def read(self, path: Path) -> faiss.Index:
         """The index in the file, not yet live (see swap). Raises RuntimeError when it cannot be read."""
-        return self._to_device(faiss.read_index(str(path)))
+        return self.placed(faiss.read_index(str(path)))
 
     def load(self, path: Path) -> None:
         """Raises RuntimeError when the file cannot be read."""

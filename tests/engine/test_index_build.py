@@ -11,6 +11,7 @@ from landmarks.gallery import scan_gallery
 from landmarks.images import decode_image
 from landmarks.index import FingerprintMismatch, GalleryIndex, build_index
 from landmarks.index.gallery_index import FAISS_FILE
+from landmarks.index.vectors import VectorRows
 from landmarks.models import load_extractor
 from tests.support import dev_protocol, run_cli
 
@@ -108,7 +109,7 @@ def test_index_kinds_find_the_same_nearest_neighbours(kind):
     vectors = (centres[rng.integers(0, 50, 3000)] + 0.1 * rng.normal(size=(3000, 64))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = vector_index(64, kind)
-    index.rebuild(np.arange(3000) + 10, vectors)
+    index.rebuild(VectorRows.of(np.arange(3000) + 10, vectors))
     _, ids = index.search(vectors[:100], 1)
     assert np.mean(ids[:, 0] == np.arange(100) + 10) >= 0.95
 

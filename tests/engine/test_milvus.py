@@ -12,6 +12,7 @@ import pytest
 from landmarks.index import GalleryIndex, MilvusVectorIndex, Neighbour
 from landmarks.index.gallery_index import MILVUS_FILE, STORE_FILE
 from landmarks.index.store import GalleryStore
+from landmarks.index.vectors import VectorRows
 from tests.support import run_cli
 
 TOP_K = 10
@@ -149,7 +150,7 @@ def test_milvus_index_kinds_find_the_nearest_neighbours(tmp_path, kind):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = MilvusVectorIndex(str(tmp_path / "kinds.db"), f"kinds_{kind}", 64, kind)
     try:
-        index.rebuild(np.arange(3000) + 10, vectors)
+        index.rebuild(VectorRows.of(np.arange(3000) + 10, vectors))
         assert len(index) == 3000
         scores, ids = index.search(vectors[:100], 5)
         assert ids.shape == scores.shape == (100, 5)
@@ -175,7 +176,7 @@ def test_a_lite_database_stays_open_until_its_last_index_closes(tmp_path):
     path = tmp_path / "shared.db"
     first = MilvusVectorIndex(str(path), "first", 4)
     second = MilvusVectorIndex(str(path), "second", 4)
-    second.rebuild(np.arange(3), np.eye(3, 4, dtype=np.float32))
+    second.rebuild(VectorRows.of(np.arange(3), np.eye(3, 4, dtype=np.float32)))
     first.close()
     assert second.search(np.eye(1, 4, dtype=np.float32), 1)[1][0, 0] == 0
     assert lite_locked(path)

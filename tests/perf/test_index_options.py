@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from landmarks.index.rerank import FullVectors
-from landmarks.index.vectors import INDEX_KINDS, needs_training, vector_index
+from landmarks.index.vectors import INDEX_KINDS, VectorRows, needs_training, vector_index
 
 DIM = 64
 
@@ -55,7 +55,7 @@ def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind):
     top1_floor, recall_floor = FLOORS[kind]
     ids, vectors, queries, target_ids, exact = data
     index = vector_index(DIM, kind, use_gpu=False, nlist=32, train_size=1500, pq_bytes=16)
-    index.rebuild(ids, vectors)
+    index.rebuild(VectorRows.of(ids, vectors))
     index.tune(nprobe=32, ef_search=256)  # every cell: IVF misses nothing but what its codes lose
     scores, found = index.search(queries, 10)
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
@@ -66,7 +66,7 @@ def test_each_kind_finds_the_moved_copy_and_most_exact_neighbours(data, kind):
 def test_ivf_options_shape_the_index(data):
     ids, vectors, queries, _, exact = data
     index = vector_index(DIM, "ivf", use_gpu=False, nlist=40, train_size=1000, nprobe=1)
-    index.rebuild(ids, vectors)
+    index.rebuild(VectorRows.of(ids, vectors))
     ivf = faiss.extract_index_ivf(index._index)
     assert ivf.nlist == 40 and ivf.nprobe == 1
     narrow = recall_at_10(index.search(queries, 10)[1], exact)
@@ -78,7 +78,7 @@ def test_ivf_options_shape_the_index(data):
 def test_each_kind_survives_save_and_load(data, tmp_path, kind):
     ids, vectors, queries, *_ = data
     index = vector_index(DIM, kind, use_gpu=False, nlist=32, pq_bytes=16)
-    index.rebuild(ids, vectors)
+    index.rebuild(VectorRows.of(ids, vectors))
     index.save(tmp_path / f"{kind}.faiss")
     loaded = vector_index(DIM, kind, use_gpu=False)
     loaded.load(tmp_path / f"{kind}.faiss")
@@ -89,7 +89,7 @@ def test_each_kind_survives_save_and_load(data, tmp_path, kind):
 def test_rerank_scores_are_the_full_vectors_and_follow_removals(data, tmp_path, kind):
     ids, vectors, queries, target_ids, _ = data
     index = vector_index(DIM, kind, use_gpu=False, nlist=32)
-    index.rebuild(ids, vectors)
+    index.rebuild(VectorRows.of(ids, vectors))
     assert faiss.extract_index_ivf(index.inner._index).nprobe == 16  # an eighth of the cells, at least 16
     scores, found = index.search(queries, 5)
     by_id = dict(zip(ids.tolist(), vectors, strict=True))
@@ -179,7 +179,7 @@ def test_full_vectors_keep_one_vector_per_id_through_adds_and_removals(tmp_path)
 def test_coded_full_vectors_keep_each_value_within_half_a_step(data, tmp_path):
     ids, vectors, *_ = data
     full = FullVectors(DIM, coded=True)
-    full.train(vectors[:2000])
+    full.train(VectorRows.of(np.arange(2000), vectors[:2000]))
     full.add(ids, vectors)  # a thousand rows outside the trained sample: clipped to its range at worst
     assert full._data.dtype == np.uint8 and full._data.nbytes == len(ids) * DIM
     step = full.span / 255
