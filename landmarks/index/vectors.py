@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SMALL_BATCH = 4  # fewer queries than this search on the calling thread alone
 CHUNK_ROWS = 32_768  # vectors read, coded and added at a time: 0.5 GB of the default model's 3,840-d float32
-# Vectors codes and cells are trained on, at most (drawn at random): a million of the default model's
+# At most this many vectors (drawn at random) train the codes and cells: a million of the default model's
 # are 15 GB, and FAISS's k-means wants 39 points a cell (4·√1M = 4,000 cells: 156,000).
 TRAIN_SAMPLE = 200_000
 
