@@ -239,8 +239,8 @@ def main() -> None:
     started = time.perf_counter()
     make_store(directory, args.size, args.kind)
     print(f"store: {time.perf_counter() - started:.0f} s", flush=True)
-    for stale in directory.glob("vectors*"):
-        stale.unlink()  # build from the store every run
+    for stale in [*directory.glob("vectors*"), *directory.glob("calibration.json")]:
+        stale.unlink()  # build from the store every run, and serve it as `index build` leaves it
     built = run_step("--size", str(args.size), "--kind", args.kind, "--step", "build")
     print(
         f"build: {built['vectors']:,} vectors ({args.kind}) in {built['seconds']:.0f} s, peak {built['peak_gb']:.2f} GB"

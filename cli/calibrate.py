@@ -42,6 +42,14 @@ def register(commands) -> None:
         help="also search every N-th gallery photo with its landmark left out (0: never; default 2)",
     )
     calibrate.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="probe at most N gallery photos, drawn at random (default: every photo; a million-photo "
+        "gallery would take a million and a half searches)",
+    )
+    calibrate.add_argument(
         "--threshold",
         type=float,
         default=None,
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None and not 0.0 <= value <= 1.0:
             raise CommandError(f"{flag} is a share: give a number between 0 and 1")
+    if args.sample is not None and args.sample < 3:
+        raise CommandError("--sample: give at least 3 gallery photos to probe")
     args.index = args.index or args.settings.index_dir
     shares = {
         name: value
@@ -114,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 searcher,
                 negatives=negatives,
                 unknown_every=args.unknown_every,
+                sample=args.sample,
                 progress=not args.no_progress,
                 threshold=args.threshold,
                 **shares,

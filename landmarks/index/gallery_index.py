@@ -279,6 +279,15 @@ class GalleryIndex:
     def landmarks(self) -> dict[str, Landmark]:
         return self.store.landmarks()
 
+    def labels(self) -> dict[int, str]:
+        """image id -> landmark id of every photo that takes part in matching (a copy)."""
+        with self._lock:
+            return dict(self._labels)
+
+    def label_of(self, image_id: int) -> str | None:
+        """The landmark of a photo that takes part in matching; None for an excluded or unknown id."""
+        return self._labels.get(int(image_id))
+
     def image(self, image_id: int) -> ImageRecord | None:
         return self.store.image(image_id)
 

@@ -209,6 +209,7 @@ def fit_searcher(
     *,
     negatives: list = (),
     unknown_every: int = 2,
+    sample: int | None = None,
     progress: bool = False,
     threshold: float | None = None,
     **shares: float,
@@ -216,7 +217,9 @@ def fit_searcher(
     """What `landmarks calibrate` fits for a searcher's configuration (uncalibrated `Searcher`): samples
     from its gallery (collect_samples) and NEGATIVES, then the model and its operating threshold.
     shares: keep_right, negative_share (fit_model's)."""
-    samples = collect_samples(searcher, negatives=negatives, unknown_every=unknown_every, progress=progress)
+    samples = collect_samples(
+        searcher, negatives=negatives, unknown_every=unknown_every, sample=sample, progress=progress
+    )
     return fit_from_samples(samples, spatial=searcher.spatial_active, threshold=threshold, **shares)
 
 
@@ -240,15 +243,21 @@ class Samples:
         return out
 
 
-def collect_samples(searcher, *, negatives: list = (), unknown_every: int = 2, progress: bool = False) -> Samples:
+def collect_samples(
+    searcher, *, negatives: list = (), unknown_every: int = 2, sample: int | None = None, progress: bool = False
+) -> Samples:
     """Labelled evidence for fitting, none of it from evaluation queries.
 
     searcher: a `landmarks.search.Searcher` (uncalibrated). negatives: PIL images that show no
     landmark. unknown_every: every n-th gallery photo is also searched with its landmark left out
-    (0: never).
+    (0: never). sample: probe at most this many gallery photos, drawn at random (seeded): a
+    million-photo gallery would otherwise take a million and a half searches.
     """
     samples = Samples()
     photos = searcher.gallery_ids()
+    if sample is not None and sample < len(photos):
+        chosen = np.sort(np.random.default_rng(0).choice(len(photos), sample, replace=False))
+        photos = [photos[i] for i in chosen]
     bar = None
     if progress:
         from tqdm import tqdm

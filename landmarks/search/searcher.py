@@ -7,6 +7,7 @@ verification is on); `search` answers them. The stages are described in `landmar
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -102,6 +103,7 @@ class Searcher:
         self._coordinates: dict[str, tuple[float, float] | None] | None = None  # landmark id -> (lat, lon)
         self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
         self.gallery = GalleryCache(extractor, index, config, self.multiscale)
+        self._sizes: tuple[int, Counter[str]] | None = None  # (gallery size, photos a landmark)
         directory = getattr(index, "directory", None)
         self.local_store = (
             LocalFeatureStore.open_existing(directory) if config.spatial and directory is not None else None
@@ -248,24 +250,43 @@ class Searcher:
     def gallery_probe(self, image_id: int, *, leave_landmark_out: bool = False, k: int = 1) -> SearchResult | None:
         """Search with a gallery photo as the query, itself (or its whole landmark) left out.
 
-        What `landmarks calibrate` learns from: nothing the evaluation queries is used.
+        What `landmarks calibrate` learns from: nothing the evaluation queries is used. Without a stage
+        that needs the whole gallery in memory, the photo's vector is read from the store: a
+        million-photo gallery's vectors (15 GB) are never all loaded for it.
         """
-        gallery = self.gallery.get()
-        row = gallery.rows.get(int(image_id))
-        if row is None:
-            return None
-        label = gallery.labels[row]
+        if self._needs_memory():
+            gallery = self.gallery.get()
+            row = gallery.rows.get(int(image_id))
+            if row is None:
+                return None
+            label, vector = gallery.labels[row], gallery.raw[row]
+        else:
+            label = self.index.label_of(image_id)
+            read = [v for _, v in self.index.store.vector_rows(self.index.vectors.dim, np.array([image_id])).read()]
+            if label is None or not len(read) or not len(read[0]):
+                return None
+            vector = read[0][0]
         local = None
         if self.spatial_active:
             local = self.local_store.get_many([image_id], self.config.local_params.key).get(int(image_id))
         exclude_landmark = label if leave_landmark_out else None
-        return self._search_one(
-            gallery.raw[row], local, k, exclude_ids={int(image_id)}, exclude_landmark=exclude_landmark
-        )
+        return self._search_one(vector, local, k, exclude_ids={int(image_id)}, exclude_landmark=exclude_landmark)
 
     def gallery_ids(self) -> list[tuple[int, str]]:
-        gallery = self.gallery.get()
-        return list(zip(gallery.ids.tolist(), gallery.labels.tolist(), strict=True))
+        """(image id, landmark id) of every photo that takes part in matching, by id."""
+        if self._needs_memory():
+            gallery = self.gallery.get()
+            return list(zip(gallery.ids.tolist(), gallery.labels.tolist(), strict=True))
+        return sorted(self.index.labels().items())
+
+    def _landmark_size(self, landmark_id: str) -> int:
+        """Photos of a landmark that take part in matching (counted once per gallery size)."""
+        if self._needs_memory():
+            return self.gallery.get().counts.get(landmark_id, 0)
+        size = len(self.index)
+        if self._sizes is None or self._sizes[0] != size:
+            self._sizes = (size, Counter(self.index.labels().values()))
+        return self._sizes[1].get(landmark_id, 0)
 
     def close(self) -> None:
         if self.local_store is not None:
@@ -328,7 +349,7 @@ class Searcher:
         cfg = self.config
         extra = len(exclude_ids)
         if exclude_landmark is not None:
-            extra += self.gallery.get().counts.get(exclude_landmark, 0)
+            extra += self._landmark_size(exclude_landmark)
         wanted = max(k, cfg.candidates)
 
         def nearest(vector: np.ndarray) -> list[tuple[int, str, float]]:

@@ -9,15 +9,17 @@ import httpx
 import numpy as np
 import pytest
 
+from landmarks.index import GalleryIndex
 from landmarks.quality.calibration import (
     CALIBRATION_FILE,
     FEATURES,
     Calibration,
+    collect_samples,
     feature_vector,
     fit_logistic,
     fit_model,
 )
-from landmarks.search import SearchConfig
+from landmarks.search import SearchConfig, Searcher
 from tests.support import ApiServer, dev_protocol, run_cli
 
 
@@ -73,6 +75,53 @@ def test_calibrate_stores_a_monotone_model_for_the_default_configuration(calibra
     # The default operating point answers 98% of the right leave-one-out answers.
     assert report["at_threshold"]["right_answered"] >= 0.97
     assert report["at_threshold"]["negatives_refused"] > 0.1
+
+
+def test_a_sampled_calibration_probes_what_it_is_asked_from_the_store(dev_index, default_extractor):
+    """`calibrate --sample N` on a large gallery: N photos probed (and every second with its landmark left
+    out), each photo's vector read from the store, never the whole gallery loaded into memory."""
+    index = GalleryIndex.open_recorded(dev_index)
+    try:
+        searcher = Searcher(default_extractor, index, SearchConfig(calibrated=False))
+        samples = collect_samples(searcher, sample=40, unknown_every=2)
+        assert samples.counts() == {"gallery_leave_one_out": 40, "gallery_unknown_landmark": 20}
+        assert searcher.gallery._gallery is None  # the in-memory gallery (15 GB at 1M) was never made
+        assert (
+            0.7
+            < np.mean(
+                [
+                    right
+                    for right, source in zip(samples.right, samples.source, strict=True)
+                    if source == "gallery_leave_one_out"
+                ]
+            )
+            <= 1.0
+        )
+        assert not any(
+            right
+            for right, source in zip(samples.right, samples.source, strict=True)
+            if source == "gallery_unknown_landmark"
+        )
+        # The same probes as from the in-memory gallery that stages like query expansion need.
+        gallery = searcher.gallery.get()
+        for image_id in gallery.ids[::97].tolist():
+            row = gallery.rows[image_id]
+            for leave_out in (False, True):
+                probed = searcher.gallery_probe(image_id, leave_landmark_out=leave_out)
+                expected = searcher._search_one(
+                    gallery.raw[row],
+                    None,
+                    1,
+                    exclude_ids={image_id},
+                    exclude_landmark=gallery.labels[row] if leave_out else None,
+                )
+                np.testing.assert_allclose(probed.features, expected.features)
+                assert [lm.landmark_id for lm in probed.landmarks] == [lm.landmark_id for lm in expected.landmarks]
+        assert searcher.gallery_probe(10**9) is None
+    finally:
+        index.close()
+    refused = run_cli("calibrate", "--index", str(dev_index), "--sample", "2", "--no-progress")
+    assert refused.returncode != 0 and "--sample: give at least 3" in refused.stderr + refused.stdout
 
 
 def post(server: ApiServer, path, k: int = 5) -> dict:
