@@ -124,15 +124,20 @@ def exact_top_k(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     path = WORK / f"truth-{len(gallery)}x{gallery.shape[1]}-q{len(queries)}-k{k}.npy"
     if path.is_file():
         return np.load(path)
+    truth = exact_neighbours(VectorRows.of(np.arange(len(gallery)), gallery), queries, k)
+    np.save(path, truth)
+    return truth
+
+
+def exact_neighbours(rows: VectorRows, queries: np.ndarray, k: int) -> np.ndarray:
+    """The ids of each query's K nearest rows by inner product, scanned a chunk at a time."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for start in range(0, len(gallery), CHUNK):
-        chunk = np.ascontiguousarray(gallery[start : start + CHUNK])
-        flat = faiss.IndexFlatIP(chunk.shape[1])
-        flat.add(chunk)
-        scores, ids = flat.search(queries, k)
-        heap.add_result(scores, ids + start)
+    for ids, vectors in rows.read():
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        scores, found = flat.search(queries, min(k, len(vectors)))
+        heap.add_result(scores, np.where(found >= 0, ids[found], -1))
     heap.finalize()
-    np.save(path, heap.I)
     return heap.I
 
 

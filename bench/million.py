@@ -30,11 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import httpx
 import numpy as np
 from common import DEV_DATA, WORK, dev_index  # also puts the repository on sys.path
-from index_scale import CHUNK, PHOTOS_PER_LANDMARK, Generator, dataset, real_embeddings
+from index_scale import CHUNK, PHOTOS_PER_LANDMARK, Generator, dataset, exact_neighbours, real_embeddings
 from server import ApiServer
 
 from landmarks.evaluation.protocol import dev_protocol
@@ -42,7 +41,6 @@ from landmarks.gallery import Landmark
 from landmarks.index import GalleryIndex
 from landmarks.index.gallery_index import STORE_FILE
 from landmarks.index.store import GalleryStore
-from landmarks.index.vectors import VectorRows
 from landmarks.models import DEFAULT_MODEL
 
 INSERT_ROWS = 10_000
@@ -115,16 +113,8 @@ def synthetic_photos(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def open_index(directory: Path, kind: str | None = None) -> GalleryIndex:
-    return GalleryIndex.open_recorded(directory) if kind is None else _open_kind(directory, kind)
-
-
-def _open_kind(directory: Path, kind: str) -> GalleryIndex:
-    store = GalleryStore(directory / STORE_FILE)
-    meta = {key: store.get_meta(key) for key in ("fingerprint", "model", "dim")}
-    store.close()
-    return GalleryIndex.open(
-        directory, fingerprint=meta["fingerprint"], model=meta["model"], dim=int(meta["dim"]), kind=kind, create=False
-    )
+    """The index as the service opens it; with KIND, rebuilt from the store as `index build --kind` does."""
+    return GalleryIndex.open_recorded(directory, **({"kind": kind} if kind else {}))
 
 
 def step_build(directory: Path, kind: str) -> dict:
@@ -134,16 +124,6 @@ def step_build(directory: Path, kind: str) -> dict:
     result = {"vectors": len(index), "seconds": seconds, "peak_gb": peak_gb()}
     index.close()
     return result
-
-
-def exact_neighbours(rows: VectorRows, queries: np.ndarray, k: int) -> np.ndarray:
-    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for ids, vectors in rows.read():
-        scores = queries @ vectors.T
-        top = np.argsort(-scores, axis=1)[:, :k]
-        heap.add_result(np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top])
-    heap.finalize()
-    return heap.I
 
 
 def step_search(directory: Path, size: int, queries: int) -> dict:

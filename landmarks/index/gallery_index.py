@@ -171,7 +171,7 @@ class GalleryIndex:
     @classmethod
     def open_recorded(cls, directory: Path, **options) -> GalleryIndex:
         """Open an existing index for the model that built it, without that model (for work on stored
-        vectors: cleaning, migrating). options: open's backend and milvus_uri. Raises FileNotFoundError
+        vectors: cleaning, migrating). options: open's kind, backend and milvus_uri. Raises FileNotFoundError
         when there is no index, ValueError when it holds nothing yet."""
         path = Path(directory) / STORE_FILE
         if not path.is_file():

@@ -20,7 +20,6 @@ MIN_CANDIDATES = 256  # scored exactly at least, even for k=1
 # For "pca-ivf-pq-sq8": its 4-bit codes of 256 principal axes rank a million 3,840-d vectors coarsely. At 1M
 # (bench/million.py, k=10, nprobe 512) 320 candidates reached recall@10 0.84, 1,280 0.948, 2,560 0.962 in 8.7 ms.
 CODED_MIN_CANDIDATES = 2560
-RESCORE_CHUNK = 16  # queries re-scored together: their candidates' full vectors are copied out
 RESCORE_BLOCK = 128  # coded rows converted to float at a time (2 MB of 3,840-d float32)
 ENCODE_CHUNK = 65_536  # rows coded at a time
 
@@ -85,7 +84,7 @@ class RerankIndex:
             self._stale.update(ids.tolist())
             # Stale codes take candidate places: re-encode once they are a tenth of the gallery.
             if len(self._stale) > len(self) // 10:
-                self.inner.refill(self._exact.rows_read())
+                self.inner.refill(self._exact.as_rows())
                 self._stale = set()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +102,7 @@ class RerankIndex:
         _, candidates = search_index(index, queries, min(max(k * self.rerank, self.min_candidates), index.ntotal))
         if len(stale):
             candidates[np.isin(candidates, stale)] = -1
-        parts = [
-            rescore(exact, queries[i : i + RESCORE_CHUNK], candidates[i : i + RESCORE_CHUNK], k)
-            for i in range(0, len(queries), RESCORE_CHUNK)
-        ]
-        return np.concatenate([scores for scores, _ in parts]), np.concatenate([ids for _, ids in parts])
+        return rescore(exact, queries, candidates, k)
 
     def save(self, path: Path) -> None:
         with self._lock:
@@ -193,7 +188,7 @@ class FullVectors:
     def __len__(self) -> int:
         return self._count
 
-    def rows_read(self) -> VectorRows:
+    def as_rows(self) -> VectorRows:
         """The stored vectors as float32 rows, decoded a chunk at a time (a 1M gallery's 8-bit codes are
         3.8 GB; decoded at once, 15 GB)."""
         ids = self.ids.copy()

@@ -67,10 +67,10 @@ class VectorRows:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def sample(self, size: int | None, seed: int = 0) -> np.ndarray:
+    def sample(self, size: int, seed: int = 0) -> np.ndarray:
         """At most SIZE of the vectors, drawn at random (all of them when there are fewer)."""
         chosen = None
-        if size is not None and len(self.ids) > size:
+        if len(self.ids) > size:
             chosen = np.sort(np.random.default_rng(seed).choice(self.ids, size, replace=False))
         parts = [
             vectors if chosen is None else vectors[np.isin(ids, chosen, assume_unique=True)]

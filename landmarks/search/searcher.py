@@ -7,7 +7,6 @@ verification is on); `search` answers them. The stages are described in `landmar
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -103,7 +102,7 @@ class Searcher:
         self._coordinates: dict[str, tuple[float, float] | None] | None = None  # landmark id -> (lat, lon)
         self.multiscale = MultiScaleEmbedder(extractor, config.scales) if config.multiscale else None
         self.gallery = GalleryCache(extractor, index, config, self.multiscale)
-        self._sizes: tuple[int, Counter[str]] | None = None  # (gallery size, photos a landmark)
+        self._sizes: tuple[int, dict[str, int]] | None = None  # (gallery size, photos a landmark)
         directory = getattr(index, "directory", None)
         self.local_store = (
             LocalFeatureStore.open_existing(directory) if config.spatial and directory is not None else None
@@ -262,10 +261,12 @@ class Searcher:
             label, vector = gallery.labels[row], gallery.raw[row]
         else:
             label = self.index.label_of(image_id)
-            read = [v for _, v in self.index.store.vector_rows(self.index.vectors.dim, np.array([image_id])).read()]
-            if label is None or not len(read) or not len(read[0]):
+            if label is None:
                 return None
-            vector = read[0][0]
+            _, vectors = next(self.index.store.vector_rows(self.index.vectors.dim, np.array([image_id])).read())
+            if not len(vectors):
+                return None
+            vector = vectors[0]
         local = None
         if self.spatial_active:
             local = self.local_store.get_many([image_id], self.config.local_params.key).get(int(image_id))
@@ -274,18 +275,13 @@ class Searcher:
 
     def gallery_ids(self) -> list[tuple[int, str]]:
         """(image id, landmark id) of every photo that takes part in matching, by id."""
-        if self._needs_memory():
-            gallery = self.gallery.get()
-            return list(zip(gallery.ids.tolist(), gallery.labels.tolist(), strict=True))
         return sorted(self.index.labels().items())
 
     def _landmark_size(self, landmark_id: str) -> int:
-        """Photos of a landmark that take part in matching (counted once per gallery size)."""
-        if self._needs_memory():
-            return self.gallery.get().counts.get(landmark_id, 0)
+        """Photos of a landmark that take part in matching (counted again only when the gallery's size changes)."""
         size = len(self.index)
         if self._sizes is None or self._sizes[0] != size:
-            self._sizes = (size, Counter(self.index.labels().values()))
+            self._sizes = (size, self.index.store.image_counts())
         return self._sizes[1].get(landmark_id, 0)
 
     def close(self) -> None:
